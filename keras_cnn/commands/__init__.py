@@ -1,0 +1,1 @@
+"""One module per `keras-cnn` sub-command; each exposes ``register(subparsers)``."""
