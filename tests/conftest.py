@@ -12,7 +12,7 @@ def _fresh_keras_session():
     """Seed and clear Keras state around every test so tests do not depend on order."""
     keras.utils.set_random_seed(0)
     yield
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
 
 
 def assert_keras_roundtrip(model, x, tmp_path, atol=1e-6):

@@ -1,0 +1,66 @@
+"""`keras-cnn summary MODEL`: per-layer output shapes, parameters and multiply-accumulates."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "summary",
+        help="per-layer output shape, parameters and MACs of a registered model",
+        description=(
+            "Build a registered model (random weights) and print, per layer, its output shape, "
+            "parameters and multiply-accumulates (MACs, one per multiplication), descending into "
+            "composite layers, then the totals. `keras-cnn list` shows the model names."
+        ),
+    )
+    parser.add_argument("model", metavar="MODEL", help="registered model name, e.g. lenet5, resnet50")
+    parser.add_argument("--input-shape", metavar="H,W,C", default=None,
+                        help="input shape, e.g. 224,224,3 (default: the model's default size)")
+    top = parser.add_mutually_exclusive_group()
+    top.add_argument("--include-top", dest="include_top", action="store_true", default=True,
+                     help="with the classifier (default)")
+    top.add_argument("--no-top", dest="include_top", action="store_false", help="without the classifier")
+    parser.add_argument("--classes", type=int, default=None, help="number of classes (default: the model's)")
+    parser.add_argument("--aux-logits", action="store_true",
+                        help="with the auxiliary classifiers (GoogLeNet, Inception-v2/v3)")
+    parser.add_argument("--stages", action="store_true", help="one line per top-level layer (stage)")
+    parser.add_argument("--compact", action="store_true",
+                        help="leave out layers without parameters or MACs (activations, pooling, ...)")
+    parser.add_argument("--json", action="store_true", help="print the profile as JSON")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args):
+    from keras_cnn._validation import check_positive_int, parse_shape
+    from keras_cnn.analysis import profile
+    from keras_cnn.models import build_model, get_model_entry, list_models
+
+    known = list_models()
+    if args.model not in known:
+        raise ValueError(f"Unknown model: `MODEL` must be one of {known}. Received: MODEL={args.model!r}")
+    entry = get_model_entry(args.model)
+    kwargs = {"include_top": args.include_top}
+    if args.input_shape is not None:
+        kwargs["input_shape"] = parse_shape("--input-shape", args.input_shape)
+    elif not args.include_top:
+        # Without a top the builders leave H and W open; profile at the default size.
+        kwargs["input_shape"] = (entry.default_size, entry.default_size, entry.channels)
+    if args.classes is not None:
+        kwargs["classes"] = check_positive_int("--classes", args.classes)
+    if args.aux_logits:
+        if not entry.aux_heads:
+            raise ValueError(
+                f"`--aux-logits` needs a model with auxiliary classifiers; {entry.name!r} has none. "
+                "Received: --aux-logits"
+            )
+        kwargs["aux_logits"] = True
+    model = build_model(entry.name, **kwargs)
+    prof = profile(model)
+    if args.json:
+        print(json.dumps(prof.to_dict(), indent=2))
+    else:
+        print(prof.to_table(stages=args.stages, skip_empty=args.compact))
+    return 0
