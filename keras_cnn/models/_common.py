@@ -118,3 +118,18 @@ def check_aux(aux_logits, include_top, arch):
             f"{arch}: auxiliary classifiers need the classification top. "
             "Received: aux_logits=True with include_top=False"
         )
+
+
+def check_width_multiplier(width_multiplier):
+    """Validate the ``width_multiplier`` knob (a number > 0) and return it as a float."""
+    ok = isinstance(width_multiplier, (int, float)) and not isinstance(width_multiplier, bool)
+    if not ok or not width_multiplier > 0:
+        raise ValueError(
+            f"`width_multiplier` must be a number > 0. Received: width_multiplier={width_multiplier!r}"
+        )
+    return float(width_multiplier)
+
+
+def scale_width(channels, width_multiplier):
+    """``channels * width_multiplier``, rounded to the nearest int, at least 1."""
+    return max(1, int(round(channels * width_multiplier)))
