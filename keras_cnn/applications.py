@@ -122,4 +122,5 @@ def feature_extractor(model, stages=None, **build_kwargs):
     if missing:
         raise ValueError(f"`stages` name layers that are not in the model: {missing}")
     outputs = {key: model.get_layer(layer).output for key, layer in taps.items()}
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, outputs, name=f"{model.name}_features")

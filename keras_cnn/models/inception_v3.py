@@ -1,0 +1,278 @@
+"""Inception-v3, layer for layer the twin of ``keras.applications.InceptionV3``.
+
+Reference: Szegedy et al., "Rethinking the Inception Architecture for Computer Vision",
+CVPR 2016 (https://arxiv.org/abs/1512.00567); the architecture is keras.applications'
+(itself a port of the TF-slim / released checkpoint), not the paper's Table 1 (for that see
+`keras_cnn.models.inception_v2`).
+
+keras writes mixed0..mixed10 out by hand; here they are a table (`INCEPTION_V3_BLOCKS`) of
+`InceptionBlock` / `GridReduction` specifications that one loop walks. With 1000 classes the
+model has 23,851,784 parameters with the top (21,802,784 without), the same as keras.
+
+Weight-porting contract (for `keras_cnn.weights`):
+    * Every keras ``conv2d_bn(x, filters, rows, cols, ...)`` call is one `ConvBN` here:
+      Conv2D (no bias) -> BatchNormalization(scale=False, epsilon=1e-3) -> ReLU.
+    * Inside each block the leaf layers are created in keras' ``conv2d_bn`` call order
+      (branch by branch, top to bottom; in mixed9/mixed10 the 1x3 before the 3x1), and the
+      branches are concatenated in keras' order. So the n-th Conv2D (BatchNormalization)
+      of this model, in ``model.weights`` order, is the n-th Conv2D (BatchNormalization)
+      that keras' ``InceptionV3`` *creates* -- keras' auto names conv2d, conv2d_1, ...,
+      conv2d_93 (batch_normalization, ..._93). Note that keras' own ``model.layers`` /
+      ``model.weights`` are in topological order, which differs inside a block; use
+      `twin_layer_pairs` to pair the layers.
+    * ``predictions`` (Dense) is the same layer; there is no other weighted layer.
+    * Names here: stem_conv1..stem_conv5, stem_pool1/2, mixed0..mixed10 (the blocks; keras'
+      concatenations of the same names), avg_pool, predictions. Conv ``b``-``s`` of block
+      ``mixedK`` is ``mixedK_branch{b}_{s}`` (its Conv2D ``..._conv``, BN ``..._bn``).
+
+Additions over keras: ``aux_logits`` (the BN auxiliary head of the paper on mixed7, the last
+17x17 grid: avg-pool 5x5/3, 1x1 conv 128, 5x5 conv 768, FC; as torchvision's ``InceptionAux``)
+and ``dropout`` before the classifier (default 0.0 = keras; it adds no parameters).
+"""
+
+from __future__ import annotations
+
+import re
+
+import keras
+
+from keras_cnn.layers.inception import (
+    AuxiliaryClassifier,
+    GridReduction,
+    InceptionBlock,
+    apply_conv_stem,
+    expanded_branches,
+)
+from keras_cnn.models import _common
+from keras_cnn.models.registry import register_model
+
+DEFAULT_SIZE = 299
+MIN_SIZE = 75
+
+# BatchNormalization as keras' conv2d_bn: no conv bias, no gamma, epsilon 1e-3.
+BN = dict(use_bn=True, use_bias=False, bn_scale=False, bn_epsilon=1e-3)
+
+# Stem (`apply_conv_stem`): (filters, kernel, strides, padding) convs and "pool" (max 3x3/2 valid).
+# 299x299x3 -> 149x149x32 -> 147x147x32 -> 147x147x64 -> 73x73x64 -> 73x73x80 -> 71x71x192
+# -> 35x35x192.
+INCEPTION_V3_STEM = (
+    (32, 3, 2, "valid"),
+    (32, 3, 1, "valid"),
+    (64, 3, 1, "same"),
+    "pool",
+    (80, 1, 1, "valid"),
+    (192, 3, 1, "valid"),
+    "pool",
+)
+
+
+def _block_35(pool_proj):
+    """mixed0-2 (35x35): 1x1 64 | 1x1 48 -> 5x5 64 | 1x1 64 -> 3x3 96 -> 3x3 96 | avg -> 1x1."""
+    return [[(64, 1)], [(48, 1), (64, 5)], [(64, 1), (96, 3), (96, 3)], ["avg", (pool_proj, 1)]]
+
+
+def _block_17(c7):
+    """mixed4-7 (17x17): keras' 7x7 factorisations (the double branch starts with a 7x1)."""
+    return [
+        [(192, 1)],
+        [(c7, 1), (c7, (1, 7)), (192, (7, 1))],
+        [(c7, 1), (c7, (7, 1)), (c7, (1, 7)), (c7, (7, 1)), (192, (1, 7))],
+        ["avg", (192, 1)],
+    ]
+
+
+def _block_8():
+    """mixed9-10 (8x8): expanded filter bank, 320 + 2x384 + 2x384 + 192 = 2048 channels."""
+    return expanded_branches(320, 384, 384, 448, 384, 384, 192)
+
+
+# Grid reductions (stride-2 last convs, valid padding; max-pool branch appended last).
+_REDUCTION_35_TO_17 = [[(384, 3)], [(64, 1), (96, 3), (96, 3)]]  # + pool: 384 + 96 + 288 = 768
+_REDUCTION_17_TO_8 = [[(192, 1), (320, 3)], [(192, 1), (192, (1, 7)), (192, (7, 1)), (192, 3)]]  # 320+192+768
+
+# name -> (kind, branches). Output shapes at 299 px in the comments.
+INCEPTION_V3_BLOCKS = {
+    "mixed0": ("block", _block_35(32)),  # 35x35x256
+    "mixed1": ("block", _block_35(64)),  # 35x35x288
+    "mixed2": ("block", _block_35(64)),  # 35x35x288
+    "mixed3": ("reduction", _REDUCTION_35_TO_17),  # 17x17x768
+    "mixed4": ("block", _block_17(128)),  # 17x17x768
+    "mixed5": ("block", _block_17(160)),
+    "mixed6": ("block", _block_17(160)),
+    "mixed7": ("block", _block_17(192)),  # 17x17x768 (auxiliary head here)
+    "mixed8": ("reduction", _REDUCTION_17_TO_8),  # 8x8x1280
+    "mixed9": ("block", _block_8()),  # 8x8x2048
+    "mixed10": ("block", _block_8()),  # 8x8x2048
+}
+AUX_AFTER = "mixed7"
+
+STAGES = {
+    "stem1": "stem_conv3",  # 147x147x64 (stride 2)
+    "stem2": "stem_conv5",  # 71x71x192 (stride 4)
+    "mixed2": "mixed2",  # 35x35x288 (stride 8)
+    "mixed7": "mixed7",  # 17x17x768 (stride 16)
+    "mixed10": "mixed10",  # 8x8x2048 (stride 32)
+}
+
+
+def InceptionV3Custom(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="inception_v3",
+    dropout=0.0,
+    aux_logits=False,
+):
+    """Inception-v3, the same network as ``keras.applications.InceptionV3``.
+
+    Szegedy et al., "Rethinking the Inception Architecture for Computer Vision", CVPR 2016.
+    Same layers, parameter count (23,851,784 with the top), BN settings (no conv bias,
+    ``scale=False``, epsilon 1e-3), branch and concatenation order, and block names
+    "mixed0".."mixed10" as keras, so keras' weights port one to one (see the module
+    docstring for the mapping and `twin_layer_pairs`). Default input 299x299x3, minimum 75.
+
+    Args:
+        include_top: include the classifier. Default True.
+        weights: None, "imagenet" (loaded by `keras_cnn.weights`), or a weights file path.
+            Default None.
+        input_tensor: optional Keras tensor to use as the input. Default None.
+        input_shape: optional (H, W, C), at least 75x75; default (299, 299, 3).
+        pooling: None, "avg" or "max" when ``include_top=False``. Default None.
+        classes: classifier units. Default 1000.
+        classifier_activation: activation of the classifier (and auxiliary head).
+            Default "softmax".
+        name: model name. Default "inception_v3".
+        dropout: dropout before the classifier; keras has none. Default 0.0.
+        aux_logits: add the BN auxiliary classifier on mixed7; the model then returns
+            ``{"predictions", "aux1"}``. Requires ``include_top``. Default False.
+
+    Returns:
+        A `keras.Model`.
+
+    Example:
+        >>> model = InceptionV3Custom(include_top=False, input_shape=(75, 75, 3), pooling="avg")
+        >>> model.output.shape
+        (None, 2048)
+    """
+    _common.validate_common(
+        include_top=include_top,
+        weights=weights,
+        classes=classes,
+        pooling=pooling,
+        classifier_activation=classifier_activation,
+        dropout=dropout,
+        twin="InceptionV3",
+    )
+    _common.check_aux(aux_logits, include_top, "InceptionV3Custom")
+    img_input, inputs = _common.make_inputs(
+        input_shape,
+        input_tensor,
+        default_size=DEFAULT_SIZE,
+        min_size=MIN_SIZE,
+        include_top=include_top,
+        weights=weights,
+    )
+
+    x = apply_conv_stem(img_input, INCEPTION_V3_STEM, **BN)  # 35x35x192
+    aux_outputs = {}
+    for block_name, (kind, branches) in INCEPTION_V3_BLOCKS.items():
+        if kind == "reduction":
+            x = GridReduction(branches, pool="max", name=block_name, **BN)(x)
+        else:
+            x = InceptionBlock(branches, name=block_name, **BN)(x)
+        if aux_logits and block_name == AUX_AFTER:
+            aux_outputs["aux1"] = AuxiliaryClassifier.inception_v3(
+                classes, activation=classifier_activation, name="aux1", **BN
+            )(x)
+    # 8x8x2048 at 299 px
+
+    if include_top:
+        x = _common.gap_classifier(
+            x, classes=classes, classifier_activation=classifier_activation, dropout=dropout
+        )
+    else:
+        x = _common.pooled_features(x, pooling)
+    return _common.finish_model(
+        inputs, x, name=name, weights=weights, arch="inception_v3", include_top=include_top,
+        aux_outputs=aux_outputs or None,
+    )
+
+
+def _leaves(layer):
+    """Leaf layers of ``layer`` in creation (= weight) order."""
+    children = getattr(layer, "_layers", [])
+    if not children:
+        return [layer]
+    out = []
+    for child in children:
+        out.extend(_leaves(child))
+    return out
+
+
+def _creation_index(layer):
+    match = re.search(r"_(\d+)$", layer.name)
+    return int(match.group(1)) if match else 0
+
+
+def twin_layer_pairs(model, keras_model):
+    """Pair the weighted leaf layers of ``model`` with those of keras' ``InceptionV3``.
+
+    ``model`` is an `InceptionV3Custom` (auxiliary heads are skipped); ``keras_model`` is a
+    ``keras.applications.InceptionV3`` with the same ``include_top``. keras' Conv2D and
+    BatchNormalization layers are ordered by creation (their auto-name suffix), ours by
+    weight order; the classifier is matched by name.
+
+    Returns:
+        A list of ``(our_layer, keras_layer)``; copying ``get_weights()`` along it ports keras'
+        weights, e.g. ImageNet's.
+
+    Raises:
+        ValueError: if the two models do not have the same weighted layers.
+    """
+    ours = []
+    for layer in model.layers:
+        if layer.name.startswith("aux"):
+            continue
+        ours.extend(leaf for leaf in _leaves(layer) if leaf.weights)
+    by_kind = {}
+    for layer in keras_model.layers:
+        if layer.weights:
+            by_kind.setdefault(type(layer).__name__, []).append(layer)
+    for layers in by_kind.values():
+        layers.sort(key=_creation_index)
+    cursor = {kind: 0 for kind in by_kind}
+    pairs = []
+    for layer in ours:
+        kind = type(layer).__name__
+        if kind not in by_kind or cursor[kind] >= len(by_kind[kind]):
+            raise ValueError(f"`keras_model` has no counterpart for {layer.name!r} ({kind}).")
+        twin = by_kind[kind][cursor[kind]]
+        cursor[kind] += 1
+        if [tuple(w.shape) for w in layer.weights] != [tuple(w.shape) for w in twin.weights]:
+            raise ValueError(
+                f"`keras_model`: weight shapes of {layer.name!r} and {twin.name!r} differ: "
+                f"{[tuple(w.shape) for w in layer.weights]} vs {[tuple(w.shape) for w in twin.weights]}"
+            )
+        pairs.append((layer, twin))
+    left = {kind: len(v) - cursor[kind] for kind, v in by_kind.items() if len(v) != cursor[kind]}
+    if left:
+        raise ValueError(f"`keras_model` has weighted layers without a counterpart here: {left}")
+    return pairs
+
+
+register_model(
+    "inception_v3",
+    InceptionV3Custom,
+    family="inception_v3",
+    default_size=DEFAULT_SIZE,
+    min_size=MIN_SIZE,
+    preprocessing="tf",
+    stages=STAGES,
+    twin="InceptionV3",
+    aux_heads=1,
+    description="Inception-v3 (Szegedy et al. 2015), keras.applications.InceptionV3 layer for layer, 23.9M params",
+)
