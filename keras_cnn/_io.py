@@ -24,7 +24,16 @@ def atomic_dir(final_path, *, overwrite=False):
     tmp = Path(tempfile.mkdtemp(prefix=f".{final_path.name}.tmp-", dir=final_path.parent))
     try:
         yield tmp
-        if final_path.exists():
+        if not overwrite:
+            # Re-check at rename time: another writer may have created it meanwhile.
+            # rename() refuses to replace a non-empty directory, so nothing is lost.
+            if final_path.exists():
+                raise FileExistsError(f"{final_path} was created by another writer; not overwritten.")
+            try:
+                os.rename(tmp, final_path)
+            except OSError as err:
+                raise FileExistsError(f"{final_path} already exists; not overwritten.") from err
+        elif final_path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{final_path.name}.old-", dir=final_path.parent))
             os.replace(final_path, old / "x")
             os.replace(tmp, final_path)

@@ -1,0 +1,76 @@
+"""SavedModel export for TF Serving: signatures, versions, warm-up, config, verification, client.
+
+Example:
+    >>> from keras_cnn.export import export_for_serving, verify_export
+    >>> path = export_for_serving("runs/lenet5/model.keras", "saved_models", "lenet5")
+    >>> report = verify_export(path, model="runs/lenet5/model.keras")
+    >>> report.ok
+    True
+"""
+
+from keras_cnn.export.client import (
+    MissingExtraError,
+    Prediction,
+    ServingError,
+    predict_grpc,
+    predict_keras,
+    predict_rest,
+    predict_saved_model,
+)
+from keras_cnn.export.saved_model import (
+    BYTES_INPUT,
+    BYTES_SIGNATURE,
+    DEFAULT_SIGNATURE,
+    IMAGES_INPUT,
+    OUTPUT_NAMES,
+    export_for_serving,
+    load_class_names,
+    next_version,
+    read_class_names,
+    read_metadata,
+)
+from keras_cnn.export.serving_config import (
+    ServedModel,
+    batching_parameters_text,
+    models_config_from_exports,
+    models_config_text,
+    scan_exports,
+    write_batching_parameters,
+    write_models_config,
+)
+from keras_cnn.export.verify import Check, VerifyReport, read_signatures, verify_export
+from keras_cnn.export.warmup import decode_predict_log, encode_predict_log, read_warmup_requests, write_warmup_requests
+
+__all__ = [
+    "BYTES_INPUT",
+    "BYTES_SIGNATURE",
+    "Check",
+    "DEFAULT_SIGNATURE",
+    "IMAGES_INPUT",
+    "MissingExtraError",
+    "OUTPUT_NAMES",
+    "Prediction",
+    "ServedModel",
+    "ServingError",
+    "VerifyReport",
+    "batching_parameters_text",
+    "decode_predict_log",
+    "encode_predict_log",
+    "export_for_serving",
+    "load_class_names",
+    "models_config_from_exports",
+    "models_config_text",
+    "next_version",
+    "predict_grpc",
+    "predict_keras",
+    "predict_rest",
+    "predict_saved_model",
+    "read_class_names",
+    "read_metadata",
+    "read_signatures",
+    "read_warmup_requests",
+    "scan_exports",
+    "verify_export",
+    "write_batching_parameters",
+    "write_models_config",
+]

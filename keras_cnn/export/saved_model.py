@@ -1,0 +1,481 @@
+"""SavedModel export for TF Serving: signatures, versions, class names, metadata, warm-up.
+
+Layout written by `export_for_serving` (TF Serving's ``<base_path>/<version>/``)::
+
+    saved_models/lenet5/1/
+      saved_model.pb, fingerprint.pb, variables/   the graph, tag "serve"
+      assets/class_names.txt                       one class name a line; a tracked tf asset
+                                                   (it feeds the index -> name lookup table)
+      assets.extra/keras_cnn.json                  metadata: model, input size, preprocessing,
+                                                   classes, metrics, package versions, time
+      assets.extra/tf_serving_warmup_requests      warm-up PredictionLog records (optional)
+
+Signatures (tag "serve"; batch dimension dynamic)::
+
+    serving_default   images       float32 [-1, H, W, C]  raw 0..255 pixels
+    serving_bytes     image_bytes  string  [-1]           encoded JPEG/PNG/GIF/BMP; decoded to C
+                                                          channels and bilinearly resized to
+                                                          H x W inside
+    outputs (both)    probabilities      float32 [-1, classes]
+                      classes            int64   [-1]      top-1 index
+                      class_names        string  [-1]      top-1 name
+                      top_k_scores       float32 [-1, k]
+                      top_k_classes      int64   [-1, k]
+                      top_k_class_names  string  [-1, k]
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from keras_cnn._io import atomic_dir, atomic_write_json
+from keras_cnn._validation import check_existing_path, check_positive_int
+from keras_cnn.export import warmup as _warmup
+from keras_cnn.export._images import encode_png, tf_decode_image
+from keras_cnn.export.serving_config import check_model_name
+
+DEFAULT_SIGNATURE = "serving_default"
+BYTES_SIGNATURE = "serving_bytes"
+IMAGES_INPUT = "images"
+BYTES_INPUT = "image_bytes"
+OUTPUT_NAMES = ("probabilities", "classes", "class_names", "top_k_scores", "top_k_classes", "top_k_class_names")
+CLASS_NAMES_ASSET = "class_names.txt"
+METADATA_FILE = "keras_cnn.json"
+METADATA_FORMAT = 1
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def next_version(model_dir) -> int:
+    """1 + the highest numeric version directory under ``model_dir`` (1 if there is none)."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return 1
+    versions = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def load_class_names(source, *, arg="class_names") -> list[str]:
+    """Class names from a list, a ``.json`` file (a list) or a text file (one name a line)."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(check_existing_path(arg, source))
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".json":
+            try:
+                names = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"`{arg}` file is not valid JSON ({err}). Received: {arg}={str(path)!r}") from None
+            if isinstance(names, dict) and "class_names" in names:
+                names = names["class_names"]
+        else:
+            names = [line.rstrip("\r") for line in text.split("\n")]
+            while names and names[-1] == "":
+                names.pop()
+    else:
+        names = source
+    if not isinstance(names, (list, tuple)) or not names:
+        raise ValueError(f"`{arg}` must be a non-empty list of strings. Received: {arg}={source!r}")
+    names = list(names)
+    bad = [n for n in names if not isinstance(n, str) or not n.strip() or "\n" in n or "\r" in n]
+    if bad:
+        raise ValueError(
+            f"`{arg}` must be non-empty single-line strings. Received: {arg} containing {bad[0]!r}"
+        )
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"`{arg}` must be unique. Received: {arg} with {dup!r} twice")
+    return names
+
+
+def resolve_model(model, *, arg="model"):
+    """``(keras.Model, path_or_None)`` from a model, a ``.keras`` file or a run directory."""
+    import keras
+
+    if isinstance(model, keras.Model):
+        return model, None
+    if not isinstance(model, (str, os.PathLike)):
+        raise ValueError(
+            f"`{arg}` must be a keras.Model, a .keras file or a training run directory. "
+            f"Received: {arg} of type {type(model).__name__}"
+        )
+    path = Path(model)
+    if path.is_dir():
+        path = path / "model.keras"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"`{arg}` directory holds no model.keras (a training run directory does). "
+                f"Received: {arg}={str(model)!r}"
+            )
+    check_existing_path(arg, path)
+    if path.suffix != ".keras":
+        raise ValueError(f"`{arg}` must be a .keras file. Received: {arg}={str(path)!r}")
+    try:
+        loaded = keras.models.load_model(path, compile=False)
+    except Exception as err:  # corrupt archive, unknown layer, ...: say which file
+        raise ValueError(f"`{arg}` could not be loaded as a Keras model ({type(err).__name__}: {err}). "
+                         f"Received: {arg}={str(path)!r}") from err
+    return loaded, path
+
+
+def class_names_beside(path) -> list[str] | None:
+    """``class_names.json`` next to a ``.keras`` file (a training run directory), if present."""
+    if path is None:
+        return None
+    candidate = Path(path).parent / "class_names.json"
+    return load_class_names(candidate) if candidate.is_file() else None
+
+
+def inference_model(model):
+    """The single-output classifier to serve and whether it outputs logits.
+
+    A model with auxiliary heads (dict output) is served through its ``"predictions"`` output
+    only; for Functional models the auxiliary branches are dropped from the graph.
+
+    Returns:
+        ``(model, outputs_logits)``.
+    """
+    import keras
+
+    if not _has_output(model):
+        raise ValueError(
+            "`model` must be a built Functional or Sequential model (with an Input) so that its "
+            f"input and output shapes are known. Received: {type(model).__name__} {model.name!r}"
+        )
+    output = model.output
+    if isinstance(output, dict):
+        if "predictions" not in output:
+            raise ValueError(
+                "`model` returns a dict without a 'predictions' entry; cannot tell which output to "
+                f"serve. Received: outputs={sorted(output)}"
+            )
+        head = output["predictions"]
+        model = keras.Model(model.inputs, head, name=model.name)
+    elif isinstance(output, (list, tuple)):
+        raise ValueError(
+            f"`model` must have one output (or a dict with 'predictions'). Received: {len(output)} outputs"
+        )
+    return model, _outputs_logits(model)
+
+
+def _has_output(model):
+    try:
+        model.output  # noqa: B018 - raises for subclassed models never called
+        return True
+    except (AttributeError, ValueError):
+        return False
+
+
+def _outputs_logits(model) -> bool:
+    """True when the layer producing the output has a linear activation (logits)."""
+    try:
+        layer = model.output._keras_history[0]
+    except (AttributeError, IndexError, ValueError):
+        return False
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", None)
+    return name == "linear"
+
+
+def _preprocessing_mode(model):
+    from keras_cnn.layers.preprocess import Preprocess
+
+    try:
+        layers = list(model._flatten_layers(include_self=False, recursive=True))
+    except (AttributeError, TypeError):
+        layers = list(getattr(model, "layers", []))
+    modes = [layer.mode for layer in layers if isinstance(layer, Preprocess)]
+    return modes[0] if modes else None
+
+
+def _package_versions():
+    import keras
+    import tensorflow as tf
+
+    import keras_cnn
+
+    return {
+        "keras_cnn": keras_cnn.__version__,
+        "keras": keras.__version__,
+        "tensorflow": tf.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _json_safe(arg, value):
+    """``value`` as plain JSON data; numpy values converted, NaN/inf (a diverged metric) -> None."""
+    try:
+        return json.loads(json.dumps(_plain(value), allow_nan=False))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"`{arg}` must be JSON-serializable ({err}). Received: {arg}={value!r}") from None
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k) if isinstance(k, (int, float, bool)) else k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _input_size(model, image_size):
+    shapes = [tuple(t.shape) for t in model.inputs]
+    if len(shapes) != 1 or len(shapes[0]) != 4:
+        raise ValueError(
+            "`model` must take one image batch [batch, height, width, channels]. "
+            f"Received: input shapes {shapes}"
+        )
+    _, height, width, channels = shapes[0]
+    if channels not in (1, 3, 4):
+        raise ValueError(f"`model` input must have 1, 3 or 4 channels to decode images. Received: channels={channels}")
+    if image_size is not None:
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if len(size) != 2:
+            raise ValueError(f"`image_size` must be an int or (height, width). Received: image_size={image_size!r}")
+        for s in size:
+            check_positive_int("image_size", s)
+        if (height is not None and height != size[0]) or (width is not None and width != size[1]):
+            raise ValueError(
+                f"`image_size` must match the model's input size {(height, width)}. Received: image_size={image_size!r}"
+            )
+        height, width = size
+    if height is None or width is None:
+        raise ValueError(
+            "`model` accepts any image size; pass `image_size=(height, width)` to fix the size the "
+            f"serving signatures decode and resize to. Received: input shape {shapes[0]}"
+        )
+    return int(height), int(width), int(channels)
+
+
+# --------------------------------------------------------------------------- export
+
+
+def export_for_serving(
+    model,
+    base_dir="saved_models",
+    name=None,
+    version=None,
+    *,
+    class_names=None,
+    metadata=None,
+    warmup=True,
+    overwrite=False,
+    top_k=5,
+    image_size=None,
+):
+    """Export a classifier as a TF Serving SavedModel version, atomically.
+
+    The model takes raw 0..255 pixels (its ``Preprocess`` layer is inside), so the served
+    signatures do too. Augmentation layers are inactive (the model is called with
+    ``training=False``); of a model with auxiliary heads only ``"predictions"`` is served; a
+    model whose last layer is linear (logits) gets a softmax.
+
+    Args:
+        model: a ``keras.Model``, a ``.keras`` file, or a training run directory holding
+            ``model.keras`` (then ``class_names.json`` beside it is used by default).
+        base_dir: export root; the version goes to ``base_dir/name/version/``.
+            Default "saved_models".
+        name: model name (directory and ``/v1/models/<name>``). Default: ``model.name``.
+        version: positive int. Default: the next free version (1 for a new model).
+        class_names: list of names, or a ``.json`` / ``.txt`` file of them. Default: the
+            training run's ``class_names.json`` if ``model`` is a path, else "0", "1", ...
+        metadata: JSON-serializable dict stored under ``"metadata"`` in
+            ``assets.extra/keras_cnn.json`` (training metrics, dataset, ...). Default None.
+        warmup: write ``assets.extra/tf_serving_warmup_requests``: True (batch of 1 per
+            signature), False, or batch sizes such as ``(1, 8)``. Default True.
+        overwrite: replace an existing version. Default False (FileExistsError instead).
+        top_k: number of ``top_k_*`` results (capped at the number of classes). Default 5.
+        image_size: (height, width) for models built without a fixed input size. Default None.
+
+    Returns:
+        ``pathlib.Path`` of the version directory.
+
+    Raises:
+        FileExistsError: the version exists and ``overwrite`` is False.
+        ValueError: unsupported model (not one image input, several outputs), class names that
+            do not match the number of classes, a bad name/version/top_k.
+
+    Example:
+        >>> path = export_for_serving(model, "saved_models", "lenet5", class_names=names)
+        >>> path
+        PosixPath('saved_models/lenet5/1')
+    """
+    import keras
+    import tensorflow as tf
+
+    keras_model, source = resolve_model(model)
+    if class_names is None:
+        class_names = class_names_beside(source)
+    serve_model, logits = inference_model(keras_model)
+    height, width, channels = _input_size(serve_model, image_size)
+    output_shape = tuple(serve_model.output.shape)
+    if len(output_shape) != 2 or output_shape[1] is None:
+        raise ValueError(
+            f"`model` must output class scores [batch, classes]. Received: output shape {output_shape}"
+        )
+    num_classes = int(output_shape[1])
+    if class_names is None:
+        class_names = [str(i) for i in range(num_classes)]
+    class_names = load_class_names(class_names)
+    if len(class_names) != num_classes:
+        raise ValueError(
+            f"`class_names` must have one name per class ({num_classes}). "
+            f"Received: {len(class_names)} class names"
+        )
+    check_positive_int("top_k", top_k)
+    k = min(top_k, num_classes)
+    name = check_model_name("name", keras_model.name if name is None else name)
+    model_dir = Path(base_dir) / name
+    version = next_version(model_dir) if version is None else check_positive_int("version", version)
+    batch_sizes = _warmup.warmup_batch_sizes(warmup)
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValueError(f"`metadata` must be a dict or None. Received: metadata={metadata!r}")
+    user_metadata = _json_safe("metadata", metadata or {})
+    target = model_dir / str(version)
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"{target} already exists; versions are never overwritten unless overwrite=True "
+            f"(next free version: {next_version(model_dir)})."
+        )
+
+    with tempfile.TemporaryDirectory(prefix="keras_cnn_export_") as scratch, atomic_dir(
+        target, overwrite=overwrite
+    ) as tmp:
+        vocab = Path(scratch) / CLASS_NAMES_ASSET
+        vocab.write_text("\n".join(class_names) + "\n", encoding="utf-8")
+        # Index -> name table initialised from the asset file: tf.saved_model.save copies the file
+        # to assets/ and the server re-reads it from there when it loads the model.
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                str(vocab), tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+                tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+            ),
+            default_value="",
+        )
+
+        def classify(images):
+            scores = serve_model(images, training=False)
+            scores = tf.cast(scores, tf.float32)
+            if logits:
+                scores = tf.nn.softmax(scores, axis=-1)
+            top_scores, top_idx = tf.math.top_k(scores, k=k)
+            top_idx = tf.cast(top_idx, tf.int64)
+            top_names = table.lookup(top_idx)
+            return {
+                "probabilities": scores,
+                "classes": top_idx[:, 0],
+                "class_names": top_names[:, 0],
+                "top_k_scores": top_scores,
+                "top_k_classes": top_idx,
+                "top_k_class_names": top_names,
+            }
+
+        def decode_one(data):
+            image = tf_decode_image(data, channels)
+            image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
+            return tf.ensure_shape(image, (height, width, channels))
+
+        def serve_images(images):
+            return classify(images)
+
+        def serve_bytes(image_bytes):
+            images = tf.map_fn(
+                decode_one, image_bytes, fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32)
+            )
+            return classify(images)
+
+        archive = keras.export.ExportArchive()
+        archive.track(serve_model)
+        archive.track(table)
+        default_fn = archive.add_endpoint(
+            DEFAULT_SIGNATURE, serve_images,
+            input_signature=[tf.TensorSpec((None, height, width, channels), tf.float32, name=IMAGES_INPUT)],
+        )
+        bytes_fn = archive.add_endpoint(
+            BYTES_SIGNATURE, serve_bytes,
+            input_signature=[tf.TensorSpec((None,), tf.string, name=BYTES_INPUT)],
+        )
+        archive.write_out(str(tmp), verbose=False)
+
+        signatures = {
+            DEFAULT_SIGNATURE: _describe(default_fn, IMAGES_INPUT),
+            BYTES_SIGNATURE: _describe(bytes_fn, BYTES_INPUT),
+        }
+        if batch_sizes:
+            rng = np.random.default_rng(0)
+            records = []
+            for size in batch_sizes:
+                images = rng.integers(0, 256, (size, height, width, channels)).astype("float32")
+                records.append(_warmup.encode_predict_log(name, DEFAULT_SIGNATURE, {IMAGES_INPUT: images}))
+                pngs = [encode_png(image) for image in images]
+                records.append(_warmup.encode_predict_log(name, BYTES_SIGNATURE, {BYTES_INPUT: pngs}))
+            _warmup.write_warmup_requests(tmp / _warmup.ASSETS_EXTRA / _warmup.WARMUP_FILENAME, records)
+
+        info = {
+            "format": METADATA_FORMAT,
+            "name": name,
+            "version": version,
+            "model_name": keras_model.name,
+            "source": None if source is None else str(source),
+            "input_shape": [height, width, channels],
+            "channels": channels,
+            "input_dtype": "float32",
+            "pixel_range": [0, 255],
+            "preprocessing": _preprocessing_mode(serve_model),
+            "softmax_added": bool(logits),
+            "num_classes": num_classes,
+            "class_names": class_names,
+            "top_k": k,
+            "signatures": signatures,
+            "warmup_batch_sizes": list(batch_sizes),
+            "metadata": user_metadata,
+            "packages": _package_versions(),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        atomic_write_json(tmp / _warmup.ASSETS_EXTRA / METADATA_FILE, info)
+    return target
+
+
+def _describe(fn, input_name):
+    """{"inputs": {name: {dtype, shape}}, "outputs": {...}} of an endpoint's concrete function."""
+    concrete = fn.get_concrete_function()
+    spec = concrete.structured_input_signature[0][0]
+
+    def entry(s):
+        return {"dtype": s.dtype.name, "shape": [None if d is None else int(d) for d in s.shape]}
+
+    outputs = {key: entry(value) for key, value in sorted(concrete.structured_outputs.items())}
+    return {"inputs": {input_name: entry(spec)}, "outputs": outputs}
+
+
+def read_metadata(path) -> dict | None:
+    """``assets.extra/keras_cnn.json`` of an export, or None if absent."""
+    meta = Path(path) / _warmup.ASSETS_EXTRA / METADATA_FILE
+    if not meta.is_file():
+        return None
+    return json.loads(meta.read_text(encoding="utf-8"))
+
+
+def read_class_names(path) -> list[str] | None:
+    """Class names shipped with an export (``assets/class_names.txt``), or None."""
+    asset = Path(path) / "assets" / CLASS_NAMES_ASSET
+    if not asset.is_file():
+        return None
+    return load_class_names(asset)
