@@ -74,7 +74,8 @@ def make_inputs(input_shape, input_tensor, *, default_size, min_size, include_to
         img_input = keras.layers.Input(tensor=input_tensor, shape=input_shape)
     else:
         img_input = input_tensor
-    return img_input, operation_utils.get_source_inputs(input_tensor)
+    sources = operation_utils.get_source_inputs(input_tensor)
+    return img_input, sources[0] if len(sources) == 1 else sources
 
 
 def pooled_features(x, pooling):

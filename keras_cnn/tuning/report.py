@@ -1,0 +1,211 @@
+"""The results of a search: a table of trials and a plot of accuracy against compute.
+
+Every trial is one row: its hyper-parameters, best validation accuracy, parameters and
+multiply-accumulates (MACs, per example, of the inference model), the tuner that ran it and
+its status (COMPLETED, REJECTED for over-budget candidates that were never trained, FAILED,
+...). `write_report` writes it as ``results.csv`` (one column per hyper-parameter),
+``results.txt`` (the aligned table the CLI prints) and ``accuracy_vs_macs.png`` (validation
+accuracy against MACs, log scale, with the Pareto front and the MAC budget), all atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from keras_cnn._io import atomic_file, atomic_write_text
+
+RESULTS_CSV = "results.csv"
+RESULTS_TXT = "results.txt"
+RESULTS_PNG = "accuracy_vs_macs.png"
+
+_FIXED_COLUMNS = ("trial", "tuner", "status", "val_accuracy", "val_loss", "params", "macs", "seconds", "message")
+
+
+def trial_order(trial_id):
+    """Sort key of trial ids: numerically ("9" before "10", whatever their zero-padding)."""
+    tid = str(trial_id)
+    return (0, int(tid), tid) if tid.isdigit() else (1, 0, tid)
+
+
+def format_count(value):
+    """12_345_678 -> "12.3M"; None -> "-"."""
+    if value is None:
+        return "-"
+    value = float(value)
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= div:
+            return f"{value / div:.3g}{suffix}"
+    return f"{int(value)}"
+
+
+def _format_value(value):
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _hp_names(records):
+    names = []
+    for rec in records:
+        for name in rec.hyperparameters:
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def format_table(records, *, max_hp_width=60):
+    """The trials as an aligned plain-text table (best first among completed, then the rest).
+
+    Args:
+        records: `TrialRecord`s.
+        max_hp_width: truncate the hyper-parameter column to this many characters (0: never).
+
+    Returns:
+        The table as a string (no trailing newline).
+    """
+    rows = []
+    for rec in sort_records(records):
+        hps = ", ".join(f"{k}={_format_value(v)}" for k, v in rec.hyperparameters.items() if not k.startswith("tuner/"))
+        if max_hp_width and len(hps) > max_hp_width:
+            hps = hps[: max_hp_width - 3] + "..."
+        rows.append(
+            (
+                rec.trial_id,
+                rec.tuner_id or "-",
+                rec.status,
+                "-" if rec.val_accuracy is None else f"{rec.val_accuracy:.4f}",
+                format_count(rec.params),
+                format_count(rec.macs),
+                hps,
+            )
+        )
+    header = ("trial", "tuner", "status", "val_acc", "params", "MACs", "hyper-parameters")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    right = {3, 4, 5}
+
+    def line(cells):
+        return "  ".join(
+            (str(c).rjust(w) if i in right else str(c).ljust(w)) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
+    out = [line(header), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def sort_records(records):
+    """Completed trials by decreasing validation accuracy, then the others by trial id."""
+    done = [r for r in records if r.val_accuracy is not None]
+    rest = [r for r in records if r.val_accuracy is None]
+    done.sort(key=lambda r: (-r.val_accuracy, r.macs if r.macs is not None else math.inf))
+    rest.sort(key=lambda r: trial_order(r.trial_id))
+    return done + rest
+
+
+def records_to_csv(records):
+    """The trials as CSV text: fixed columns then one column per hyper-parameter."""
+    names = _hp_names(records)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow([*_FIXED_COLUMNS, *names])
+    for rec in sorted(records, key=lambda r: trial_order(r.trial_id)):
+        writer.writerow(
+            [
+                rec.trial_id,
+                rec.tuner_id or "",
+                rec.status,
+                "" if rec.val_accuracy is None else rec.val_accuracy,
+                "" if rec.val_loss is None else rec.val_loss,
+                "" if rec.params is None else rec.params,
+                "" if rec.macs is None else rec.macs,
+                "" if rec.seconds is None else round(rec.seconds, 2),
+                rec.message or "",
+                *[_csv_value(rec.hyperparameters[n]) if n in rec.hyperparameters else "" for n in names],
+            ]
+        )
+    return buf.getvalue()
+
+
+def _csv_value(value):
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (str, int, float)):
+        return value
+    return json.dumps(value)
+
+
+def pareto_front(records):
+    """Completed trials not beaten by another with fewer (or equal) MACs and higher accuracy,
+    in increasing MACs."""
+    pts = sorted(
+        (r for r in records if r.val_accuracy is not None and r.macs is not None),
+        key=lambda r: (r.macs, -r.val_accuracy),
+    )
+    front, best = [], -math.inf
+    for r in pts:
+        if r.val_accuracy > best:
+            front.append(r)
+            best = r.val_accuracy
+    return front
+
+
+def plot_accuracy_vs_macs(records, path, *, max_macs=None, title=None):
+    """Scatter of validation accuracy against MACs (log scale), as a PNG.
+
+    Completed trials are points (the best one starred, the Pareto front joined); candidates
+    rejected for the budget are crosses on the bottom axis at their MACs; ``max_macs`` is a
+    dashed vertical line.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    done = [r for r in records if r.val_accuracy is not None and r.macs]
+    rejected = [r for r in records if r.status == "REJECTED" and r.macs]
+    if done:
+        ax.scatter([r.macs for r in done], [r.val_accuracy for r in done], label="trials", zorder=3)
+        for r in done:
+            ax.annotate(r.trial_id, (r.macs, r.val_accuracy), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        front = pareto_front(done)
+        ax.plot([r.macs for r in front], [r.val_accuracy for r in front], "--", color="tab:green", label="Pareto front")
+        best = max(done, key=lambda r: r.val_accuracy)
+        ax.scatter([best.macs], [best.val_accuracy], marker="*", s=200, color="tab:orange", label="best", zorder=4)
+    if rejected:
+        ax.scatter(
+            [r.macs for r in rejected], [0.0] * len(rejected), marker="x", color="tab:red",
+            label="rejected (over budget)", zorder=3,
+        )
+    if max_macs:
+        ax.axvline(max_macs, linestyle=":", color="tab:red", label="MAC budget")
+    if done or rejected:
+        ax.set_xscale("log")
+    ax.set_xlabel("multiply-accumulates per example (MACs)")
+    ax.set_ylabel("validation accuracy")
+    ax.set_ylim(-0.05, 1.05)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title or "Accuracy against compute")
+    if done or rejected or max_macs:
+        ax.legend(loc="best", fontsize=8)
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=100, bbox_inches="tight")
+    return Path(path)
+
+
+def write_report(records, directory, *, max_macs=None, title=None):
+    """Write results.csv, results.txt and accuracy_vs_macs.png into ``directory``.
+
+    Returns:
+        ``{"csv": Path, "table": Path, "plot": Path}``.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(directory / RESULTS_CSV, records_to_csv(records))
+    atomic_write_text(directory / RESULTS_TXT, format_table(records, max_hp_width=0) + "\n")
+    plot = plot_accuracy_vs_macs(records, directory / RESULTS_PNG, max_macs=max_macs, title=title)
+    return {"csv": directory / RESULTS_CSV, "table": directory / RESULTS_TXT, "plot": plot}
