@@ -1,0 +1,112 @@
+"""`keras-cnn train`: train a registered network with its paper recipe, evaluate, export."""
+
+from __future__ import annotations
+
+import json
+
+
+def parse_key_values(arg, items):
+    """["k=v", ...] -> {k: v} with v parsed as JSON where possible (numbers, true, null)."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ValueError(f"`{arg}` must be KEY=VALUE. Received: {arg}={item!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def add_common_arguments(parser):
+    """Arguments shared by `train` and `demo`."""
+    parser.add_argument("--out", default=None, metavar="DIR", help="run directory (default runs/<model>)")
+    parser.add_argument("--export-dir", default="saved_models", metavar="DIR", help="SavedModel root (default saved_models)")
+    parser.add_argument("--export-name", default=None, metavar="NAME", help="served model name (default: the model)")
+    parser.add_argument("--no-export", action="store_true", help="do not export a SavedModel")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--no-resume", action="store_true", help="start over even if the run directory has a checkpoint")
+    parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras progress output (default 1: bars)")
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model (paper recipe), evaluate it and export it",
+        description=(
+            "Train a registered network on a dataset with its family's paper recipe (override any "
+            "field with --recipe KEY=VALUE), checkpointing every epoch (a rerun resumes), then "
+            "evaluate on the held-out test split, write metrics.json, learning curves and the "
+            "confusion matrix to the run directory, and export a SavedModel for TF Serving."
+        ),
+    )
+    parser.add_argument("model", metavar="MODEL", help="registered model name (see `keras-cnn list`)")
+    parser.add_argument("--data", default="digits", help='"digits" (default), "tfds:NAME" or an image folder')
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the recipe's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: the recipe's)")
+    parser.add_argument("--augment", default=None, metavar="SPEC",
+                        help='augmentation, e.g. "flip,crop,rotate=15,pca=0.1"; "none" for none (default: the recipe\'s)')
+    parser.add_argument("--augment-on", default="device", choices=("device", "cpu"),
+                        help="run the augmentation inside the compiled step (device, default) or in tf.data (cpu)")
+    parser.add_argument("--image-size", default=None, metavar="H,W", help="input size (default: the model's)")
+    parser.add_argument("--mixed-precision", action="store_true", help="train with the mixed_float16 policy")
+    parser.add_argument("--xla", action="store_true", help="compile the train step with XLA (jit_compile)")
+    parser.add_argument("--early-stopping", type=int, default=None, metavar="N",
+                        help="stop after N epochs without validation-loss improvement")
+    parser.add_argument("--max-examples", type=int, default=None, metavar="N", help="use at most N examples per split")
+    parser.add_argument("--validation-split", type=float, default=0.1, help="validation fraction (default 0.1)")
+    parser.add_argument("--strategy", default="default", help='"default" or "mirrored"')
+    parser.add_argument("--recipe", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe field, e.g. --recipe learning_rate=0.02 (repeatable)")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra builder argument, e.g. --model-arg width_multiplier=0.5 (repeatable)")
+    add_common_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def print_result(result):
+    metrics = result.metrics
+    print(
+        f"{metrics.get('split', 'test')} accuracy: {metrics['accuracy']:.4f} "
+        f"({metrics['num_examples']} examples, loss {metrics['loss']:.4f}) "
+        f"after {metrics['epochs']} epochs, {metrics['seconds']:.1f} s training"
+    )
+    print(f"run directory: {result.run_dir}")
+    print(f"model: {result.run_dir / 'model.keras'}")
+    print(f"metrics: {result.run_dir / 'metrics.json'}")
+    if result.export_path is not None:
+        print(f"export: {result.export_path}")
+
+
+def run(args):
+    from keras_cnn.training import train
+
+    result = train(
+        args.model,
+        args.data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        augment=args.augment,
+        augment_on=args.augment_on,
+        image_size=args.image_size,
+        out_dir=args.out,
+        recipe=parse_key_values("--recipe", args.recipe) or None,
+        mixed_precision=args.mixed_precision,
+        jit_compile=args.xla,
+        seed=args.seed,
+        export=not args.no_export,
+        export_dir=args.export_dir,
+        export_name=args.export_name,
+        early_stopping=args.early_stopping,
+        resume=not args.no_resume,
+        verbose=args.verbose,
+        max_examples=args.max_examples,
+        validation_split=args.validation_split,
+        model_kwargs=parse_key_values("--model-arg", args.model_arg) or None,
+        strategy=args.strategy,
+    )
+    print_result(result)
+    return 0

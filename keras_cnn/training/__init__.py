@@ -1,0 +1,41 @@
+"""Training: the papers' recipes, the training loop with checkpoints, evaluation, plots.
+
+Public API:
+    * `Recipe`, `get_recipe`, `list_recipes`, `build_optimizer`, `EpochSchedule`: recipes as data.
+    * `train` -> `TrainResult`: data -> model -> checkpoints -> metrics/plots -> export.
+    * `evaluate`: metrics of a run directory or a model on a held-out split.
+    * `strip_aux`: the single-output inference model of a model with auxiliary heads.
+    * `build_network`: raw pixels -> Preprocess -> registry model (what `train` trains).
+    * `run_demo`: LeNet-5 on the embedded digits (>= 98% test accuracy), exported.
+"""
+
+from keras_cnn.training.demo import run_demo
+from keras_cnn.training.evaluate import compute_metrics, evaluate
+from keras_cnn.training.network import build_network, strip_aux
+from keras_cnn.training.recipes import (
+    RECIPES,
+    EpochSchedule,
+    Recipe,
+    build_optimizer,
+    build_schedule,
+    get_recipe,
+    list_recipes,
+)
+from keras_cnn.training.trainer import TrainResult, train
+
+__all__ = [
+    "RECIPES",
+    "EpochSchedule",
+    "Recipe",
+    "TrainResult",
+    "build_network",
+    "build_optimizer",
+    "build_schedule",
+    "compute_metrics",
+    "evaluate",
+    "get_recipe",
+    "list_recipes",
+    "run_demo",
+    "strip_aux",
+    "train",
+]

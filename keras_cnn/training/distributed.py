@@ -1,0 +1,882 @@
+"""Multi-worker data-parallel training: ``tf.distribute.MultiWorkerMirroredStrategy`` + a custom loop.
+
+``train(..., strategy="multi_worker")`` (or `train_multi_worker`) trains one model on every
+worker of a cluster described by the ``TF_CONFIG`` environment variable, synchronously: each
+step, every replica (one per local device of every worker) runs the training model on its slice
+of the *global* batch, the gradients are summed across all replicas with collective all-reduce,
+and the same update is applied everywhere, so every worker holds identical weights.
+
+Keras' ``model.fit`` does not run under ``MultiWorkerMirroredStrategy`` with Keras 3.15 /
+TensorFlow 2.21 (keras-team/keras#20585), so this module has its own loop (``strategy.run``). It
+trains exactly what ``fit`` trains in `keras_cnn.training.train`:
+
+* the same training model (``raw pixels -> augmenter -> Preprocess -> network``, the augmenter
+  applied with ``training=True`` inside the step) and the same recipe: optimizer, learning-rate
+  schedule (per epoch, evaluated per step), weight decay, label smoothing, auxiliary-loss weight,
+  gradient clipping (``clipnorm`` is applied to the *global* gradient, after the all-reduce, as
+  on one device; Keras' optimizer would clip each replica's partial gradient before summing);
+* the per-example losses are summed and divided by the number of examples in the *global* batch
+  (``tf.nn.compute_average_loss(global_batch_size=...)``, the actual count of the step, so that
+  a final partial batch is averaged correctly); auxiliary-head losses are added with the
+  recipe's weight; regularisation losses are divided by the number of replicas
+  (``tf.nn.scale_regularization_loss``) so that their gradient, summed over replicas, counts once;
+* loss and accuracy are summed over all workers each step (``strategy.reduce``), so the history
+  is that of the global batch, identical on every worker.
+
+Data. Every worker builds the same (seeded) pipeline; ``experimental_distribute_dataset`` with the
+``DATA`` auto-shard policy splits each global batch into one slice per replica and each worker
+keeps its own slices, so the workers see disjoint parts of every global batch. (``FILE`` sharding
+does not apply: the pipelines start from in-memory arrays or file-path tensors.) The pipeline
+must be deterministic across workers: `keras_cnn.data.load_data` shuffles with ``seed``.
+
+Fault tolerance. At the end of every epoch every worker saves a checkpoint (model variables,
+optimizer state, epoch counter; ``tf.train.CheckpointManager``): the chief into
+``run_dir/checkpoints``, the other workers into a temporary directory that is removed at once
+(every worker must take part in saving; only the chief's copy is kept). When the job is restarted
+(after a worker failed, all workers are restarted, as usual with synchronous training) every
+worker restores the newest checkpoint it can read and continues with the next epoch; if the
+workers disagree (``out_dir`` not on a shared file system, so only the chief sees its
+checkpoint) the chief's state is broadcast to all workers first. A killed run loses at most the
+unfinished epoch. The chief alone writes ``config.json``, ``history.csv``, TensorBoard logs,
+plots, ``metrics.json``, ``model.keras`` and the SavedModel export.
+
+Reference: Goyal et al., 2017, "Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour"
+(synchronous data parallelism; the loss is normalised by the global batch, not the local one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_cnn._io import atomic_file, atomic_write_json
+from keras_cnn._validation import check_choice, check_non_negative_int, check_positive_int
+
+MULTI_WORKER = "multi_worker"
+COMMUNICATIONS = ("auto", "ring", "nccl")
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINTS_KEPT = 2
+TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
+
+__all__ = [
+    "MULTI_WORKER",
+    "WorkerInfo",
+    "cluster_info",
+    "is_multi_worker_strategy",
+    "multi_worker_strategy",
+    "train_multi_worker",
+    "worker_info",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# The cluster.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerInfo:
+    """Where this process stands in the cluster.
+
+    Attributes:
+        task_type: "worker" or "chief" (None without a cluster).
+        task_id: index of this task among its type.
+        num_workers: number of training tasks (chief + workers; 1 without a cluster).
+        is_chief: this task writes the checkpoints, logs, metrics and the export.
+    """
+
+    task_type: str | None
+    task_id: int
+    num_workers: int
+    is_chief: bool
+
+
+def cluster_info(tf_config=None):
+    """Parse and check ``TF_CONFIG`` (the environment variable by default) -> `WorkerInfo`.
+
+    ``TF_CONFIG`` is JSON: ``{"cluster": {"worker": ["host1:port", "host2:port"]},
+    "task": {"type": "worker", "index": 0}}``; an optional ``"chief": ["host0:port"]`` task is
+    the chief, otherwise worker 0 is. Without ``TF_CONFIG`` the process is a one-worker cluster.
+
+    Args:
+        tf_config: a JSON string or a dict; None reads ``os.environ["TF_CONFIG"]``.
+
+    Returns:
+        A `WorkerInfo`.
+
+    Raises:
+        ValueError: ``TF_CONFIG`` is not valid JSON, has no "worker"/"chief" task, names a
+            task that is not in the cluster, or has parameter servers.
+
+    Example:
+        >>> cluster_info({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}})
+        WorkerInfo(task_type='worker', task_id=1, num_workers=2, is_chief=False)
+    """
+    if tf_config is None:
+        tf_config = os.environ.get("TF_CONFIG", "")
+    if isinstance(tf_config, str):
+        if not tf_config.strip():
+            return WorkerInfo(None, 0, 1, True)
+        try:
+            parsed = json.loads(tf_config)
+        except ValueError as err:
+            raise ValueError(f"TF_CONFIG must be JSON like {TF_CONFIG_EXAMPLE} ({err}). Received: TF_CONFIG={tf_config!r}") from None
+    else:
+        parsed = tf_config
+    if not isinstance(parsed, dict):
+        raise ValueError(f"TF_CONFIG must be a JSON object. Received: TF_CONFIG={tf_config!r}")
+    cluster = parsed.get("cluster") or {}
+    task = parsed.get("task") or {}
+    if not cluster:
+        return WorkerInfo(None, 0, 1, True)
+    if not isinstance(cluster, dict) or not all(isinstance(v, list) for v in cluster.values()):
+        raise ValueError(
+            'TF_CONFIG["cluster"] must map task types to lists of "host:port". '
+            f"Received: TF_CONFIG={tf_config!r}"
+        )
+    if cluster.get("ps"):
+        raise ValueError(
+            "strategy='multi_worker' is synchronous all-reduce training: the cluster must not have "
+            f"parameter servers ('ps'). Received: TF_CONFIG={tf_config!r}"
+        )
+    num_workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+    if num_workers == 0:
+        raise ValueError(f'TF_CONFIG["cluster"] must list "worker" (and/or "chief") tasks. Received: TF_CONFIG={tf_config!r}')
+    if len(cluster.get("chief", [])) > 1:
+        raise ValueError(f"TF_CONFIG may have at most one chief. Received: TF_CONFIG={tf_config!r}")
+    task_type = task.get("type")
+    task_id = task.get("index", 0)
+    if task_type not in ("worker", "chief"):
+        raise ValueError(
+            f'TF_CONFIG["task"]["type"] must be "worker" or "chief". Received: TF_CONFIG={tf_config!r}'
+        )
+    if not isinstance(task_id, int) or isinstance(task_id, bool) or not 0 <= task_id < len(cluster.get(task_type, [])):
+        raise ValueError(
+            f'TF_CONFIG["task"]["index"] must index cluster["{task_type}"] '
+            f"(0..{len(cluster.get(task_type, [])) - 1}). Received: TF_CONFIG={tf_config!r}"
+        )
+    chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and not cluster.get("chief"))
+    return WorkerInfo(task_type, int(task_id), num_workers, chief)
+
+
+def is_multi_worker_strategy(strategy):
+    """True for a ``tf.distribute.MultiWorkerMirroredStrategy`` (which ``fit`` cannot use)."""
+    return isinstance(strategy, tf.distribute.experimental.MultiWorkerMirroredStrategy) or isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy
+    )
+
+
+def multi_worker_strategy(communication="auto"):
+    """A ``MultiWorkerMirroredStrategy`` for the cluster in ``TF_CONFIG`` (one worker without it).
+
+    Must run before TensorFlow executes any operation in the process (TensorFlow configures its
+    collective ops at start-up); `train` with ``strategy="multi_worker"`` creates it first thing.
+    Creating it blocks until every worker of the cluster has started.
+
+    Args:
+        communication: collective implementation, "auto", "ring" (gRPC, CPUs) or "nccl" (GPUs).
+
+    Raises:
+        ValueError: bad ``TF_CONFIG`` or ``communication``.
+        RuntimeError: TensorFlow was already initialised in this process.
+
+    Example:
+        >>> strategy = multi_worker_strategy()   # first statement of the program
+        >>> train("resnet18", "tfds:cifar10", strategy=strategy)
+    """
+    check_choice("communication", communication, COMMUNICATIONS)
+    cluster_info()  # a clear error for a malformed TF_CONFIG
+    implementation = {
+        "auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
+        "ring": tf.distribute.experimental.CommunicationImplementation.RING,
+        "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL,
+    }[communication]
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=tf.distribute.experimental.CommunicationOptions(implementation=implementation)
+        )
+    except RuntimeError as err:
+        if "program startup" not in str(err):
+            raise
+        raise RuntimeError(
+            "strategy='multi_worker' must be set up before TensorFlow runs any operation in this process "
+            "(TensorFlow configures collective ops at start-up): call train(..., strategy='multi_worker') or "
+            "keras_cnn.training.distributed.multi_worker_strategy() at the start of the program, in a fresh "
+            "process."
+        ) from err
+
+
+def worker_info(strategy):
+    """`WorkerInfo` of a ``MultiWorkerMirroredStrategy`` (its cluster resolver)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    task_id = getattr(resolver, "task_id", None) or 0
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not spec or task_type is None:
+        return WorkerInfo(None, 0, 1, True)
+    num_workers = len(spec.get("worker", [])) + len(spec.get("chief", []))
+    chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in spec)
+    return WorkerInfo(task_type, int(task_id), num_workers, chief)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints and history.
+# --------------------------------------------------------------------------------------------
+
+
+class _Checkpointer:
+    """Every worker saves (collective-safe); only the chief's copy is kept.
+
+    The chief saves into ``run_dir/checkpoints`` with a ``CheckpointManager`` (TensorFlow writes
+    the files under temporary names and updates the ``checkpoint`` index last, atomically); the
+    other workers save into a fresh temporary directory that is removed right after.
+    """
+
+    def __init__(self, checkpoint, directory, *, is_chief):
+        self.checkpoint = checkpoint
+        self.directory = Path(directory)
+        self.is_chief = is_chief
+        self._manager = None
+
+    def latest(self):
+        return tf.train.latest_checkpoint(str(self.directory)) if self.directory.is_dir() else None
+
+    def save(self, number):
+        if self.is_chief:
+            if self._manager is None:
+                self._manager = tf.train.CheckpointManager(
+                    self.checkpoint, str(self.directory), max_to_keep=CHECKPOINTS_KEPT
+                )
+            return self._manager.save(checkpoint_number=number)
+        scratch = tempfile.mkdtemp(prefix="keras_cnn_worker_ckpt-")
+        try:
+            tf.train.CheckpointManager(self.checkpoint, scratch, max_to_keep=1).save(checkpoint_number=number)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return None
+
+
+def _history_header(old_header, logs):
+    keys = sorted(logs)
+    if old_header:
+        extra = [k for k in keys if k not in old_header]
+        return list(old_header) + extra
+    return ["epoch", *keys]
+
+
+def append_history(path, epoch, logs):
+    """Add (or replace) the row of ``epoch`` in history.csv, rewriting the file atomically.
+
+    Same layout as Keras' ``CSVLogger`` in the ``fit`` path: an "epoch" column (0-based), then
+    the log keys in sorted order, so `keras_cnn.training.callbacks.read_history` reads both.
+    """
+    path = Path(path)
+    header, rows = None, []
+    if path.is_file():
+        with open(path, newline="") as handle:
+            reader = csv.reader(handle)
+            all_rows = list(reader)
+        if all_rows:
+            header, rows = all_rows[0], [r for r in all_rows[1:] if r]
+    header = _history_header(header, logs)
+    col = header.index("epoch")
+    rows = [r for r in rows if int(float(r[col])) != epoch]
+    rows = [r + [""] * (len(header) - len(r)) for r in rows]
+    values = {"epoch": epoch, **logs}
+    rows.append([values.get(k, "") for k in header])
+    rows.sort(key=lambda r: int(float(r[col])))
+    with atomic_file(path, "w") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# The loop.
+# --------------------------------------------------------------------------------------------
+
+
+def _distribute(strategy, dataset):
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+def _reduce_gradients_in_loop(optimizer):
+    """Make the loop, not the optimizer, sum the gradients across replicas.
+
+    Keras' TensorFlow optimizer clips each replica's gradient and only then all-reduces it
+    (``_all_reduce_sum_gradients`` inside ``apply``), so ``clipnorm`` would act on partial
+    gradients. The loop all-reduces first and hands the optimizer the global gradient, which it
+    then clips, decays and applies exactly as on one device; its own reduction is turned off.
+    """
+    if not hasattr(optimizer, "_all_reduce_sum_gradients"):  # pragma: no cover - Keras internals moved
+        raise RuntimeError(
+            "This Keras version's optimizer has no `_all_reduce_sum_gradients`; keras_cnn's multi-worker "
+            f"loop supports Keras 3.15. Received: keras {keras.__version__}"
+        )
+    optimizer._all_reduce_sum_gradients = lambda grads_and_vars: list(grads_and_vars)
+
+
+class _Loop:
+    """The distributed train / evaluation steps of one training model."""
+
+    def __init__(self, strategy, model, optimizer, *, keys, num_classes, label_smoothing, aux_loss_weight):
+        self.strategy = strategy
+        self.model = model
+        self.optimizer = optimizer
+        self.keys = keys
+        self.num_classes = num_classes
+        self.loss_fn = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing, reduction=None)
+        self.weights = {k: (1.0 if k == "predictions" else float(aux_loss_weight)) for k in (keys or [])}
+        self._train = tf.function(self._train_step, reduce_retracing=True)
+        self._eval = tf.function(self._eval_step, reduce_retracing=True)
+
+    # Per-replica sums: [weighted total loss, per-output losses..., correct, examples, regularisation * examples].
+    def metric_names(self):
+        outputs = [f"{k}_loss" for k in self.keys] if self.keys else []
+        acc = "predictions_accuracy" if self.keys else "accuracy"
+        return ["loss", *outputs, acc]
+
+    def _losses(self, outputs, onehot):
+        if not self.keys:
+            per_example = self.loss_fn(onehot, outputs)
+            return per_example, [], outputs
+        per_output = [self.loss_fn(onehot, outputs[k]) for k in self.keys]
+        total = tf.add_n([self.weights[k] * l for k, l in zip(self.keys, per_output)])
+        return total, per_output, outputs["predictions"]
+
+    def _sums(self, per_example, per_output, probs, labels, reg):
+        n = tf.cast(tf.shape(labels)[0], tf.float32)
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int32), labels), tf.float32))
+        sums = [tf.reduce_sum(per_example)] + [tf.reduce_sum(l) for l in per_output]
+        return tf.stack([*sums, correct, n, reg * n])
+
+    def _regularization(self):
+        losses = self.model.losses
+        return tf.add_n([tf.cast(l, tf.float32) for l in losses]) if losses else tf.constant(0.0)
+
+    def _train_replica(self, images, labels):
+        ctx = tf.distribute.get_replica_context()
+        labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+        onehot = tf.one_hot(labels, self.num_classes)
+        # The examples of this step over all replicas (a final batch may be partial or uneven).
+        global_batch = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.shape(labels)[0])
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            outputs = self.model(images, training=True)
+            per_example, per_output, probs = self._losses(outputs, onehot)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            reg = self._regularization()
+            if self.model.losses:
+                loss += tf.nn.scale_regularization_loss(reg)
+        grads = tape.gradient(loss, variables)
+        present = [i for i, g in enumerate(grads) if g is not None]
+        reduced = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in present]) if present else []
+        self.optimizer.apply_gradients(zip(reduced, [variables[i] for i in present]))
+        return self._sums(per_example, per_output, probs, labels, reg)
+
+    def _eval_replica(self, images, labels):
+        labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+        outputs = self.model(images, training=False)
+        per_example, per_output, probs = self._losses(outputs, tf.one_hot(labels, self.num_classes))
+        return self._sums(per_example, per_output, probs, labels, self._regularization())
+
+    def _train_step(self, batch):
+        sums = self.strategy.run(self._train_replica, args=tuple(batch))
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
+
+    def _eval_step(self, batch):
+        sums = self.strategy.run(self._eval_replica, args=tuple(batch))
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
+
+    def logs(self, totals, prefix=""):
+        """Epoch metrics from the summed step results (global over all workers)."""
+        totals = np.asarray(totals, dtype="float64")
+        count = max(totals[-2], 1.0)
+        names = self.metric_names()
+        values = list(totals[: len(names) - 1] / count) + [totals[-3] / count]
+        values[0] += totals[-1] / count  # regularisation, weighted by examples like Keras' loss tracker
+        return {prefix + k: float(v) for k, v in zip(names, values)}
+
+    def run_epoch(self, dataset, *, train, progbar=None):
+        step_fn = self._train if train else self._eval
+        totals = None
+        for step, batch in enumerate(dataset, start=1):
+            sums = step_fn(batch).numpy().astype("float64")
+            totals = sums if totals is None else totals + sums
+            if progbar is not None:
+                progbar.update(step, values=list(self.logs(totals).items()))
+        if totals is None:
+            raise ValueError("The training data is empty: nothing to train on.")
+        return totals
+
+
+def _broadcast_from_chief(strategy, variables):
+    """Give every worker the chief's values of ``variables`` (the chief's replica is replica 0)."""
+
+    def replica_fn():
+        ctx = tf.distribute.get_replica_context()
+        return [ctx.all_gather(tf.expand_dims(tf.convert_to_tensor(v), 0), axis=0)[0] for v in variables]
+
+    values = strategy.run(tf.function(replica_fn))
+    for var, value in zip(variables, values):
+        local = strategy.experimental_local_results(value)[0]
+        var.assign(local)
+
+
+def _gather_ints(strategy, values):
+    """``[replicas, len(values)]``: the integers ``values`` of every replica (replica order)."""
+    local = tf.constant([list(values)], tf.int64)
+
+    def replica_fn():
+        return tf.distribute.get_replica_context().all_gather(local, axis=0)
+
+    gathered = strategy.run(tf.function(replica_fn))
+    return strategy.experimental_local_results(gathered)[0].numpy()
+
+
+def _barrier(strategy, info):
+    """Every worker waits until all reach this point (the chief has written its files), so that
+    they end together and no worker mistakes a finished peer for a failed one."""
+    if info.num_workers > 1:
+        _gather_ints(strategy, [0])
+
+
+def _learning_rate(optimizer):
+    try:
+        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    except (TypeError, ValueError):  # pragma: no cover - exotic optimizers
+        return float("nan")
+
+
+@contextlib.contextmanager
+def _summary_writers(log_dir, enabled):
+    if not enabled:
+        yield None
+        return
+    writers = {
+        "train": tf.summary.create_file_writer(str(Path(log_dir) / "train")),
+        "validation": tf.summary.create_file_writer(str(Path(log_dir) / "validation")),
+    }
+    try:
+        yield writers
+    finally:
+        for writer in writers.values():
+            writer.close()
+
+
+def _write_summaries(writers, epoch, logs):
+    if writers is None:
+        return
+    for key, value in logs.items():
+        if key in ("epoch_seconds",):
+            continue
+        split, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+        with writers[split].as_default():
+            tf.summary.scalar(f"epoch_{name}", value, step=epoch)
+    for writer in writers.values():
+        writer.flush()
+
+
+def train_multi_worker(
+    model="lenet5",
+    data="digits",
+    *,
+    epochs=None,
+    batch_size=None,
+    augment=None,
+    augment_on="device",
+    image_size=None,
+    out_dir=None,
+    recipe=None,
+    mixed_precision=False,
+    jit_compile=False,
+    seed=0,
+    export=True,
+    export_dir="saved_models",
+    export_name=None,
+    export_version=None,
+    early_stopping=None,
+    resume=True,
+    verbose=1,
+    max_examples=None,
+    validation_split=0.1,
+    model_kwargs=None,
+    strategy=MULTI_WORKER,
+    callbacks=None,
+    communication="auto",
+):
+    """`train` on every worker of a ``TF_CONFIG`` cluster with ``MultiWorkerMirroredStrategy``.
+
+    Run the same call (same arguments, same data) in one process per worker, each with its own
+    ``TF_CONFIG`` (see `cluster_info`); ``batch_size`` is the *global* batch, split evenly over
+    all replicas of all workers. Without ``TF_CONFIG`` it trains in this process alone with the
+    same loop. ``train(..., strategy="multi_worker")`` calls this. See the module docstring for
+    how losses, gradients, data and checkpoints are handled.
+
+    Args:
+        model, data, epochs, batch_size, augment, augment_on, image_size, out_dir, recipe, seed,
+            export, export_dir, export_name, export_version, early_stopping, resume, verbose,
+            max_examples, validation_split, model_kwargs: as in `keras_cnn.training.train`.
+            ``out_dir`` should be on a file system that every worker can read (so that each
+            restores the checkpoint itself); otherwise the chief's state is broadcast on resume.
+        mixed_precision, jit_compile: not supported by this loop (must be False).
+        strategy: "multi_worker" (created from ``TF_CONFIG``) or a
+            ``tf.distribute.MultiWorkerMirroredStrategy``.
+        callbacks: extra Keras callbacks; they run on *every* worker after the epoch's checkpoint
+            (``on_train_begin/end``, ``on_epoch_begin/end`` with the global logs). Write files
+            only on the chief (`worker_info`).
+        communication: "auto", "ring" or "nccl" when the strategy is created here.
+
+    Returns:
+        A `keras_cnn.training.TrainResult`, on every worker (identical weights and metrics; every
+        worker evaluates the test split). On the other workers than the chief nothing is written,
+        ``export_path`` is None and ``history`` covers only the epochs run by this process.
+
+    Raises:
+        ValueError: an invalid argument or ``TF_CONFIG``.
+        RuntimeError: TensorFlow was initialised in this process before the strategy was created.
+
+    Example:
+        On each of two hosts (``TF_CONFIG`` index 0 and 1)::
+
+            train("resnet18", "tfds:cifar10", image_size=32, batch_size=256, strategy="multi_worker")
+    """
+    # Checks that need no TensorFlow, then the strategy: TensorFlow must not have run any op yet.
+    for name, flag in (("mixed_precision", mixed_precision), ("jit_compile", jit_compile)):
+        if flag is not False:
+            raise ValueError(
+                f"`{name}` is not supported with strategy='multi_worker' (the custom loop runs in float32 "
+                f"without XLA). Received: {name}={flag!r}"
+            )
+    if isinstance(strategy, str):
+        check_choice("strategy", strategy, (MULTI_WORKER,))
+        dist = multi_worker_strategy(communication)
+    elif is_multi_worker_strategy(strategy):
+        dist = strategy
+    else:
+        raise ValueError(
+            "`strategy` must be 'multi_worker' or a tf.distribute.MultiWorkerMirroredStrategy. "
+            f"Received: strategy={strategy!r}"
+        )
+    from keras_cnn.models.registry import get_model_entry
+    from keras_cnn.training import callbacks as cb
+    from keras_cnn.training.evaluate import CONFIG_FILE, compute_metrics, parse_image_size
+    from keras_cnn.training.network import build_network, output_names, strip_aux, wrap_for_training
+    from keras_cnn.training.plots import plot_confusion_matrix, plot_learning_curves
+    from keras_cnn.training.recipes import build_optimizer
+    from keras_cnn.training.trainer import (
+        AUGMENT_ON,
+        TrainResult,
+        _check_augment,
+        _check_resume_config,
+        _load_bundle,
+        _resolve_recipe,
+        _save_keras_model,
+        _steps,
+    )
+
+    started = time.perf_counter()
+    entry = get_model_entry(model)
+    recipe = _resolve_recipe(model, recipe, epochs, batch_size)
+    check_choice("augment_on", augment_on, AUGMENT_ON)
+    check_non_negative_int("seed", seed)
+    check_choice("verbose", verbose, (0, 1, 2))
+    if early_stopping is not None:
+        check_positive_int("early_stopping", early_stopping)
+    if max_examples is not None:
+        check_positive_int("max_examples", max_examples)
+    if model_kwargs is not None and not isinstance(model_kwargs, dict):
+        raise ValueError(f"`model_kwargs` must be a dict. Received: model_kwargs={model_kwargs!r}")
+    for name, flag in (("export", export), ("resume", resume)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"`{name}` must be True or False. Received: {name}={flag!r}")
+    spec, parsed_augment = _check_augment(augment, recipe)
+    size = parse_image_size(image_size) or (entry.default_size, entry.default_size)
+    run_dir = Path(out_dir) if out_dir is not None else Path("runs") / model
+    aux = bool(entry.aux_heads) and recipe.aux_loss_weight > 0
+    info = worker_info(dist)
+    chief = info.is_chief
+
+    keras.utils.set_random_seed(seed)
+    bundle = _load_bundle(
+        data,
+        image_size=size,
+        channels=entry.channels,
+        batch_size=recipe.batch_size,
+        seed=seed,
+        max_examples=max_examples,
+        validation_split=validation_split,
+    )
+    class_names = [str(c) for c in bundle.class_names]
+    num_classes = len(class_names)
+    image_shape = tuple(int(d) for d in bundle.image_shape)
+    steps_per_epoch = _steps(bundle.train, bundle.num_train, recipe.batch_size)
+
+    config = {
+        "model": model,
+        "family": entry.family,
+        "data": os.fspath(data) if isinstance(data, (str, os.PathLike)) else getattr(bundle, "source", None),
+        "image_shape": list(image_shape),
+        "num_classes": num_classes,
+        "aux_heads": int(entry.aux_heads) if aux else 0,
+        "model_kwargs": dict(model_kwargs or {}),
+        "augment": spec,
+        "augment_on": augment_on,
+        "mixed_precision": False,
+        "jit_compile": False,
+        "seed": seed,
+        "max_examples": max_examples,
+        "validation_split": validation_split,
+        "strategy": MULTI_WORKER,
+        "num_workers": info.num_workers,
+        "num_replicas": int(dist.num_replicas_in_sync),
+        "recipe": recipe.to_dict(),
+    }
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    history_path = run_dir / "history.csv"
+    if chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    augmenter = None
+    if spec:
+        from keras_cnn.data.augment import build_augmenter, compute_pca_stats
+
+        pca_stats = compute_pca_stats(bundle.train) if any(n == "pca" for n, _ in parsed_augment) else None
+        augmenter = build_augmenter(spec, image_shape=image_shape, pca_stats=pca_stats, seed=seed)
+
+    with dist.scope():
+        network = build_network(
+            model,
+            image_shape=image_shape,
+            classes=num_classes,
+            aux_logits=aux,
+            dropout=recipe.dropout,
+            model_kwargs=model_kwargs,
+        )
+        keys = output_names(network)
+        train_model = wrap_for_training(network, augmenter=augmenter if augment_on == "device" else None)
+        optimizer = build_optimizer(
+            recipe, steps_per_epoch=steps_per_epoch, batch_size=recipe.batch_size, epochs=recipe.epochs
+        )
+        train_model.compile(optimizer=optimizer)  # model.optimizer for ReduceLROnPlateau & co.; no fit
+        optimizer.build(train_model.trainable_variables)
+        _reduce_gradients_in_loop(optimizer)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    state_vars = [*train_model.variables, *optimizer.variables, epoch_var]
+    checkpoint = tf.train.Checkpoint(model_variables=list(train_model.variables), optimizer=optimizer, epoch=epoch_var)
+    checkpointer = _Checkpointer(checkpoint, ckpt_dir, is_chief=chief)
+
+    # Resume: each worker restores what it can read; the chief's state wins. A worker that cannot
+    # start (bad checkpoint, another run's out_dir) makes every worker raise, instead of leaving
+    # the others blocked in the next collective.
+    done, problem = 0, None
+    try:
+        if chief and resume and cb.backup_epoch(ckpt_dir):
+            raise ValueError(
+                "`out_dir` holds a fit() checkpoint (strategy 'default' or 'mirrored'); resume it with that "
+                f"strategy, or pass resume=False to start over. Received: out_dir={str(run_dir)!r}"
+            )
+        latest = checkpointer.latest() if resume else None
+        if latest:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+            done = int(epoch_var.numpy())
+            if chief:
+                _check_resume_config(run_dir, config)
+    except (ValueError, AssertionError, tf.errors.OpError) as err:
+        problem = err
+    if info.num_workers > 1:
+        states = _gather_ints(dist, [done, int(problem is not None)])
+        if problem is None and states[:, 1].any():
+            bad = [i for i, flag in enumerate(states[:, 1]) if flag]
+            raise ValueError(
+                f"Worker(s) {bad} (replica order) could not resume from `out_dir`; see their error. "
+                f"Received: out_dir={str(run_dir)!r}"
+            )
+    else:
+        states = np.asarray([[done, int(problem is not None)]])
+    if problem is not None:
+        raise problem
+    if states[:, 0].min() != states[:, 0].max():
+        _broadcast_from_chief(dist, state_vars)
+        done = int(epoch_var.numpy())
+    if chief:
+        if not done:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(history_path)
+        else:
+            cb.trim_history(history_path, done)
+        atomic_write_json(run_dir / CONFIG_FILE, config)
+
+    train_ds = bundle.train
+    if augmenter is not None and augment_on == "cpu":
+        from keras_cnn.data.augment import cpu_augment
+
+        train_ds = cpu_augment(train_ds, augmenter)
+    dist_train = _distribute(dist, train_ds)
+    dist_val = _distribute(dist, bundle.val) if bundle.val is not None else None
+    loop = _Loop(
+        dist,
+        train_model,
+        optimizer,
+        keys=keys,
+        num_classes=num_classes,
+        label_smoothing=recipe.label_smoothing,
+        aux_loss_weight=recipe.aux_loss_weight,
+    )
+
+    monitor = "val_loss" if dist_val is not None else "loss"
+    before_checkpoint = []  # callbacks whose state changes must be in the epoch's checkpoint
+    if recipe.schedule == "plateau":
+        before_checkpoint.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, factor=recipe.decay_rate, patience=recipe.plateau_patience, verbose=0
+            )
+        )
+    if early_stopping:
+        before_checkpoint.append(
+            keras.callbacks.EarlyStopping(monitor=monitor, patience=early_stopping, restore_best_weights=True)
+        )
+    params = {"epochs": recipe.epochs, "steps": steps_per_epoch, "verbose": verbose if chief else 0}
+    early = keras.callbacks.CallbackList(before_checkpoint, model=train_model, **params)
+    user = keras.callbacks.CallbackList(list(callbacks or []), model=train_model, **params)
+    show = chief and verbose > 0
+
+    history = {}
+    fit_started = time.perf_counter()
+    train_model.stop_training = False
+    early.on_train_begin()
+    user.on_train_begin()
+    with _summary_writers(run_dir / "logs", chief) as writers:
+        for epoch in range(done, recipe.epochs):
+            early.on_epoch_begin(epoch)
+            user.on_epoch_begin(epoch)
+            epoch_started = time.perf_counter()
+            progbar = None
+            if show:
+                print(f"Epoch {epoch + 1}/{recipe.epochs}", flush=True)
+                progbar = keras.utils.Progbar(
+                    steps_per_epoch, verbose=verbose, stateful_metrics=loop.metric_names()
+                )
+            logs = loop.logs(loop.run_epoch(dist_train, train=True, progbar=progbar if verbose == 1 else None))
+            if dist_val is not None:
+                logs.update(loop.logs(loop.run_epoch(dist_val, train=False), prefix="val_"))
+            logs["learning_rate"] = _learning_rate(optimizer)
+            logs["epoch_seconds"] = time.perf_counter() - epoch_started
+            if not np.isfinite(logs["loss"]):
+                train_model.stop_training = True  # as keras.callbacks.TerminateOnNaN
+            early.on_epoch_end(epoch, logs)
+            if chief:
+                append_history(history_path, epoch, logs)
+                _write_summaries(writers, epoch, logs)
+            epoch_var.assign(epoch + 1)
+            checkpointer.save(epoch + 1)
+            for key, value in {"epoch": epoch, **logs}.items():
+                history.setdefault(key, []).append(value)
+            if progbar is not None:
+                progbar.update(steps_per_epoch, values=list(logs.items()), finalize=True)
+            user.on_epoch_end(epoch, logs)
+            if train_model.stop_training:
+                break
+    early.on_train_end()
+    user.on_train_end()
+    fit_seconds = time.perf_counter() - fit_started
+    optimizer_steps = int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+    # The inference model, built outside the strategy: plain variables, predictions stay local
+    # (a model created under the strategy would gather predict() outputs across workers).
+    clean = build_network(
+        model,
+        image_shape=image_shape,
+        classes=num_classes,
+        aux_logits=aux,
+        dropout=recipe.dropout,
+        model_kwargs=model_kwargs,
+    )
+    clean.set_weights(network.get_weights())
+    inference = strip_aux(clean)
+
+    if chief:
+        history = cb.read_history(history_path)
+    test_ds, test_split = bundle.test, "test"
+    if test_ds is None:
+        test_ds, test_split = bundle.val, "val"
+    if test_ds is None:
+        raise ValueError("`data` has neither a test nor a validation split to evaluate on.")
+    metrics = compute_metrics(inference, test_ds, class_names)
+    metrics.update(
+        split=test_split,
+        model=model,
+        data=config["data"],
+        epochs=len(history.get("epoch", [])),
+        optimizer_steps=optimizer_steps,
+        seconds=float(sum(history.get("epoch_seconds", [])) or fit_seconds),
+        fit_seconds=fit_seconds,
+        num_train=int(bundle.num_train),
+        num_val=int(bundle.num_val or 0),
+        image_shape=list(image_shape),
+        augment=spec,
+        recipe=recipe.name,
+        jit_compile=False,
+        mixed_precision=False,
+        strategy=MULTI_WORKER,
+        num_workers=info.num_workers,
+        num_replicas=int(dist.num_replicas_in_sync),
+        task=f"{info.task_type}:{info.task_id}" if info.task_type else None,
+        is_chief=chief,
+    )
+    if not chief:  # same weights, same metrics; the chief alone writes
+        _barrier(dist, info)
+        return TrainResult(run_dir=run_dir, model=inference, history=history, metrics=metrics, recipe=recipe)
+    _save_keras_model(inference, run_dir / "model.keras")
+    atomic_write_json(run_dir / "class_names.json", class_names)
+    plot_learning_curves(history, run_dir / "learning_curves.png", title=f"{model} on {config['data']}")
+    plot_confusion_matrix(
+        metrics["confusion_matrix"],
+        class_names,
+        run_dir / "confusion_matrix.png",
+        title=f"{model}: {test_split} accuracy {metrics['accuracy']:.4f}",
+    )
+    export_path = None
+    if export:
+        from keras_cnn.export import export_for_serving
+
+        export_path = Path(
+            export_for_serving(
+                inference,
+                export_dir,
+                name=export_name or model,
+                version=export_version,
+                class_names=class_names,
+                metadata={
+                    "model": model,
+                    "data": config["data"],
+                    "accuracy": metrics["accuracy"],
+                    "image_shape": list(image_shape),
+                    "preprocessing": entry.preprocessing,
+                    "run_dir": str(run_dir),
+                    "strategy": MULTI_WORKER,
+                    "num_workers": info.num_workers,
+                },
+            )
+        )
+        metrics["export_path"] = str(export_path)
+    metrics["wall_seconds"] = time.perf_counter() - started
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    _barrier(dist, info)
+    return TrainResult(
+        run_dir=run_dir, model=inference, history=history, metrics=metrics, export_path=export_path, recipe=recipe
+    )
