@@ -5,6 +5,10 @@ Submodules: ``layers``, ``models``, ``applications``, ``analysis``, ``data``, ``
 """
 
 import importlib
+import os
+
+# TensorFlow's C++ start-up chatter (CPU feature notes) hides our output; keep a user's setting.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
