@@ -1,0 +1,148 @@
+"""`keras-cnn transfer`: fine-tune a pretrained network in one of the three regimes."""
+
+from __future__ import annotations
+
+import os
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "transfer",
+        help="transfer a pretrained network to a dataset (regimes small / medium / large)",
+        description=(
+            "Transfer learning as in the lectures: 'small' freezes the whole base and trains a new "
+            "softmax; 'medium' freezes up to --freeze-until (or all but the last --trainable-blocks "
+            "units) and fine-tunes the rest; 'large' trains everything from the pretrained "
+            "initialisation. Two phases: the head first (--epochs at --lr), then the regime's "
+            "layers with it (--fine-tune-epochs at the lower --fine-tune-lr)."
+        ),
+    )
+    parser.add_argument("base", metavar="BASE", help="registry name (keras-cnn list) or a .keras model file")
+    parser.add_argument("--weights", default=None,
+                        help="for a registry name: 'imagenet' (keras.applications twins) or a weights file")
+    parser.add_argument("--data", default="digits", help="'digits', 'tfds:NAME' or an image folder (default digits)")
+    parser.add_argument("--regime", choices=("small", "medium", "large"), default="small",
+                        help="small: new head only; medium: also the last layers; large: everything")
+    parser.add_argument("--freeze-until", default=None,
+                        help="medium: freeze through this stage or layer (e.g. conv4, conv4_block6_out)")
+    parser.add_argument("--trainable-blocks", type=int, default=None,
+                        help="medium: train the last N weighted units of the base")
+    parser.add_argument("--epochs", type=int, default=5, help="head epochs, phase 1 (default 5)")
+    parser.add_argument("--fine-tune-epochs", type=int, default=5,
+                        help="phase 2 epochs for medium / large (default 5)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="head learning rate (default 1e-3)")
+    parser.add_argument("--fine-tune-lr", type=float, default=None, help="phase 2 learning rate (default lr / 10)")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
+    parser.add_argument("--dropout", type=float, default=0.2, help="dropout before the new softmax (default 0.2)")
+    parser.add_argument("--image-size", default=None,
+                        help="input size for a registry base, e.g. 224 or 96,96 (default: the network's)")
+    parser.add_argument("--precompute", action="store_true", help="phase 1 on features computed once")
+    parser.add_argument("--max-examples", type=int, default=None, help="read at most N examples per split")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--out", default=None, help="output directory (default runs/transfer_<base>_<regime>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _input_shape(args):
+    """-> (base, input_shape or None, image_size, channels)."""
+    import keras
+
+    from keras_cnn.models.registry import get_model_entry, list_models
+    from keras_cnn.training.evaluate import parse_image_size
+
+    text = args.image_size
+    size = parse_image_size(int(text) if isinstance(text, str) and text.strip().isdigit() else text)
+    if args.base in list_models():
+        entry = get_model_entry(args.base)
+        size = size or (entry.default_size, entry.default_size)
+        return args.base, (*size, entry.channels), size, entry.channels
+    if not os.path.isfile(args.base):
+        raise ValueError(
+            f"`BASE` must be a registry name or a .keras model file. Received: BASE={args.base!r}. "
+            f"Known names: {list_models()}"
+        )
+    if args.weights is not None:
+        raise ValueError(f"`--weights` applies to a registry name; {args.base!r} brings its own. "
+                         f"Received: --weights={args.weights!r}")
+    from keras_cnn.transfer import feature_model
+
+    model = feature_model(keras.models.load_model(args.base))  # its softmax removed
+    height, width, channels = model.input_shape[1:]
+    if height is None or width is None:
+        if size is None:
+            raise ValueError(f"{args.base!r} takes any input size; pass --image-size. Received: --image-size=None")
+    elif size is not None and tuple(size) != (height, width):
+        raise ValueError(
+            f"{args.base!r} takes {height}x{width} inputs. Received: --image-size={args.image_size!r}"
+        )
+    return model, None, size or (height, width), channels
+
+
+def run(args):
+    from keras_cnn import transfer
+    from keras_cnn._io import atomic_dir, atomic_write_json
+    from keras_cnn.data import load_data
+
+    base, input_shape, image_size, channels = _input_shape(args)
+    bundle = load_data(
+        args.data, image_size=image_size, channels=channels, batch_size=args.batch_size, seed=args.seed,
+        max_examples=args.max_examples,
+    )
+    result = transfer.fine_tune(
+        base,
+        bundle,
+        args.regime,
+        head_epochs=args.epochs,
+        fine_tune_epochs=args.fine_tune_epochs,
+        head_lr=args.lr,
+        fine_tune_lr=args.fine_tune_lr,
+        batch_size=args.batch_size,
+        freeze_until=args.freeze_until,
+        trainable_blocks=args.trainable_blocks,
+        dropout=args.dropout,
+        precompute=args.precompute,
+        weights=args.weights,
+        input_shape=input_shape,
+        seed=args.seed,
+    )
+    name = os.path.splitext(os.path.basename(args.base))[0]
+    out = args.out or os.path.join("runs", f"transfer_{name}_{args.regime}")
+    summary = {
+        "base": args.base,
+        "weights": args.weights,
+        "data": args.data,
+        "regime": result.regime,
+        "image_size": list(image_size),
+        "num_train": bundle.num_train,
+        "phases": [
+            {
+                "name": p.name,
+                "epochs": p.epochs,
+                "learning_rate": p.learning_rate,
+                "precomputed": p.precomputed,
+                "frozen_units": p.plan.frozen,
+                "trainable_units": p.plan.trainable,
+                "freeze_bn": p.plan.freeze_bn,
+                "history": p.history,
+            }
+            for p in result.phases
+        ],
+        **result.metrics,
+    }
+    with atomic_dir(out, overwrite=args.overwrite) as tmp:
+        result.model.save(os.path.join(tmp, "model.keras"))
+        atomic_write_json(os.path.join(tmp, "class_names.json"), result.class_names)
+        atomic_write_json(os.path.join(tmp, "metrics.json"), summary)
+
+    print(f"transfer {args.base} -> {args.data} ({bundle.num_train} training images), regime {result.regime}")
+    print(f"{'phase':<10} {'epochs':>6} {'lr':>9} {'trainable units':>16} {'val acc':>8}")
+    for p in result.phases:
+        val = p.history.get("val_accuracy", [None])[-1] if p.history else None
+        val_text = f"{val:.4f}" if val is not None else "-"
+        print(f"{p.name:<10} {p.epochs:>6} {p.learning_rate:>9.2g} {len(p.plan.trainable):>16} {val_text:>8}")
+    if "test_accuracy" in result.metrics:
+        print(f"test accuracy {result.metrics['test_accuracy']:.4f}")
+    print(f"saved {out}")
+    return 0
