@@ -57,7 +57,13 @@ def register(subparsers):
                         help="stop after N epochs without validation-loss improvement")
     parser.add_argument("--max-examples", type=int, default=None, metavar="N", help="use at most N examples per split")
     parser.add_argument("--validation-split", type=float, default=0.1, help="validation fraction (default 0.1)")
-    parser.add_argument("--strategy", default="default", help='"default" or "mirrored"')
+    parser.add_argument(
+        "--strategy",
+        default="default",
+        choices=("default", "mirrored", "multi_worker"),
+        help='"default" (one device), "mirrored" (every GPU of this machine) or "multi_worker" '
+        "(every worker in TF_CONFIG; see apps/distributed)",
+    )
     parser.add_argument("--recipe", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe field, e.g. --recipe learning_rate=0.02 (repeatable)")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
@@ -74,6 +80,9 @@ def print_result(result):
         f"({metrics['num_examples']} examples, loss {metrics['loss']:.4f}) "
         f"after {metrics['epochs']} epochs, {metrics['seconds']:.1f} s training"
     )
+    if metrics.get("is_chief") is False:
+        print(f"worker {metrics.get('task')}: done; the chief writes the run directory and the export")
+        return
     print(f"run directory: {result.run_dir}")
     print(f"model: {result.run_dir / 'model.keras'}")
     print(f"metrics: {result.run_dir / 'metrics.json'}")

@@ -6,10 +6,12 @@ Public API:
     * `evaluate`: metrics of a run directory or a model on a held-out split.
     * `strip_aux`: the single-output inference model of a model with auxiliary heads.
     * `build_network`: raw pixels -> Preprocess -> registry model (what `train` trains).
+    * `train_multi_worker`: MultiWorkerMirroredStrategy custom loop (Keras' fit fails under it).
     * `run_demo`: LeNet-5 on the embedded digits (>= 98% test accuracy), exported.
 """
 
 from keras_cnn.training.demo import run_demo
+from keras_cnn.training.distributed import cluster_info, multi_worker_strategy, train_multi_worker, worker_info
 from keras_cnn.training.evaluate import compute_metrics, evaluate
 from keras_cnn.training.network import build_network, strip_aux
 from keras_cnn.training.recipes import (
@@ -31,6 +33,8 @@ __all__ = [
     "build_network",
     "build_optimizer",
     "build_schedule",
+    "cluster_info",
+    "multi_worker_strategy",
     "compute_metrics",
     "evaluate",
     "get_recipe",
@@ -38,4 +42,6 @@ __all__ = [
     "run_demo",
     "strip_aux",
     "train",
+    "train_multi_worker",
+    "worker_info",
 ]

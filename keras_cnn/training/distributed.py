@@ -72,6 +72,7 @@ TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "ta
 __all__ = [
     "MULTI_WORKER",
     "WorkerInfo",
+    "append_history",
     "cluster_info",
     "is_multi_worker_strategy",
     "multi_worker_strategy",
@@ -131,7 +132,9 @@ def cluster_info(tf_config=None):
         try:
             parsed = json.loads(tf_config)
         except ValueError as err:
-            raise ValueError(f"TF_CONFIG must be JSON like {TF_CONFIG_EXAMPLE} ({err}). Received: TF_CONFIG={tf_config!r}") from None
+            raise ValueError(
+                f"TF_CONFIG must be JSON like {TF_CONFIG_EXAMPLE} ({err}). Received: TF_CONFIG={tf_config!r}"
+            ) from None
     else:
         parsed = tf_config
     if not isinstance(parsed, dict):
@@ -152,7 +155,9 @@ def cluster_info(tf_config=None):
         )
     num_workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
     if num_workers == 0:
-        raise ValueError(f'TF_CONFIG["cluster"] must list "worker" (and/or "chief") tasks. Received: TF_CONFIG={tf_config!r}')
+        raise ValueError(
+            f'TF_CONFIG["cluster"] must list "worker" (and/or "chief") tasks. Received: TF_CONFIG={tf_config!r}'
+        )
     if len(cluster.get("chief", [])) > 1:
         raise ValueError(f"TF_CONFIG may have at most one chief. Received: TF_CONFIG={tf_config!r}")
     task_type = task.get("type")
@@ -691,11 +696,17 @@ def train_multi_worker(
             )
         latest = checkpointer.latest() if resume else None
         if latest:
-            checkpoint.restore(latest).assert_existing_objects_matched()
-            done = int(epoch_var.numpy())
             if chief:
                 _check_resume_config(run_dir, config)
-    except (ValueError, AssertionError, tf.errors.OpError) as err:
+            try:
+                checkpoint.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, tf.errors.OpError) as err:
+                raise ValueError(
+                    f"`out_dir` holds a checkpoint that does not fit this run (another model, augmentation or "
+                    f"optimizer?): {err}. Pass resume=False to start over. Received: out_dir={str(run_dir)!r}"
+                ) from err
+            done = int(epoch_var.numpy())
+    except ValueError as err:
         problem = err
     if info.num_workers > 1:
         states = _gather_ints(dist, [done, int(problem is not None)])
