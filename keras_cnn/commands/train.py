@@ -60,7 +60,6 @@ def register(subparsers):
     parser.add_argument(
         "--strategy",
         default="default",
-        choices=("default", "mirrored", "multi_worker"),
         help='"default" (one device), "mirrored" (every GPU of this machine) or "multi_worker" '
         "(every worker in TF_CONFIG; see apps/distributed)",
     )
