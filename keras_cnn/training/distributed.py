@@ -61,7 +61,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cnn._io import atomic_file, atomic_write_json
-from keras_cnn._validation import check_choice, check_non_negative_int, check_positive_int
+from keras_cnn._validation import check_choice
 
 MULTI_WORKER = "multi_worker"
 COMMUNICATIONS = ("auto", "ring", "nccl")
@@ -576,91 +576,47 @@ def train_multi_worker(
             "`strategy` must be 'multi_worker' or a tf.distribute.MultiWorkerMirroredStrategy. "
             f"Received: strategy={strategy!r}"
         )
-    from keras_cnn.models.registry import get_model_entry
     from keras_cnn.training import callbacks as cb
-    from keras_cnn.training.evaluate import CONFIG_FILE, compute_metrics, parse_image_size
+    from keras_cnn.training.evaluate import CONFIG_FILE, compute_metrics
     from keras_cnn.training.network import build_network, output_names, strip_aux, wrap_for_training
     from keras_cnn.training.plots import plot_confusion_matrix, plot_learning_curves
     from keras_cnn.training.recipes import build_optimizer
     from keras_cnn.training.trainer import (
-        AUGMENT_ON,
         TrainResult,
-        _check_augment,
+        _build_run_augmenter,
         _check_resume_config,
-        _load_bundle,
-        _resolve_recipe,
+        _check_run_args,
+        _load_run_data,
         _save_keras_model,
-        _steps,
     )
 
     started = time.perf_counter()
-    entry = get_model_entry(model)
-    recipe = _resolve_recipe(model, recipe, epochs, batch_size)
-    check_choice("augment_on", augment_on, AUGMENT_ON)
-    check_non_negative_int("seed", seed)
-    check_choice("verbose", verbose, (0, 1, 2))
-    if early_stopping is not None:
-        check_positive_int("early_stopping", early_stopping)
-    if max_examples is not None:
-        check_positive_int("max_examples", max_examples)
-    if model_kwargs is not None and not isinstance(model_kwargs, dict):
-        raise ValueError(f"`model_kwargs` must be a dict. Received: model_kwargs={model_kwargs!r}")
-    for name, flag in (("export", export), ("resume", resume)):
-        if not isinstance(flag, bool):
-            raise ValueError(f"`{name}` must be True or False. Received: {name}={flag!r}")
-    spec, parsed_augment = _check_augment(augment, recipe)
-    size = parse_image_size(image_size) or (entry.default_size, entry.default_size)
-    run_dir = Path(out_dir) if out_dir is not None else Path("runs") / model
-    aux = bool(entry.aux_heads) and recipe.aux_loss_weight > 0
+    args = _check_run_args(
+        model, recipe=recipe, epochs=epochs, batch_size=batch_size, augment=augment, augment_on=augment_on,
+        image_size=image_size, out_dir=out_dir, seed=seed, verbose=verbose, early_stopping=early_stopping,
+        max_examples=max_examples, model_kwargs=model_kwargs, flags=(("export", export), ("resume", resume)),
+    )
+    entry, recipe, spec, run_dir, aux = args.entry, args.recipe, args.spec, args.run_dir, args.aux
     info = worker_info(dist)
     chief = info.is_chief
 
-    keras.utils.set_random_seed(seed)
-    bundle = _load_bundle(
-        data,
-        image_size=size,
-        channels=entry.channels,
-        batch_size=recipe.batch_size,
-        seed=seed,
-        max_examples=max_examples,
-        validation_split=validation_split,
+    run = _load_run_data(
+        model, data, args, augment_on=augment_on, mixed_precision=False, jit_compile=False,
+        seed=seed, max_examples=max_examples, validation_split=validation_split, model_kwargs=model_kwargs,
+        strategy_config={
+            "strategy": MULTI_WORKER,
+            "num_workers": info.num_workers,
+            "num_replicas": int(dist.num_replicas_in_sync),
+        },
     )
-    class_names = [str(c) for c in bundle.class_names]
-    num_classes = len(class_names)
-    image_shape = tuple(int(d) for d in bundle.image_shape)
-    steps_per_epoch = _steps(bundle.train, bundle.num_train, recipe.batch_size)
-
-    config = {
-        "model": model,
-        "family": entry.family,
-        "data": os.fspath(data) if isinstance(data, (str, os.PathLike)) else getattr(bundle, "source", None),
-        "image_shape": list(image_shape),
-        "num_classes": num_classes,
-        "aux_heads": int(entry.aux_heads) if aux else 0,
-        "model_kwargs": dict(model_kwargs or {}),
-        "augment": spec,
-        "augment_on": augment_on,
-        "mixed_precision": False,
-        "jit_compile": False,
-        "seed": seed,
-        "max_examples": max_examples,
-        "validation_split": validation_split,
-        "strategy": MULTI_WORKER,
-        "num_workers": info.num_workers,
-        "num_replicas": int(dist.num_replicas_in_sync),
-        "recipe": recipe.to_dict(),
-    }
+    bundle, class_names, num_classes = run.bundle, run.class_names, run.num_classes
+    image_shape, steps_per_epoch, config = run.image_shape, run.steps_per_epoch, run.config
     ckpt_dir = run_dir / CHECKPOINT_DIR
     history_path = run_dir / "history.csv"
     if chief:
         run_dir.mkdir(parents=True, exist_ok=True)
 
-    augmenter = None
-    if spec:
-        from keras_cnn.data.augment import build_augmenter, compute_pca_stats
-
-        pca_stats = compute_pca_stats(bundle.train) if any(n == "pca" for n, _ in parsed_augment) else None
-        augmenter = build_augmenter(spec, image_shape=image_shape, pca_stats=pca_stats, seed=seed)
+    augmenter = _build_run_augmenter(args, bundle, image_shape, seed)
 
     with dist.scope():
         network = build_network(

@@ -200,6 +200,108 @@ def _check_resume_config(run_dir, config):
             )
 
 
+@dataclasses.dataclass(frozen=True)
+class _RunArgs:
+    """The checked arguments of a run (`_check_run_args`)."""
+
+    entry: object
+    recipe: Recipe
+    spec: str
+    parsed_augment: list
+    size: tuple
+    run_dir: Path
+    aux: bool
+
+
+def _check_run_args(model, *, recipe, epochs, batch_size, augment, augment_on, image_size, out_dir, seed,
+                    verbose, early_stopping, max_examples, model_kwargs, flags):
+    """Check the arguments shared by `train` and `train_multi_worker`; ``flags``: (name, value) pairs
+    that must be bools."""
+    entry = get_model_entry(model)
+    recipe = _resolve_recipe(model, recipe, epochs, batch_size)
+    check_choice("augment_on", augment_on, AUGMENT_ON)
+    check_non_negative_int("seed", seed)
+    check_choice("verbose", verbose, (0, 1, 2))
+    if early_stopping is not None:
+        check_positive_int("early_stopping", early_stopping)
+    if max_examples is not None:
+        check_positive_int("max_examples", max_examples)
+    if model_kwargs is not None and not isinstance(model_kwargs, dict):
+        raise ValueError(f"`model_kwargs` must be a dict. Received: model_kwargs={model_kwargs!r}")
+    for name, flag in flags:
+        if not isinstance(flag, bool):
+            raise ValueError(f"`{name}` must be True or False. Received: {name}={flag!r}")
+    spec, parsed_augment = _check_augment(augment, recipe)
+    size = parse_image_size(image_size) or (entry.default_size, entry.default_size)
+    run_dir = Path(out_dir) if out_dir is not None else Path("runs") / model
+    aux = bool(entry.aux_heads) and recipe.aux_loss_weight > 0
+    return _RunArgs(entry, recipe, spec, parsed_augment, size, run_dir, aux)
+
+
+@dataclasses.dataclass(frozen=True)
+class _RunData:
+    """The loaded data of a run and its config (`_load_run_data`)."""
+
+    bundle: object
+    class_names: list
+    num_classes: int
+    image_shape: tuple
+    steps_per_epoch: int
+    config: dict
+
+
+def _load_run_data(model, data, args, *, augment_on, mixed_precision, jit_compile, seed, max_examples,
+                   validation_split, model_kwargs, strategy_config):
+    """Seed, load the data and assemble the run's config; ``strategy_config``: the config's
+    strategy entries (placed before "recipe")."""
+    entry, recipe = args.entry, args.recipe
+    keras.utils.set_random_seed(seed)
+    bundle = _load_bundle(
+        data,
+        image_size=args.size,
+        channels=entry.channels,
+        batch_size=recipe.batch_size,
+        seed=seed,
+        max_examples=max_examples,
+        validation_split=validation_split,
+    )
+    class_names = [str(c) for c in bundle.class_names]
+    num_classes = len(class_names)
+    image_shape = tuple(int(d) for d in bundle.image_shape)
+    steps_per_epoch = _steps(bundle.train, bundle.num_train, recipe.batch_size)
+
+    config = {
+        "model": model,
+        "family": entry.family,
+        "data": os.fspath(data) if isinstance(data, (str, os.PathLike)) else getattr(bundle, "source", None),
+        "image_shape": list(image_shape),
+        "num_classes": num_classes,
+        "aux_heads": int(entry.aux_heads) if args.aux else 0,
+        "model_kwargs": dict(model_kwargs or {}),
+        "augment": args.spec,
+        "augment_on": augment_on,
+        "mixed_precision": mixed_precision,
+        "jit_compile": jit_compile,
+        "seed": seed,
+        "max_examples": max_examples,
+        "validation_split": validation_split,
+        **strategy_config,
+        "recipe": recipe.to_dict(),
+    }
+    return _RunData(bundle, class_names, num_classes, image_shape, steps_per_epoch, config)
+
+
+def _build_run_augmenter(args, bundle, image_shape, seed):
+    """The run's augmenter (None without augmentation), with the PCA colour statistics of the
+    training set when the spec asks for them (Krizhevsky et al., 2012, section 4.1)."""
+    if not args.spec:
+        return None
+    from keras_cnn.data.augment import build_augmenter, compute_pca_stats
+
+    pca_stats = compute_pca_stats(bundle.train) if any(n == "pca" for n, _ in args.parsed_augment) else None
+    return build_augmenter(args.spec, image_shape=image_shape, pca_stats=pca_stats, seed=seed)
+
+
 def train(
     model="lenet5",
     data="digits",
@@ -302,60 +404,23 @@ def train(
         raise ValueError(
             f"`model` must be a registered model name (see keras_cnn.list_models()). Received: model={model!r}"
         )
-    entry = get_model_entry(model)
-    recipe = _resolve_recipe(model, recipe, epochs, batch_size)
-    check_choice("augment_on", augment_on, AUGMENT_ON)
-    check_non_negative_int("seed", seed)
-    check_choice("verbose", verbose, (0, 1, 2))
-    if early_stopping is not None:
-        check_positive_int("early_stopping", early_stopping)
-    if max_examples is not None:
-        check_positive_int("max_examples", max_examples)
-    if model_kwargs is not None and not isinstance(model_kwargs, dict):
-        raise ValueError(f"`model_kwargs` must be a dict. Received: model_kwargs={model_kwargs!r}")
-    for name, flag in (("mixed_precision", mixed_precision), ("jit_compile", jit_compile),
-                       ("export", export), ("resume", resume)):
-        if not isinstance(flag, bool):
-            raise ValueError(f"`{name}` must be True or False. Received: {name}={flag!r}")
-    spec, parsed_augment = _check_augment(augment, recipe)
-    size = parse_image_size(image_size) or (entry.default_size, entry.default_size)
-    dist = _strategy(strategy)
-    run_dir = Path(out_dir) if out_dir is not None else Path("runs") / model
-    aux = bool(entry.aux_heads) and recipe.aux_loss_weight > 0
-
-    keras.utils.set_random_seed(seed)
-    bundle = _load_bundle(
-        data,
-        image_size=size,
-        channels=entry.channels,
-        batch_size=recipe.batch_size,
-        seed=seed,
-        max_examples=max_examples,
-        validation_split=validation_split,
+    args = _check_run_args(
+        model, recipe=recipe, epochs=epochs, batch_size=batch_size, augment=augment, augment_on=augment_on,
+        image_size=image_size, out_dir=out_dir, seed=seed, verbose=verbose, early_stopping=early_stopping,
+        max_examples=max_examples, model_kwargs=model_kwargs,
+        flags=(("mixed_precision", mixed_precision), ("jit_compile", jit_compile),
+               ("export", export), ("resume", resume)),
     )
-    class_names = [str(c) for c in bundle.class_names]
-    num_classes = len(class_names)
-    image_shape = tuple(int(d) for d in bundle.image_shape)
-    steps_per_epoch = _steps(bundle.train, bundle.num_train, recipe.batch_size)
+    entry, recipe, spec, run_dir, aux = args.entry, args.recipe, args.spec, args.run_dir, args.aux
+    dist = _strategy(strategy)
 
-    config = {
-        "model": model,
-        "family": entry.family,
-        "data": os.fspath(data) if isinstance(data, (str, os.PathLike)) else getattr(bundle, "source", None),
-        "image_shape": list(image_shape),
-        "num_classes": num_classes,
-        "aux_heads": int(entry.aux_heads) if aux else 0,
-        "model_kwargs": dict(model_kwargs or {}),
-        "augment": spec,
-        "augment_on": augment_on,
-        "mixed_precision": mixed_precision,
-        "jit_compile": jit_compile,
-        "seed": seed,
-        "max_examples": max_examples,
-        "validation_split": validation_split,
-        "strategy": strategy if isinstance(strategy, str) else type(strategy).__name__,
-        "recipe": recipe.to_dict(),
-    }
+    run = _load_run_data(
+        model, data, args, augment_on=augment_on, mixed_precision=mixed_precision, jit_compile=jit_compile,
+        seed=seed, max_examples=max_examples, validation_split=validation_split, model_kwargs=model_kwargs,
+        strategy_config={"strategy": strategy if isinstance(strategy, str) else type(strategy).__name__},
+    )
+    bundle, class_names, num_classes = run.bundle, run.class_names, run.num_classes
+    image_shape, steps_per_epoch, config = run.image_shape, run.steps_per_epoch, run.config
     run_dir.mkdir(parents=True, exist_ok=True)
     backup_dir = run_dir / "checkpoints"
     history_path = run_dir / "history.csv"
@@ -370,12 +435,7 @@ def train(
     atomic_write_json(run_dir / CONFIG_FILE, config)
 
     # PCA colour statistics of the training set, once (Krizhevsky et al., 2012, section 4.1).
-    augmenter = None
-    if spec:
-        from keras_cnn.data.augment import build_augmenter, compute_pca_stats
-
-        pca_stats = compute_pca_stats(bundle.train) if any(n == "pca" for n, _ in parsed_augment) else None
-        augmenter = build_augmenter(spec, image_shape=image_shape, pca_stats=pca_stats, seed=seed)
+    augmenter = _build_run_augmenter(args, bundle, image_shape, seed)
 
     policy = "mixed_float16" if mixed_precision else "float32"
     with _dtype_policy(policy), dist.scope():
