@@ -1,0 +1,224 @@
+"""Input pipeline: can the augmentation keep up with the training step?
+
+The full augmentation of the lectures, ``flip,crop,rotate=15,shear=0.1,warp,color_shift=20,
+pca=0.1`` (`keras_cnn.data.augment.build_augmenter`), is measured in images/s on the two
+paths the package offers, against the rate at which a training step consumes images:
+
+* ``device``: the augmenter applied to a resident batch inside a compiled ``tf.function``
+  (what happens when it is the first layer of the training model; on a GPU it runs there);
+* ``cpu map``: `keras_cnn.data.augment.cpu_augment` over a batched ``tf.data`` dataset,
+  with the library default (sequential ``map``) and with ``num_parallel_calls=AUTOTUNE`` +
+  ``prefetch``; each round starts a fresh iterator and discards its first batch;
+* ``train step``: ``train_on_batch`` of a consumer model on a resident batch, without
+  augmentation (the consumption rate), with the augmenter inside the model (device path end
+  to end) and fed from the AUTOTUNE cpu map (CPU path end to end).
+
+All candidates are interleaved over the rounds (medians). The ratio ``pipeline / train step``
+says whether a path can feed the step: below 1.0 the pipeline is the bottleneck. On a
+CPU-only machine both share the same cores, so the end-to-end rows (augment + step) are the
+figures that matter; on a GPU the device path runs beside the model on the accelerator.
+
+Defaults: 32x32 RGB, batch 32, consumers ``resnet18`` (small CIFAR stem) and ``lenet5``.
+GPU example::
+
+    python apps/benchmarks/pipeline.py --image-size 224 --batch 128 --models resnet18 --rounds 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _common as C  # noqa: E402
+
+C.quiet_tensorflow()
+
+SPEC = "flip,crop,rotate=15,shear=0.1,warp,color_shift=20,pca=0.1"
+CONSUMERS = {
+    # name: (registry model, builder kwargs)
+    "resnet18": ("resnet18", {"stem": "small"}),
+    "lenet5": ("lenet5", {}),
+    "resnet18_quarter": ("resnet18", {"stem": "small", "width_multiplier": 0.25}),
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spec", default=SPEC, help=f"augmentation spec (default {SPEC!r})")
+    parser.add_argument("--image-size", type=int, default=None, help="image side (default 32)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default 32)")
+    parser.add_argument("--models", default=None,
+                        help=f"consumer models, comma-separated from {list(CONSUMERS)} (default resnet18,lenet5)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5)")
+    parser.add_argument("--min-time", type=float, default=None,
+                        help="seconds each candidate is stepped per round, at least one step (default 1.0)")
+    parser.add_argument("--xla", action="store_true", help="also try the device path with jit_compile=True")
+    parser.add_argument("--threads", type=int, default=None, help="TF intra/inter-op threads (default: TF's)")
+    C.add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.image_size = args.image_size or 32
+    args.batch = args.batch or (8 if quick else 32)
+    args.models = [m.strip() for m in (args.models or ("lenet5" if quick else "resnet18,lenet5")).split(",") if m.strip()]
+    bad = [m for m in args.models if m not in CONSUMERS]
+    if bad:
+        parser.error(f"unknown --models {bad}; choose from {list(CONSUMERS)}")
+    args.rounds = args.rounds or (2 if quick else 5)
+    args.min_time = args.min_time if args.min_time is not None else (0.0 if quick else 1.0)
+    return args
+
+
+def xla_error(err):
+    """A one-line summary of an XLA compilation error (the unsupported op types, if named)."""
+    import re
+
+    text = str(err)
+    match = re.search(r"on XLA_\w+: ([A-Za-z0-9_, ]+?)(?: \(|\n|$)", text)
+    if match:
+        return (f"unsupported op(s) {match.group(1).strip()} (Keras' RandomRotation/RandomShear/... use "
+                "ImageProjectiveTransformV3, which XLA lacks; see keras_cnn.data.augment)")
+    first = text.strip().splitlines()[0][:200] if text.strip() else ""
+    return f"{type(err).__name__}: {first}"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    C.set_threads(args.threads)
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_cnn.data.augment import build_augmenter, compute_pca_stats, cpu_augment
+    from keras_cnn.training import build_network
+
+    keras.utils.set_random_seed(args.seed)
+    size, batch = args.image_size, args.batch
+    shape = (size, size, 3)
+    rng = np.random.default_rng(args.seed)
+    # Smooth-ish synthetic RGB images in 0..255 (content does not change the cost of these ops).
+    num_images = batch * 8
+    base = rng.uniform(0, 255, (num_images, max(2, size // 4), max(2, size // 4), 3)).astype("float32")
+    images = tf.image.resize(base, (size, size)).numpy()
+    labels = rng.integers(0, 10, (num_images,)).astype("int32")
+    pca_stats = compute_pca_stats(images)
+    augmenter = build_augmenter(args.spec, image_shape=shape, pca_stats=pca_stats, seed=args.seed)
+    x = tf.constant(images[:batch])
+    y_onehot = tf.one_hot(tf.constant(labels[:batch]), 10)
+
+    @tf.function
+    def device_augment(images):
+        return tf.reduce_sum(augmenter(images, training=True))
+
+    candidates = {"device augment": lambda: device_augment(x).numpy()}
+    notes = []
+    if args.xla:
+        device_augment_xla = tf.function(lambda images: tf.reduce_sum(augmenter(images, training=True)), jit_compile=True)
+        try:
+            device_augment_xla(x).numpy()
+            candidates["device augment (XLA)"] = lambda: device_augment_xla(x).numpy()
+        except Exception as err:  # noqa: BLE001 - report, go on
+            notes.append(f"Device path with XLA (jit_compile=True): not supported here: {xla_error(err)}")
+
+    source = tf.data.Dataset.from_tensor_slices((images, tf.one_hot(labels, 10))).batch(batch, drop_remainder=True).repeat()
+    pipelines = {
+        "cpu map (default: sequential)": cpu_augment(source, augmenter),
+        "cpu map (AUTOTUNE + prefetch)": cpu_augment(source, augmenter, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+            tf.data.AUTOTUNE
+        ),
+    }
+    iterators = {}
+    before = {}
+
+    def restart(name):
+        def fn():
+            iterators[name] = iter(pipelines[name])
+            next(iterators[name])  # start-up and the first batch are not timed
+
+        return fn
+
+    for name in pipelines:
+        candidates[name] = (lambda n=name: next(iterators[n]))
+        before[name] = restart(name)
+
+    consumer_keys = {}
+    for model_name in args.models:
+        arch, kwargs = CONSUMERS[model_name]
+        keras.utils.set_random_seed(args.seed)
+        network = build_network(arch, image_shape=shape, classes=10, model_kwargs=kwargs)
+        network.compile(optimizer=keras.optimizers.SGD(1e-2, momentum=0.9), loss="categorical_crossentropy")
+        inputs = keras.Input(shape, name="pixels")
+        with_aug = keras.Model(inputs, network(augmenter(inputs)), name=f"{model_name}_with_augmenter")
+        with_aug.compile(optimizer=keras.optimizers.SGD(1e-2, momentum=0.9), loss="categorical_crossentropy")
+        keys = {
+            "step": f"{model_name}: train step (no augmentation)",
+            "device": f"{model_name}: train step + device augment (end to end)",
+            "cpu": f"{model_name}: train step fed by cpu map AUTOTUNE (end to end)",
+        }
+        consumer_keys[model_name] = keys
+        candidates[keys["step"]] = lambda m=network: m.train_on_batch(x, y_onehot)
+        candidates[keys["device"]] = lambda m=with_aug: m.train_on_batch(x, y_onehot)
+        feed_name = keys["cpu"]
+        pipelines[feed_name] = pipelines["cpu map (AUTOTUNE + prefetch)"]
+
+        def fed_step(m=network, n=feed_name):
+            xb, yb = next(iterators[n])
+            return m.train_on_batch(xb, yb)
+
+        candidates[feed_name] = fed_step
+        before[feed_name] = restart(feed_name)
+
+    times = C.interleave(candidates, rounds=args.rounds, calls=1, warmup=1, min_time=args.min_time,
+                         before_round=before)
+    rate = {name: C.median([batch / t for t in t_["wall"]]) for name, t_ in times.items()}
+    per_round = {name: [batch / t for t in t_["wall"]] for name, t_ in times.items()}
+
+    headers = ["candidate", "images/s", "per-round img/s"]
+    rows = []
+    for name in candidates:
+        rows.append([name, C.fmt(rate[name]), f"{C.fmt(min(per_round[name]))} - {C.fmt(max(per_round[name]))}"])
+
+    verdict_rows = []
+    for model_name, keys in consumer_keys.items():
+        step = rate[keys["step"]]
+        for pipe in [n for n in candidates if n.startswith("device augment") or n.startswith("cpu map")]:
+            ratio = rate[pipe] / step
+            ratios = C.paired_ratios(per_round[pipe], per_round[keys["step"]])
+            verdict_rows.append([
+                model_name, pipe, C.fmt(rate[pipe]), C.fmt(step), C.fmt_ratio(ratio),
+                C.fmt_range(min(ratios), max(ratios)),
+                "yes: pipeline is the bottleneck" if ratio < 1.0 else "no",
+            ])
+        for end, label in (("device", "device path"), ("cpu", "cpu map AUTOTUNE")):
+            ratio = rate[keys[end]] / step
+            ratios = C.paired_ratios(per_round[keys[end]], per_round[keys["step"]])
+            verdict_rows.append([
+                model_name, f"end to end: {label} + step", C.fmt(rate[keys[end]]), C.fmt(step), C.fmt_ratio(ratio),
+                C.fmt_range(min(ratios), max(ratios)),
+                f"step keeps {ratio:.0%} of its rate",
+            ])
+
+    lines = C.header("Input pipeline vs training step (images/s, interleaved, median)")
+    lines += [
+        f"Spec `{args.spec}`, {size}x{size}x3, batch {batch}, {args.rounds} rounds "
+        f"(each candidate stepped >= {args.min_time:g} s per round). Ratio = pipeline images/s / train-step images/s "
+        "(< 1.0: the pipeline cannot feed the step). On a CPU-only machine augmentation and step share the cores: "
+        "the end-to-end rows are the real cost.",
+        "",
+        C.markdown_table(["consumer", "pipeline", "pipeline img/s", "step img/s", "pipeline/step", "per-round",
+                          "bottleneck?"], verdict_rows, right=(2, 3, 4, 5)),
+        "",
+        "All candidates:",
+        "",
+        C.markdown_table(headers, rows),
+    ]
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
+    C.emit("\n".join(lines), args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Smoke tests of apps/benchmarks: every script runs with --quick and prints well-formed tables.
+
+These are not timing assertions (speed targets live in the benchmarks themselves): they check
+that each script runs end to end on tiny settings and that its ratio cells are numbers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "apps" / "benchmarks"
+
+
+def _common():
+    spec = importlib.util.spec_from_file_location("bench_common", BENCH / "_common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _number(cell):
+    return float(cell.replace(",", "").rstrip("%").strip())
+
+
+def test_table_helpers_round_trip_and_classify():
+    C = _common()
+    text = "intro\n\n" + C.markdown_table(["model", "ratio", "band"], [["resnet50", "0.950", "0.90-1.02"],
+                                                                        ["vgg16", "1.100", "1.05-1.20"]]) + "\n\ntail"
+    (table,) = C.parse_markdown_tables(text)
+    assert table == [["model", "ratio", "band"], ["resnet50", "0.950", "0.90-1.02"], ["vgg16", "1.100", "1.05-1.20"]]
+    assert C.percentile([1, 2, 3, 4], 50) == 2.5 and C.percentile([5.0], 90) == 5.0
+    assert math.isnan(C.median([]))
+    # The noise band decides: below target but reaching it -> noise; never reaching it -> BELOW.
+    assert [C.verdict(1.01, 0.9, 1.1), C.verdict(0.95, 0.9, 1.02), C.verdict(0.8, 0.7, 0.9)] == ["ok", "noise", "BELOW"]
+    # An A/A control (two identical models) that differs by 15 % makes a 10 % miss noise, not a 25 % one.
+    assert [C.verdict(0.9, 0.85, 0.95, control=1.15), C.verdict(0.75, 0.7, 0.8, control=1.15)] == ["noise", "BELOW"]
+
+
+# script -> (extra arguments, header of the ratio column that must hold numbers)
+SCRIPTS = {
+    "twins.py": ([], "ours/keras"),
+    "pipeline.py": ([], "pipeline/step"),
+    "serving.py": ([], "ref p50 / serving p50"),
+    "efficiency.py": ([], "of peak"),
+    "run_all.py": (["--only", "efficiency"], "of peak"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_benchmark_quick_run_prints_numeric_ratios(script, tmp_path):
+    extra, column = SCRIPTS[script]
+    out = tmp_path / "report.md"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick", *extra, "--output", str(out)],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=880,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = out.read_text(encoding="utf-8")
+    assert "Command:" in report
+    tables = _common().parse_markdown_tables(report)
+    with_column = [t for t in tables if column in t[0]]
+    assert with_column, f"no table with a {column!r} column in:\n{report}"
+    table = with_column[0]
+    index = table[0].index(column)
+    assert len(table) > 1
+    values = [_number(row[index]) for row in table[1:] if row[index] not in ("1.000",)]
+    assert values and all(math.isfinite(v) and v > 0 for v in values), table
+    if script == "run_all.py":
+        assert report.startswith("# keras_cnn benchmarks") and "- CPU:" in report and "TensorFlow" in report
