@@ -50,6 +50,7 @@ SCRIPTS = {
     "pipeline.py": ([], "pipeline/step"),
     "serving.py": ([], "ref p50 / serving p50"),
     "efficiency.py": ([], "of peak"),
+    "time_to_accuracy.py": ([], "seconds to target"),
     "run_all.py": (["--only", "efficiency"], "of peak"),
 }
 

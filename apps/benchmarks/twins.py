@@ -15,7 +15,7 @@ spread of the per-round ratios (a ratio below 1.0 whose spread reaches 1.0 is no
 (the structural cause of any real gap would show up there: extra Cast/Pad/Identity ops...).
 
 Defaults are sized for a 2-core CPU (64 px -- Inception-v3 75 px, its minimum --, batch 4,
-2 steps x 5 rounds; a few minutes on an idle machine). Full size on a GPU, for example::
+1 step x 9 rounds per model; a few minutes on an idle machine). Full size on a GPU, for example::
 
     python apps/benchmarks/twins.py --image-size 224 --batch 64 --steps 20 --rounds 7 --xla --mixed-precision
 
@@ -58,8 +58,8 @@ def parse_args(argv=None):
                         help=f"comma-separated, from {list(TWINS)} (default {','.join(DEFAULT_MODELS)})")
     parser.add_argument("--image-size", type=int, default=None, help="input side in pixels (default 64; Inception-v3 at least 75)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default 4)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per model per round (default 2)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per model per round (default 1: many short rounds cancel load drift best)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 9)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per model first (default 2)")
     parser.add_argument("--classes", type=int, default=1000, help="classifier units (default 1000)")
     parser.add_argument("--modes", default="train,infer", help="train, infer or both (default train,infer)")
@@ -80,8 +80,8 @@ def parse_args(argv=None):
         parser.error(f"unknown --models {unknown}; choose from {list(TWINS)}")
     args.image_size = args.image_size or (32 if quick else 64)
     args.batch = args.batch or (2 if quick else 4)
-    args.steps = args.steps or (1 if quick else 2)
-    args.rounds = args.rounds or (2 if quick else 5)
+    args.steps = args.steps or 1
+    args.rounds = args.rounds or (2 if quick else 9)
     args.warmup = args.warmup if args.warmup is not None else (1 if quick else 2)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if any(m not in MODES for m in args.modes):
