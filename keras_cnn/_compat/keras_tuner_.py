@@ -1,0 +1,3 @@
+"""Private names of keras_tuner used by keras_cnn, each explained (see keras_cnn/_compat/__init__.py)."""
+
+from __future__ import annotations
