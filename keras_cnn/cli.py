@@ -56,9 +56,10 @@ def main(argv=None):
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"keras-cnn {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except BaseException as err:  # noqa: BLE001 - one line per error, naming the flag (commands/_errors.py)
+        from keras_cnn.commands._errors import report
+
+        return report(args, err)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ def lenet_run(tmp_path_factory):
         export_dir=root / "exports",
         export_name="tiny_lenet",
         verbose=0,
+        keep_checkpoints=True,
     )
     return result, root
 

@@ -52,14 +52,18 @@ def test_cli_train_then_evaluate(cli_run, capsys):
 @pytest.mark.parametrize(
     "argv, needle",
     [
-        (["train", "no_such_net"], "`model`"),
-        (["train", "lenet5", "--epochs", "0"], "`epochs`"),
-        (["train", "lenet5", "--augment", "spin=3"], "augment"),
-        (["train", "lenet5", "--strategy", "tpu_pod"], "`strategy`"),
+        (["train", "no_such_net"], "`MODEL`"),
+        (["train", "lenet5", "--epochs", "0"], "`--epochs`"),
+        (["train", "lenet5", "--augment", "spin=3"], "--augment"),
+        (["train", "lenet5", "--strategy", "tpu_pod"], "`--strategy`"),
         (["train", "lenet5", "--recipe", "learning_rate"], "--recipe"),
-        (["train", "lenet5", "--image-size", "a,b"], "`image_size`"),
-        (["evaluate", "/nonexistent/run"], "run_dir_or_model"),
-        (["demo", "--epochs", "0"], "`epochs`"),
+        (["train", "lenet5", "--image-size", "a,b"], "`--image-size`"),
+        (["train", "lenet5", "--model-arg", "bogus=1"], "`--model-arg` has 'bogus'"),
+        (["train", "lenet5", "--model-arg", "width_multiplier=abc"], "`--model-arg`"),
+        (["train", "lenet5", "--validation-split", "1.5"], "`--validation-split`"),
+        (["train", "lenet5", "--strategy", "multi_worker", "--cluster-timeout", "0"], "`--cluster-timeout`"),
+        (["evaluate", "/nonexistent/run"], "RUN_DIR"),
+        (["demo", "--epochs", "0"], "`--epochs`"),
     ],
 )
 def test_cli_errors_exit_2(argv, needle, capsys, tmp_path):
@@ -71,6 +75,9 @@ def test_cli_errors_exit_2(argv, needle, capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.startswith(f"keras-cnn {argv[0]}: error:")
     assert needle in err
+    assert err.count("\n") == 1 and "Traceback" not in err  # one line
+    if argv[0] in ("train", "demo"):
+        assert not (tmp_path / "run").exists() and not (tmp_path / "demo").exists()  # nothing half-written
 
 
 def test_parse_key_values():

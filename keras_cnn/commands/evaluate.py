@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from keras_cnn.commands._errors import set_flag_names
+
 
 def register(subparsers):
     parser = subparsers.add_parser(
@@ -21,6 +23,7 @@ def register(subparsers):
     parser.add_argument("--max-examples", type=int, default=None, metavar="N", help="at most N examples per split")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     parser.set_defaults(func=run)
+    set_flag_names(parser, {"run_dir_or_model": "RUN_DIR", "data": "--data"})
     return parser
 
 

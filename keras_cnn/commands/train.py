@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from keras_cnn.commands._errors import set_flag_names
+
 
 def parse_key_values(arg, items):
     """["k=v", ...] -> {k: v} with v parsed as JSON where possible (numbers, true, null)."""
@@ -27,8 +29,23 @@ def add_common_arguments(parser):
     parser.add_argument("--export-name", default=None, metavar="NAME", help="served model name (default: the model)")
     parser.add_argument("--no-export", action="store_true", help="do not export a SavedModel")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--no-resume", action="store_true", help="start over even if the run directory has a checkpoint")
-    parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras progress output (default 1: bars)")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="start over, clearing the run directory's previous run (default: resume the same run, "
+                        "report a finished one, refuse another one)")
+    parser.add_argument("--keep-checkpoints", action="store_true",
+                        help="keep the per-epoch checkpoints once the run finished (default: removed)")
+    parser.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2),
+                        help="Keras progress output: 1 progress bars, 2 one line per epoch (default: 1 on a terminal, "
+                        "2 otherwise)")
+
+
+def verbosity(args):
+    """``--verbose``, or 1 (bars) on a terminal and 2 (a line per epoch) in logs and pipes."""
+    if args.verbose is not None:
+        return args.verbose
+    from keras_cnn.training.pipeline import stdout_is_terminal
+
+    return 1 if stdout_is_terminal() else 2
 
 
 def register(subparsers):
@@ -63,17 +80,27 @@ def register(subparsers):
         help='"default" (one device), "mirrored" (every GPU of this machine) or "multi_worker" '
         "(every worker in TF_CONFIG; see apps/distributed)",
     )
+    parser.add_argument("--cluster-timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="--strategy multi_worker: seconds to wait for the other workers (default 300)")
     parser.add_argument("--recipe", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe field, e.g. --recipe learning_rate=0.02 (repeatable)")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="extra builder argument, e.g. --model-arg width_multiplier=0.5 (repeatable)")
     add_common_arguments(parser)
     parser.set_defaults(func=run)
+    set_flag_names(parser, {"out_dir": "--out", "jit_compile": "--xla", "model_kwargs": "--model-arg",
+                            "resume": "--no-resume", "export": "--no-export", "data": "--data",
+                            "source": "--data", "model": "MODEL"})
     return parser
 
 
 def print_result(result):
     metrics = result.metrics
+    if result.status == "finished" and metrics.get("is_chief") is False:
+        print("this run finished before; the chief holds its result")
+        return
+    if result.status == "finished":
+        print("stored result of the finished run (--no-resume trains again):")
     print(
         f"{metrics.get('split', 'test')} accuracy: {metrics['accuracy']:.4f} "
         f"({metrics['num_examples']} examples, loss {metrics['loss']:.4f}) "
@@ -110,11 +137,13 @@ def run(args):
         export_name=args.export_name,
         early_stopping=args.early_stopping,
         resume=not args.no_resume,
-        verbose=args.verbose,
+        verbose=verbosity(args),
         max_examples=args.max_examples,
         validation_split=args.validation_split,
         model_kwargs=parse_key_values("--model-arg", args.model_arg) or None,
         strategy=args.strategy,
+        keep_checkpoints=args.keep_checkpoints,
+        cluster_timeout=args.cluster_timeout,
     )
     print_result(result)
     return 0

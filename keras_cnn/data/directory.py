@@ -65,6 +65,11 @@ def _scan_classes(folder, class_names=None, *, where):
     split = FolderSplit()
     for name in classes:
         files = _image_files(os.path.join(folder, name))
+        if not files:
+            raise ValueError(
+                f"`source` class folder {os.path.join(where, name)!r} holds no image files "
+                f"({', '.join(IMAGE_EXTENSIONS)}); remove it or add its images. Received: source={where!r}"
+            )
         split.paths.extend(files)
         split.labels.extend([class_names.index(name)] * len(files))
     return class_names, split
@@ -78,8 +83,8 @@ def scan_directory(root):
 
     Raises:
         FileNotFoundError: ``root`` does not exist or is not a directory.
-        ValueError: an empty directory, no class folders, no image files, both ``val`` and
-            ``validation``, or classes in val/test that train lacks.
+        ValueError: an empty directory, no class folders, a class folder without image files
+            (named), both ``val`` and ``validation``, or classes in val/test that train lacks.
     """
     root = os.fspath(root)
     if not os.path.isdir(root):

@@ -133,14 +133,24 @@ def _check_image_size(image_size):
     return (int(image_size[0]), int(image_size[1]))
 
 
-def _split_indices(labels, fraction, random_state):
-    """Split ``range(len(labels))`` into (rest, carved) with ``fraction`` carved, stratified if possible."""
+def _split_indices(labels, fraction, random_state, *, arg=None, value=None):
+    """Split ``range(len(labels))`` into (rest, carved) with ``fraction`` carved, stratified if possible.
+
+    With ``arg`` (the argument that asked for the split, ``value`` its value), a positive
+    fraction that carves no example is an error rather than a silently missing split.
+    """
     from sklearn.model_selection import train_test_split
 
     labels = np.asarray(labels)
     n = len(labels)
     indices = np.arange(n)
     n_take = int(round(fraction * n))
+    if fraction > 0 and n_take == 0 and arg is not None:
+        what = arg.replace("_split", "")
+        raise ValueError(
+            f"`{arg}`={value!r} of {n} examples leaves the {what} split empty; use more examples (`max_examples`), "
+            f"a larger `{arg}`, or {arg}=0 for no {what} split. Received: {arg}={value!r}"
+        )
     if fraction <= 0 or n_take == 0:
         return indices, indices[:0]
     if n_take >= n:
@@ -423,12 +433,14 @@ def _load_digits(*, image_size, channels, batch_size, validation_split, test_spl
     if channels == 3:
         x = np.repeat(x, 3, axis=-1)
     x = np.ascontiguousarray(x, dtype="float32")
-    rest, test_idx = _split_indices(y, test_split, TEST_SPLIT_SEED)
+    rest, test_idx = _split_indices(y, test_split, TEST_SPLIT_SEED, arg="test_split", value=test_split)
     parts = {}
     if len(test_idx):
         parts["test"] = (x[test_idx], y[test_idx])
     pool = 1.0 - test_split
-    train_idx, val_idx = _split_indices(y[rest], validation_split / pool, seed)
+    train_idx, val_idx = _split_indices(
+        y[rest], validation_split / pool, seed, arg="validation_split", value=validation_split
+    )
     train_idx, val_idx = rest[train_idx], rest[val_idx]
     parts["train"] = (x[train_idx], y[train_idx])
     if len(val_idx):
@@ -480,11 +492,13 @@ def _load_directory(
     index = np.arange(len(labels))
     pool = 1.0
     if "test" not in raw and test_split > 0:
-        index, test_idx = _split_indices(labels, test_split, TEST_SPLIT_SEED)
+        index, test_idx = _split_indices(labels, test_split, TEST_SPLIT_SEED, arg="test_split", value=test_split)
         raw["test"] = _take(train, test_idx)
         pool -= test_split
     if "val" not in raw and validation_split > 0:
-        rel_train, rel_val = _split_indices(labels[index], validation_split / pool, seed)
+        rel_train, rel_val = _split_indices(
+            labels[index], validation_split / pool, seed, arg="validation_split", value=validation_split
+        )
         raw["val"] = _take(train, index[rel_val])
         index = index[rel_train]
     raw["train"] = _take(train, index)

@@ -2,7 +2,9 @@
 
 Public API:
     * `Recipe`, `get_recipe`, `list_recipes`, `build_optimizer`, `EpochSchedule`: recipes as data.
-    * `train` -> `TrainResult`: data -> model -> checkpoints -> metrics/plots -> export.
+    * `train` -> `TrainResult`: data -> model -> checkpoints -> metrics/plots -> export; a rerun
+      resumes (same run fingerprint), reports a finished run, or refuses another run's directory.
+    * `RunConfig` and `run`: the same run as a dataclass (`keras_cnn.training.pipeline`).
     * `evaluate`: metrics of a run directory or a model on a held-out split.
     * `strip_aux`: the single-output inference model of a model with auxiliary heads.
     * `build_network`: raw pixels -> Preprocess -> registry model (what `train` trains).
@@ -23,10 +25,11 @@ from keras_cnn.training.recipes import (
     get_recipe,
     list_recipes,
 )
-from keras_cnn.training.trainer import TrainResult, train
+from keras_cnn.training.trainer import RunConfig, TrainResult, run, train
 
 __all__ = [
     "RECIPES",
+    "RunConfig",
     "EpochSchedule",
     "Recipe",
     "TrainResult",
@@ -39,6 +42,7 @@ __all__ = [
     "evaluate",
     "get_recipe",
     "list_recipes",
+    "run",
     "run_demo",
     "strip_aux",
     "train",

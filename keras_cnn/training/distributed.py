@@ -48,8 +48,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import dataclasses
-import json
 import os
 import shutil
 import tempfile
@@ -60,22 +58,34 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_cnn._io import atomic_file, atomic_write_json
+from keras_cnn._io import atomic_file
 from keras_cnn._validation import check_choice
+from keras_cnn.training import pipeline
+from keras_cnn.training.cluster import (
+    DEFAULT_CLUSTER_TIMEOUT,
+    TF_CONFIG_EXAMPLE,  # noqa: F401  (re-exported)
+    ClusterTimeoutError,
+    SignalGuard,
+    WorkerInfo,
+    cluster_info,
+    wait_for_peers,
+)
+from keras_cnn.training.rundir import HISTORY_FILE, RunState
 
 MULTI_WORKER = "multi_worker"
 COMMUNICATIONS = ("auto", "ring", "nccl")
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINTS_KEPT = 2
-TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
 
 __all__ = [
     "MULTI_WORKER",
+    "ClusterTimeoutError",
     "WorkerInfo",
     "append_history",
     "cluster_info",
     "is_multi_worker_strategy",
     "multi_worker_strategy",
+    "run_multi_worker",
     "train_multi_worker",
     "worker_info",
 ]
@@ -84,95 +94,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 # The cluster.
 # --------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class WorkerInfo:
-    """Where this process stands in the cluster.
-
-    Attributes:
-        task_type: "worker" or "chief" (None without a cluster).
-        task_id: index of this task among its type.
-        num_workers: number of training tasks (chief + workers; 1 without a cluster).
-        is_chief: this task writes the checkpoints, logs, metrics and the export.
-    """
-
-    task_type: str | None
-    task_id: int
-    num_workers: int
-    is_chief: bool
-
-
-def cluster_info(tf_config=None):
-    """Parse and check ``TF_CONFIG`` (the environment variable by default) -> `WorkerInfo`.
-
-    ``TF_CONFIG`` is JSON: ``{"cluster": {"worker": ["host1:port", "host2:port"]},
-    "task": {"type": "worker", "index": 0}}``; an optional ``"chief": ["host0:port"]`` task is
-    the chief, otherwise worker 0 is. Without ``TF_CONFIG`` the process is a one-worker cluster.
-
-    Args:
-        tf_config: a JSON string or a dict; None reads ``os.environ["TF_CONFIG"]``.
-
-    Returns:
-        A `WorkerInfo`.
-
-    Raises:
-        ValueError: ``TF_CONFIG`` is not valid JSON, has no "worker"/"chief" task, names a
-            task that is not in the cluster, or has parameter servers.
-
-    Example:
-        >>> cluster_info({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}})
-        WorkerInfo(task_type='worker', task_id=1, num_workers=2, is_chief=False)
-    """
-    if tf_config is None:
-        tf_config = os.environ.get("TF_CONFIG", "")
-    if isinstance(tf_config, str):
-        if not tf_config.strip():
-            return WorkerInfo(None, 0, 1, True)
-        try:
-            parsed = json.loads(tf_config)
-        except ValueError as err:
-            raise ValueError(
-                f"TF_CONFIG must be JSON like {TF_CONFIG_EXAMPLE} ({err}). Received: TF_CONFIG={tf_config!r}"
-            ) from None
-    else:
-        parsed = tf_config
-    if not isinstance(parsed, dict):
-        raise ValueError(f"TF_CONFIG must be a JSON object. Received: TF_CONFIG={tf_config!r}")
-    cluster = parsed.get("cluster") or {}
-    task = parsed.get("task") or {}
-    if not cluster:
-        return WorkerInfo(None, 0, 1, True)
-    if not isinstance(cluster, dict) or not all(isinstance(v, list) for v in cluster.values()):
-        raise ValueError(
-            'TF_CONFIG["cluster"] must map task types to lists of "host:port". '
-            f"Received: TF_CONFIG={tf_config!r}"
-        )
-    if cluster.get("ps"):
-        raise ValueError(
-            "strategy='multi_worker' is synchronous all-reduce training: the cluster must not have "
-            f"parameter servers ('ps'). Received: TF_CONFIG={tf_config!r}"
-        )
-    num_workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
-    if num_workers == 0:
-        raise ValueError(
-            f'TF_CONFIG["cluster"] must list "worker" (and/or "chief") tasks. Received: TF_CONFIG={tf_config!r}'
-        )
-    if len(cluster.get("chief", [])) > 1:
-        raise ValueError(f"TF_CONFIG may have at most one chief. Received: TF_CONFIG={tf_config!r}")
-    task_type = task.get("type")
-    task_id = task.get("index", 0)
-    if task_type not in ("worker", "chief"):
-        raise ValueError(
-            f'TF_CONFIG["task"]["type"] must be "worker" or "chief". Received: TF_CONFIG={tf_config!r}'
-        )
-    if not isinstance(task_id, int) or isinstance(task_id, bool) or not 0 <= task_id < len(cluster.get(task_type, [])):
-        raise ValueError(
-            f'TF_CONFIG["task"]["index"] must index cluster["{task_type}"] '
-            f"(0..{len(cluster.get(task_type, [])) - 1}). Received: TF_CONFIG={tf_config!r}"
-        )
-    chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and not cluster.get("chief"))
-    return WorkerInfo(task_type, int(task_id), num_workers, chief)
 
 
 def is_multi_worker_strategy(strategy):
@@ -522,6 +443,8 @@ def train_multi_worker(
     strategy=MULTI_WORKER,
     callbacks=None,
     communication="auto",
+    cluster_timeout=DEFAULT_CLUSTER_TIMEOUT,
+    keep_checkpoints=False,
 ):
     """`train` on every worker of a ``TF_CONFIG`` cluster with ``MultiWorkerMirroredStrategy``.
 
@@ -544,6 +467,13 @@ def train_multi_worker(
             (``on_train_begin/end``, ``on_epoch_begin/end`` with the global logs). Write files
             only on the chief (`worker_info`).
         communication: "auto", "ring" or "nccl" when the strategy is created here.
+        cluster_timeout: seconds to wait for the other workers of ``TF_CONFIG`` (a line every
+            10 s names those not yet reachable), then `ClusterTimeoutError`. Default 300.
+        keep_checkpoints: keep the checkpoints after the run finished (default: removed).
+
+    While a cluster of two or more workers runs, SIGTERM and SIGINT end the process within a
+    second at any stage (`keras_cnn.training.cluster.SignalGuard`); a rerun resumes from the
+    last epoch checkpoint.
 
     Returns:
         A `keras_cnn.training.TrainResult`, on every worker (identical weights and metrics; every
@@ -551,7 +481,8 @@ def train_multi_worker(
         ``export_path`` is None and ``history`` covers only the epochs run by this process.
 
     Raises:
-        ValueError: an invalid argument or ``TF_CONFIG``.
+        ValueError: an invalid argument or ``TF_CONFIG``, ``out_dir`` holding another run.
+        ClusterTimeoutError: the other workers were not reachable within ``cluster_timeout``.
         RuntimeError: TensorFlow was initialised in this process before the strategy was created.
 
     Example:
@@ -559,291 +490,225 @@ def train_multi_worker(
 
             train("resnet18", "tfds:cifar10", image_size=32, batch_size=256, strategy="multi_worker")
     """
-    # Checks that need no TensorFlow, then the strategy: TensorFlow must not have run any op yet.
-    for name, flag in (("mixed_precision", mixed_precision), ("jit_compile", jit_compile)):
-        if flag is not False:
+    return run_multi_worker(pipeline.RunConfig(
+        model=model, data=data, epochs=epochs, batch_size=batch_size, augment=augment, augment_on=augment_on,
+        image_size=image_size, out_dir=out_dir, recipe=recipe, mixed_precision=mixed_precision,
+        jit_compile=jit_compile, seed=seed, export=export, export_dir=export_dir, export_name=export_name,
+        export_version=export_version, early_stopping=early_stopping, resume=resume, verbose=verbose,
+        max_examples=max_examples, validation_split=validation_split, model_kwargs=model_kwargs,
+        strategy=strategy, callbacks=callbacks, keep_checkpoints=keep_checkpoints,
+        communication=communication, cluster_timeout=cluster_timeout,
+    ))
+
+
+def _check_loop_options(cfg):
+    """Checks that need no TensorFlow (it must not run before the strategy exists)."""
+    for name in ("mixed_precision", "jit_compile"):
+        if getattr(cfg, name) is not False:
             raise ValueError(
                 f"`{name}` is not supported with strategy='multi_worker' (the custom loop runs in float32 "
-                f"without XLA). Received: {name}={flag!r}"
+                f"without XLA). Received: {name}={getattr(cfg, name)!r}"
             )
-    if isinstance(strategy, str):
-        check_choice("strategy", strategy, (MULTI_WORKER,))
-        dist = multi_worker_strategy(communication)
-    elif is_multi_worker_strategy(strategy):
-        dist = strategy
-    else:
+    if isinstance(cfg.strategy, str):
+        check_choice("strategy", cfg.strategy, (MULTI_WORKER,))
+    elif not is_multi_worker_strategy(cfg.strategy):
         raise ValueError(
             "`strategy` must be 'multi_worker' or a tf.distribute.MultiWorkerMirroredStrategy. "
-            f"Received: strategy={strategy!r}"
+            f"Received: strategy={cfg.strategy!r}"
         )
-    from keras_cnn.training import callbacks as cb
-    from keras_cnn.training.evaluate import CONFIG_FILE, compute_metrics
-    from keras_cnn.training.network import build_network, output_names, strip_aux, wrap_for_training
-    from keras_cnn.training.plots import plot_confusion_matrix, plot_learning_curves
-    from keras_cnn.training.recipes import build_optimizer
-    from keras_cnn.training.trainer import (
-        TrainResult,
-        _build_run_augmenter,
-        _check_resume_config,
-        _check_run_args,
-        _load_run_data,
-        _save_keras_model,
-    )
+    check_choice("communication", cfg.communication, COMMUNICATIONS)
+    timeout = cfg.cluster_timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"`cluster_timeout` must be a number of seconds > 0. Received: cluster_timeout={timeout!r}")
 
+
+def _start_strategy(cfg, guard):
+    """The strategy: waits (talking) for the peers, then creates it; a notice without TF_CONFIG."""
+    if not isinstance(cfg.strategy, str):
+        return cfg.strategy
+    if cluster_info().num_workers <= 1:
+        if not os.environ.get("TF_CONFIG", "").strip():
+            pipeline.notice("TF_CONFIG is not set: strategy 'multi_worker' trains in this process as a single worker.")
+        return multi_worker_strategy(cfg.communication)
+    waited = wait_for_peers(cfg.cluster_timeout)
+    dist = multi_worker_strategy(cfg.communication)
+    guard.clear_deadline()
+    if waited >= 1:
+        pipeline.notice(f"all {cluster_info().num_workers} workers reachable after {waited:.0f} s")
+    return dist
+
+
+def run_multi_worker(cfg):
+    """`keras_cnn.training.pipeline.RunConfig` -> `TrainResult` with the multi-worker loop."""
+    _check_loop_options(cfg)
     started = time.perf_counter()
-    args = _check_run_args(
-        model, recipe=recipe, epochs=epochs, batch_size=batch_size, augment=augment, augment_on=augment_on,
-        image_size=image_size, out_dir=out_dir, seed=seed, verbose=verbose, early_stopping=early_stopping,
-        max_examples=max_examples, model_kwargs=model_kwargs, flags=(("export", export), ("resume", resume)),
-    )
-    entry, recipe, spec, run_dir, aux = args.entry, args.recipe, args.spec, args.run_dir, args.aux
-    info = worker_info(dist)
-    chief = info.is_chief
+    args = pipeline.check(cfg)
+    workers = cluster_info().num_workers if isinstance(cfg.strategy, str) else 1
+    with SignalGuard(enabled=workers > 1, deadline_seconds=float(cfg.cluster_timeout) + 60.0,
+                     what=f"the cluster did not start within cluster_timeout={cfg.cluster_timeout!r} s") as guard:
+        dist = _start_strategy(cfg, guard)
+        guard.clear_deadline()
+        return _run(cfg, args, dist, started)
 
-    run = _load_run_data(
-        model, data, args, augment_on=augment_on, mixed_precision=False, jit_compile=False,
-        seed=seed, max_examples=max_examples, validation_split=validation_split, model_kwargs=model_kwargs,
-        strategy_config={
-            "strategy": MULTI_WORKER,
-            "num_workers": info.num_workers,
-            "num_replicas": int(dist.num_replicas_in_sync),
-        },
-    )
-    bundle, class_names, num_classes = run.bundle, run.class_names, run.num_classes
-    image_shape, steps_per_epoch, config = run.image_shape, run.steps_per_epoch, run.config
-    ckpt_dir = run_dir / CHECKPOINT_DIR
-    history_path = run_dir / "history.csv"
-    if chief:
-        run_dir.mkdir(parents=True, exist_ok=True)
 
-    augmenter = _build_run_augmenter(args, bundle, image_shape, seed)
-
-    with dist.scope():
-        network = build_network(
-            model,
-            image_shape=image_shape,
-            classes=num_classes,
-            aux_logits=aux,
-            dropout=recipe.dropout,
-            model_kwargs=model_kwargs,
-        )
-        keys = output_names(network)
-        train_model = wrap_for_training(network, augmenter=augmenter if augment_on == "device" else None)
-        optimizer = build_optimizer(
-            recipe, steps_per_epoch=steps_per_epoch, batch_size=recipe.batch_size, epochs=recipe.epochs
-        )
-        train_model.compile(optimizer=optimizer)  # model.optimizer for ReduceLROnPlateau & co.; no fit
-        optimizer.build(train_model.trainable_variables)
-        _reduce_gradients_in_loop(optimizer)
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    state_vars = [*train_model.variables, *optimizer.variables, epoch_var]
-    checkpoint = tf.train.Checkpoint(model_variables=list(train_model.variables), optimizer=optimizer, epoch=epoch_var)
-    checkpointer = _Checkpointer(checkpoint, ckpt_dir, is_chief=chief)
-
-    # Resume: each worker restores what it can read; the chief's state wins. A worker that cannot
-    # start (bad checkpoint, another run's out_dir) makes every worker raise, instead of leaving
-    # the others blocked in the next collective.
-    done, problem = 0, None
-    try:
-        if chief and resume and cb.backup_epoch(ckpt_dir):
-            raise ValueError(
-                "`out_dir` holds a fit() checkpoint (strategy 'default' or 'mirrored'); resume it with that "
-                f"strategy, or pass resume=False to start over. Received: out_dir={str(run_dir)!r}"
-            )
-        latest = checkpointer.latest() if resume else None
-        if latest:
-            if chief:
-                _check_resume_config(run_dir, config)
-            try:
-                checkpoint.restore(latest).assert_existing_objects_matched()
-            except (AssertionError, tf.errors.OpError) as err:
-                raise ValueError(
-                    f"`out_dir` holds a checkpoint that does not fit this run (another model, augmentation or "
-                    f"optimizer?): {err}. Pass resume=False to start over. Received: out_dir={str(run_dir)!r}"
-                ) from err
-            done = int(epoch_var.numpy())
-    except ValueError as err:
-        problem = err
-    if info.num_workers > 1:
-        states = _gather_ints(dist, [done, int(problem is not None)])
-        if problem is None and states[:, 1].any():
-            bad = [i for i, flag in enumerate(states[:, 1]) if flag]
-            raise ValueError(
-                f"Worker(s) {bad} (replica order) could not resume from `out_dir`; see their error. "
-                f"Received: out_dir={str(run_dir)!r}"
-            )
-    else:
-        states = np.asarray([[done, int(problem is not None)]])
+def _open(cfg, args, dist, info, fp):
+    """The chief's view of the run directory, shared with every worker (a problem anywhere makes
+    every worker raise rather than leaving the others blocked in the next collective)."""
+    state, problem = RunState("new"), None
+    if info.is_chief:
+        try:
+            state = pipeline.rundir.inspect_run_dir(args.run_dir, fp, resume=cfg.resume)
+        except ValueError as err:
+            problem = err
+    code = {"new": 0, "resume": 1, "finished": 2}[state.status]
+    flags = _share(dist, info, [code, int(problem is not None)])
     if problem is not None:
         raise problem
+    if flags[:, 1].any():
+        raise ValueError(f"The chief could not open `out_dir`; see its error. Received: out_dir={str(args.run_dir)!r}")
+    chief_code = int(flags[:, 0].max())
+    if not info.is_chief and chief_code:
+        state = RunState({1: "resume", 2: "finished"}[chief_code], metrics={"is_chief": False})
+    return state
+
+
+def _share(dist, info, values):
+    return _gather_ints(dist, values) if info.num_workers > 1 else np.asarray([values])
+
+
+def _run(cfg, args, dist, started):
+    info = worker_info(dist)
+    fp = pipeline.fingerprint(cfg, args, MULTI_WORKER)
+    state = _open(cfg, args, dist, info, fp)
+    if state.status == "finished":
+        if info.is_chief:
+            return pipeline.finished_result(cfg, args, state)
+        return pipeline.TrainResult(args.run_dir, None, {}, dict(state.metrics), recipe=args.recipe, status="finished")
+    prep = pipeline.load(cfg, args, fp, {
+        "strategy": MULTI_WORKER, "num_workers": info.num_workers, "num_replicas": int(dist.num_replicas_in_sync),
+    })
+    pipeline.prepare(cfg, args, prep, dist)
+    with dist.scope():
+        prep.train_model.compile(optimizer=prep.optimizer)  # model.optimizer for ReduceLROnPlateau & co.; no fit
+        prep.optimizer.build(prep.train_model.trainable_variables)
+        _reduce_gradients_in_loop(prep.optimizer)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    checkpoint = tf.train.Checkpoint(
+        model_variables=list(prep.train_model.variables), optimizer=prep.optimizer, epoch=epoch_var
+    )
+    checkpointer = _Checkpointer(checkpoint, args.run_dir / CHECKPOINT_DIR, is_chief=info.is_chief)
+    done = _restore(cfg, args, dist, info, prep, checkpointer, epoch_var, resume=state.status == "resume")
+    if info.is_chief:
+        run_state = RunState("resume", done_epochs=done) if done else RunState("new")
+        pipeline.begin(cfg, args, prep, run_state)
+        if done:
+            from keras_cnn.training.callbacks import trim_history
+
+            trim_history(args.run_dir / HISTORY_FILE, done)
+    loop = _Loop(dist, prep.train_model, prep.optimizer, keys=prep.keys, num_classes=len(prep.class_names),
+                 label_smoothing=args.recipe.label_smoothing, aux_loss_weight=args.recipe.aux_loss_weight)
+    history, fit_seconds = _train_epochs(cfg, args, dist, info, prep, loop, checkpointer, epoch_var, done)
+    extra = {
+        "jit_compile": False, "strategy": MULTI_WORKER, "num_workers": info.num_workers,
+        "num_replicas": int(dist.num_replicas_in_sync),
+        "task": f"{info.task_type}:{info.task_id}" if info.task_type else None, "is_chief": info.is_chief,
+        "_history": history,
+    }
+    result = pipeline.finish(
+        cfg, args, prep, status="resumed" if done else "trained", started=started, fit_seconds=fit_seconds,
+        optimizer_steps=int(keras.ops.convert_to_numpy(prep.optimizer.iterations)), rebuild=True,
+        chief=info.is_chief, extra=extra,
+        export_metadata={"strategy": MULTI_WORKER, "num_workers": info.num_workers},
+    )
+    _barrier(dist, info)  # the chief has written its files; the workers end together
+    return result
+
+
+def _restore(cfg, args, dist, info, prep, checkpointer, epoch_var, *, resume):
+    """Each worker restores the newest checkpoint it can read; the chief's state wins -> epochs done."""
+    done, problem = 0, None
+    latest = checkpointer.latest() if resume else None
+    if latest:
+        try:
+            checkpointer.checkpoint.restore(latest).assert_existing_objects_matched()
+            done = int(epoch_var.numpy())
+        except (AssertionError, tf.errors.OpError) as err:
+            problem = ValueError(
+                f"`out_dir` holds a checkpoint that does not fit this run: {err}. Pass resume=False to start over. "
+                f"Received: out_dir={str(args.run_dir)!r}"
+            )
+    states = _share(dist, info, [done, int(problem is not None)])
+    if problem is not None:
+        raise problem
+    if states[:, 1].any():
+        bad = [i for i, flag in enumerate(states[:, 1]) if flag]
+        raise ValueError(
+            f"Worker(s) {bad} (replica order) could not resume from `out_dir`; see their error. "
+            f"Received: out_dir={str(args.run_dir)!r}"
+        )
     if states[:, 0].min() != states[:, 0].max():
+        state_vars = [*prep.train_model.variables, *prep.optimizer.variables, epoch_var]
         _broadcast_from_chief(dist, state_vars)
         done = int(epoch_var.numpy())
-    if chief:
-        if not done:
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(history_path)
-        else:
-            cb.trim_history(history_path, done)
-        atomic_write_json(run_dir / CONFIG_FILE, config)
+    return done
 
-    train_ds = bundle.train
-    if augmenter is not None and augment_on == "cpu":
-        from keras_cnn.data.augment import cpu_augment
 
-        train_ds = cpu_augment(train_ds, augmenter)
-    dist_train = _distribute(dist, train_ds)
-    dist_val = _distribute(dist, bundle.val) if bundle.val is not None else None
-    loop = _Loop(
-        dist,
-        train_model,
-        optimizer,
-        keys=keys,
-        num_classes=num_classes,
-        label_smoothing=recipe.label_smoothing,
-        aux_loss_weight=recipe.aux_loss_weight,
-    )
-
-    monitor = "val_loss" if dist_val is not None else "loss"
+def _epoch_callbacks(cfg, args, prep, steps, chief):
+    monitor = "val_loss" if prep.bundle.val is not None else "loss"
+    recipe = args.recipe
     before_checkpoint = []  # callbacks whose state changes must be in the epoch's checkpoint
     if recipe.schedule == "plateau":
-        before_checkpoint.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor=monitor, factor=recipe.decay_rate, patience=recipe.plateau_patience, verbose=0
-            )
-        )
-    if early_stopping:
-        before_checkpoint.append(
-            keras.callbacks.EarlyStopping(monitor=monitor, patience=early_stopping, restore_best_weights=True)
-        )
-    params = {"epochs": recipe.epochs, "steps": steps_per_epoch, "verbose": verbose if chief else 0}
-    early = keras.callbacks.CallbackList(before_checkpoint, model=train_model, **params)
-    user = keras.callbacks.CallbackList(list(callbacks or []), model=train_model, **params)
-    show = chief and verbose > 0
+        before_checkpoint.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=recipe.decay_rate, patience=recipe.plateau_patience, verbose=0))
+    if cfg.early_stopping:
+        before_checkpoint.append(keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=cfg.early_stopping, restore_best_weights=True))
+    params = {"epochs": recipe.epochs, "steps": steps, "verbose": cfg.verbose if chief else 0}
+    early = keras.callbacks.CallbackList(before_checkpoint, model=prep.train_model, **params)
+    user = keras.callbacks.CallbackList(list(cfg.callbacks or []), model=prep.train_model, **params)
+    return early, user
 
-    history = {}
-    fit_started = time.perf_counter()
-    train_model.stop_training = False
+
+def _train_epochs(cfg, args, dist, info, prep, loop, checkpointer, epoch_var, done):
+    """The loop engine: epochs ``done..epochs-1`` -> (this process's history, seconds)."""
+    steps, chief, epochs = prep.steps_per_epoch, info.is_chief, args.recipe.epochs
+    dist_train = _distribute(dist, pipeline.training_data(cfg, prep))
+    dist_val = _distribute(dist, prep.bundle.val) if prep.bundle.val is not None else None
+    early, user = _epoch_callbacks(cfg, args, prep, steps, chief)
+    show = chief and cfg.verbose > 0
+    history, started = {}, time.perf_counter()
+    prep.train_model.stop_training = False
     early.on_train_begin()
     user.on_train_begin()
-    with _summary_writers(run_dir / "logs", chief) as writers:
-        for epoch in range(done, recipe.epochs):
+    with _summary_writers(args.run_dir / "logs", chief) as writers:
+        for epoch in range(done, epochs):
             early.on_epoch_begin(epoch)
             user.on_epoch_begin(epoch)
             epoch_started = time.perf_counter()
             progbar = None
             if show:
-                print(f"Epoch {epoch + 1}/{recipe.epochs}", flush=True)
-                progbar = keras.utils.Progbar(
-                    steps_per_epoch, verbose=verbose, stateful_metrics=loop.metric_names()
-                )
-            logs = loop.logs(loop.run_epoch(dist_train, train=True, progbar=progbar if verbose == 1 else None))
+                print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+                progbar = keras.utils.Progbar(steps, verbose=cfg.verbose, stateful_metrics=loop.metric_names())
+            logs = loop.logs(loop.run_epoch(dist_train, train=True, progbar=progbar if cfg.verbose == 1 else None))
             if dist_val is not None:
                 logs.update(loop.logs(loop.run_epoch(dist_val, train=False), prefix="val_"))
-            logs["learning_rate"] = _learning_rate(optimizer)
+            logs["learning_rate"] = _learning_rate(prep.optimizer)
             logs["epoch_seconds"] = time.perf_counter() - epoch_started
             if not np.isfinite(logs["loss"]):
-                train_model.stop_training = True  # as keras.callbacks.TerminateOnNaN
+                prep.train_model.stop_training = True  # as keras.callbacks.TerminateOnNaN
             early.on_epoch_end(epoch, logs)
             if chief:
-                append_history(history_path, epoch, logs)
+                append_history(args.run_dir / HISTORY_FILE, epoch, logs)
                 _write_summaries(writers, epoch, logs)
             epoch_var.assign(epoch + 1)
             checkpointer.save(epoch + 1)
             for key, value in {"epoch": epoch, **logs}.items():
                 history.setdefault(key, []).append(value)
             if progbar is not None:
-                progbar.update(steps_per_epoch, values=list(logs.items()), finalize=True)
+                progbar.update(steps, values=list(logs.items()), finalize=True)
             user.on_epoch_end(epoch, logs)
-            if train_model.stop_training:
+            if prep.train_model.stop_training:
                 break
     early.on_train_end()
     user.on_train_end()
-    fit_seconds = time.perf_counter() - fit_started
-    optimizer_steps = int(keras.ops.convert_to_numpy(optimizer.iterations))
-
-    # The inference model, built outside the strategy: plain variables, predictions stay local
-    # (a model created under the strategy would gather predict() outputs across workers).
-    clean = build_network(
-        model,
-        image_shape=image_shape,
-        classes=num_classes,
-        aux_logits=aux,
-        dropout=recipe.dropout,
-        model_kwargs=model_kwargs,
-    )
-    clean.set_weights(network.get_weights())
-    inference = strip_aux(clean)
-
-    if chief:
-        history = cb.read_history(history_path)
-    test_ds, test_split = bundle.test, "test"
-    if test_ds is None:
-        test_ds, test_split = bundle.val, "val"
-    if test_ds is None:
-        raise ValueError("`data` has neither a test nor a validation split to evaluate on.")
-    metrics = compute_metrics(inference, test_ds, class_names)
-    metrics.update(
-        split=test_split,
-        model=model,
-        data=config["data"],
-        epochs=len(history.get("epoch", [])),
-        optimizer_steps=optimizer_steps,
-        seconds=float(sum(history.get("epoch_seconds", [])) or fit_seconds),
-        fit_seconds=fit_seconds,
-        num_train=int(bundle.num_train),
-        num_val=int(bundle.num_val or 0),
-        image_shape=list(image_shape),
-        augment=spec,
-        recipe=recipe.name,
-        jit_compile=False,
-        mixed_precision=False,
-        strategy=MULTI_WORKER,
-        num_workers=info.num_workers,
-        num_replicas=int(dist.num_replicas_in_sync),
-        task=f"{info.task_type}:{info.task_id}" if info.task_type else None,
-        is_chief=chief,
-    )
-    if not chief:  # same weights, same metrics; the chief alone writes
-        _barrier(dist, info)
-        return TrainResult(run_dir=run_dir, model=inference, history=history, metrics=metrics, recipe=recipe)
-    _save_keras_model(inference, run_dir / "model.keras")
-    atomic_write_json(run_dir / "class_names.json", class_names)
-    plot_learning_curves(history, run_dir / "learning_curves.png", title=f"{model} on {config['data']}")
-    plot_confusion_matrix(
-        metrics["confusion_matrix"],
-        class_names,
-        run_dir / "confusion_matrix.png",
-        title=f"{model}: {test_split} accuracy {metrics['accuracy']:.4f}",
-    )
-    export_path = None
-    if export:
-        from keras_cnn.export import export_for_serving
-
-        export_path = Path(
-            export_for_serving(
-                inference,
-                export_dir,
-                name=export_name or model,
-                version=export_version,
-                class_names=class_names,
-                metadata={
-                    "model": model,
-                    "data": config["data"],
-                    "accuracy": metrics["accuracy"],
-                    "image_shape": list(image_shape),
-                    "preprocessing": entry.preprocessing,
-                    "run_dir": str(run_dir),
-                    "strategy": MULTI_WORKER,
-                    "num_workers": info.num_workers,
-                },
-            )
-        )
-        metrics["export_path"] = str(export_path)
-    metrics["wall_seconds"] = time.perf_counter() - started
-    atomic_write_json(run_dir / "metrics.json", metrics)
-    _barrier(dist, info)
-    return TrainResult(
-        run_dir=run_dir, model=inference, history=history, metrics=metrics, export_path=export_path, recipe=recipe
-    )
+    return history, time.perf_counter() - started

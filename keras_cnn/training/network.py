@@ -82,6 +82,42 @@ def _accepts(builder, name):
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+_RESERVED = ("input_tensor", "input_shape", "classes", "include_top", "aux_logits")
+
+
+def check_model_kwargs(name, model_kwargs):
+    """Check the extra builder keywords of model ``name`` against its builder's signature.
+
+    Raises:
+        ValueError: ``model_kwargs`` is not a dict, sets a keyword that training sets itself, or
+            names a keyword the builder does not take (the accepted ones are listed).
+    """
+    if model_kwargs is None:
+        return {}
+    if not isinstance(model_kwargs, dict):
+        raise ValueError(f"`model_kwargs` must be a dict. Received: model_kwargs={model_kwargs!r}")
+    for reserved in _RESERVED:
+        if reserved in model_kwargs:
+            raise ValueError(
+                f"`model_kwargs` may not set {reserved!r}; train() sets it. Received: model_kwargs={model_kwargs!r}"
+            )
+    builder = get_model_entry(name).builder
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        return dict(model_kwargs)
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return dict(model_kwargs)
+    accepted = sorted(k for k in params if k not in (*_RESERVED, "weights", "name", "pooling"))
+    unknown = sorted(k for k in model_kwargs if k not in params)
+    if unknown:
+        raise ValueError(
+            f"`model_kwargs` has {', '.join(map(repr, unknown))}, which model {name!r} does not take; "
+            f"it accepts {accepted}. Received: model_kwargs={model_kwargs!r}"
+        )
+    return dict(model_kwargs)
+
+
 def build_network(name, *, image_shape, classes, aux_logits=False, dropout=None, model_kwargs=None):
     """Registry model ``name`` behind its ``Preprocess`` layer, so that it takes raw pixels.
 
@@ -101,13 +137,7 @@ def build_network(name, *, image_shape, classes, aux_logits=False, dropout=None,
         A `keras.Model` from raw pixels to class probabilities (or the dict with aux heads).
     """
     entry = get_model_entry(name)
-    kwargs = dict(model_kwargs or {})
-    for reserved in ("input_tensor", "input_shape", "classes", "include_top", "aux_logits"):
-        if reserved in kwargs:
-            raise ValueError(
-                f"`model_kwargs` may not set {reserved!r}; train() sets it. "
-                f"Received: model_kwargs={model_kwargs!r}"
-            )
+    kwargs = check_model_kwargs(name, model_kwargs)
     if dropout is not None and "dropout" not in kwargs and _accepts(entry.builder, "dropout"):
         kwargs["dropout"] = dropout
     if aux_logits:
@@ -115,7 +145,16 @@ def build_network(name, *, image_shape, classes, aux_logits=False, dropout=None,
     kwargs.setdefault("weights", None)
     inputs = keras.Input(shape=tuple(image_shape), name="pixels")
     x = Preprocess(entry.preprocessing, name="preprocess")(inputs)
-    base = build_model(name, include_top=True, input_tensor=x, classes=classes, **kwargs)
+    try:
+        base = build_model(name, include_top=True, input_tensor=x, classes=classes, **kwargs)
+    except (TypeError, ValueError) as err:
+        if not model_kwargs:
+            raise
+        # A value of the wrong type or range reaches the builder: name the argument it came from.
+        raise ValueError(
+            f"`model_kwargs` could not build model {name!r}: {type(err).__name__}: {err}. "
+            f"Received: model_kwargs={model_kwargs!r}"
+        ) from err
     if len(base.inputs) == 1 and base.inputs[0] is inputs:
         # Same graph and layers; the input structure becomes one tensor (get_source_inputs
         # gives a list, which makes Keras warn when the model is called on a plain tensor).

@@ -7,7 +7,7 @@ The run directory (``runs/<model>`` by default) holds:
 * ``metrics.json``: held-out test accuracy, loss, per-class accuracy, confusion matrix, ...;
 * ``history.csv`` (one row per finished epoch, appended across resumes), ``learning_curves.png``,
   ``confusion_matrix.png``, ``logs/`` (TensorBoard), ``checkpoints/`` (BackupAndRestore),
-  ``config.json`` (the arguments and the recipe used).
+  ``config.json`` (the arguments, the recipe and the run fingerprint), ``README.txt``.
 
 Augmentation runs on the accelerator by default: the augmenter is the first layer of the
 *training* model, inside the compiled step; ``augment_on="cpu"`` applies it in the tf.data
@@ -17,289 +17,36 @@ with them (loss weight from the recipe) and saved without them.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import json
-import math
-import os
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import keras
-import tensorflow as tf
 
-from keras_cnn._io import atomic_write_json
-from keras_cnn._validation import check_choice, check_non_negative_int, check_positive_int
-from keras_cnn.models.registry import get_model_entry, list_models
 from keras_cnn.training import callbacks as cb
-from keras_cnn.training.evaluate import CONFIG_FILE, compute_metrics, is_bundle, parse_image_size
-from keras_cnn.training.network import MAIN_OUTPUT, build_network, output_names, strip_aux, wrap_for_training
-from keras_cnn.training.plots import plot_confusion_matrix, plot_learning_curves
-from keras_cnn.training.recipes import Recipe, build_optimizer, get_recipe
+from keras_cnn.training import pipeline
+from keras_cnn.training.network import MAIN_OUTPUT
+from keras_cnn.training.pipeline import RunConfig, TrainResult
+from keras_cnn.training.rundir import CHECKPOINT_DIR, HISTORY_FILE
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
-AUGMENT_ON = ("device", "cpu")
-
-
-@dataclasses.dataclass
-class TrainResult:
-    """What `train` returns.
-
-    Attributes:
-        run_dir: the run directory.
-        model: the inference model (raw pixels in, single output, float32).
-        history: ``{metric: [per-epoch values]}`` over every finished epoch, resumed ones too.
-        metrics: the held-out metrics written to ``metrics.json``.
-        export_path: the SavedModel directory, or None with ``export=False``.
-        recipe: the `Recipe` used.
-    """
-
-    run_dir: Path
-    model: keras.Model
-    history: dict
-    metrics: dict
-    export_path: Path | None = None
-    recipe: Recipe | None = None
+__all__ = ["RunConfig", "TrainResult", "run", "train"]
 
 
 def _is_multi_worker(strategy):
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or isinstance(
-        strategy, tf.distribute.experimental.MultiWorkerMirroredStrategy
-    )
+    if strategy == "multi_worker":
+        return True
+    import tensorflow as tf
+
+    return isinstance(strategy, (tf.distribute.MultiWorkerMirroredStrategy,
+                                 tf.distribute.experimental.MultiWorkerMirroredStrategy))
 
 
 def _strategy(strategy):
+    import tensorflow as tf
+
     if isinstance(strategy, tf.distribute.Strategy):
         return strategy
-    check_choice("strategy", strategy, STRATEGIES)
     if strategy == "mirrored":
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-@contextlib.contextmanager
-def _dtype_policy(name):
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-def _resolve_recipe(model, recipe, epochs, batch_size):
-    if recipe is None:
-        resolved = get_recipe(model)
-    elif isinstance(recipe, Recipe):
-        resolved = recipe
-    elif isinstance(recipe, dict):
-        resolved = get_recipe(model, **recipe)
-    elif isinstance(recipe, str):
-        resolved = get_recipe(recipe)
-    else:
-        raise ValueError(
-            f"`recipe` must be None, a Recipe, a family name or a dict of overrides. Received: recipe={recipe!r}"
-        )
-    overrides = {}
-    if epochs is not None:
-        overrides["epochs"] = check_positive_int("epochs", epochs)
-    if batch_size is not None:
-        overrides["batch_size"] = check_positive_int("batch_size", batch_size)
-    return get_recipe(resolved, **overrides) if overrides else resolved
-
-
-def _check_augment(augment, recipe):
-    """The augmentation spec to use (None for none) and its parsed form."""
-    spec = recipe.augment if augment is None else augment
-    if spec is False or spec is None:
-        return None, []
-    if not isinstance(spec, str):
-        raise ValueError(f"`augment` must be a spec string like 'flip,crop,rotate=15'. Received: augment={augment!r}")
-    if spec.strip().lower() in ("", "none", "off", "false"):
-        return None, []
-    from keras_cnn.data.augment import parse_augment_spec
-
-    try:
-        parsed = parse_augment_spec(spec)
-    except ValueError as err:
-        msg = str(err)
-        if "augment" not in msg:
-            msg = f"`augment` is not a valid spec: {msg}. Received: augment={spec!r}"
-        raise ValueError(msg) from err
-    return spec, parsed
-
-
-def _load_bundle(data, *, image_size, channels, batch_size, seed, max_examples, validation_split):
-    if is_bundle(data):
-        return data
-    if not isinstance(data, (str, os.PathLike)):
-        raise ValueError(f"`data` must be a source string, a directory or a DataBundle. Received: data={data!r}")
-    from keras_cnn.data import load_data
-
-    kwargs = dict(
-        image_size=image_size,
-        channels=channels,
-        batch_size=batch_size,
-        validation_split=validation_split,
-        seed=seed,
-    )
-    if max_examples is not None:
-        kwargs["max_examples"] = max_examples
-    return load_data(os.fspath(data), **kwargs)
-
-
-def _steps(dataset, num, batch_size):
-    card = int(dataset.cardinality())
-    if card > 0:
-        return card
-    return max(1, math.ceil(num / batch_size))
-
-
-def _targets(dataset, num_classes, keys):
-    def to_target(x, y):
-        onehot = tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), num_classes)
-        if keys:
-            return x, {k: onehot for k in keys}
-        return x, onehot
-
-    return dataset.map(to_target, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def _save_keras_model(model, path):
-    """``model.save`` to a temporary sibling, then rename into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a saved model is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _check_resume_config(run_dir, config):
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
-        return
-    try:
-        old = json.loads(path.read_text())
-    except ValueError:
-        return
-    for key in ("model", "image_shape", "num_classes", "aux_heads", "model_kwargs"):
-        if key in old and old[key] != config[key]:
-            raise ValueError(
-                f"`out_dir` holds a checkpoint of a different run ({key}={old[key]!r}, now {config[key]!r}); "
-                f"pass resume=False to start over or choose another out_dir. Received: out_dir={str(run_dir)!r}"
-            )
-
-
-@dataclasses.dataclass(frozen=True)
-class _RunArgs:
-    """The checked arguments of a run (`_check_run_args`)."""
-
-    entry: object
-    recipe: Recipe
-    spec: str
-    parsed_augment: list
-    size: tuple
-    run_dir: Path
-    aux: bool
-
-
-def _check_run_args(model, *, recipe, epochs, batch_size, augment, augment_on, image_size, out_dir, seed,
-                    verbose, early_stopping, max_examples, model_kwargs, flags):
-    """Check the arguments shared by `train` and `train_multi_worker`; ``flags``: (name, value) pairs
-    that must be bools."""
-    entry = get_model_entry(model)
-    recipe = _resolve_recipe(model, recipe, epochs, batch_size)
-    check_choice("augment_on", augment_on, AUGMENT_ON)
-    check_non_negative_int("seed", seed)
-    check_choice("verbose", verbose, (0, 1, 2))
-    if early_stopping is not None:
-        check_positive_int("early_stopping", early_stopping)
-    if max_examples is not None:
-        check_positive_int("max_examples", max_examples)
-    if model_kwargs is not None and not isinstance(model_kwargs, dict):
-        raise ValueError(f"`model_kwargs` must be a dict. Received: model_kwargs={model_kwargs!r}")
-    for name, flag in flags:
-        if not isinstance(flag, bool):
-            raise ValueError(f"`{name}` must be True or False. Received: {name}={flag!r}")
-    spec, parsed_augment = _check_augment(augment, recipe)
-    size = parse_image_size(image_size) or (entry.default_size, entry.default_size)
-    run_dir = Path(out_dir) if out_dir is not None else Path("runs") / model
-    aux = bool(entry.aux_heads) and recipe.aux_loss_weight > 0
-    return _RunArgs(entry, recipe, spec, parsed_augment, size, run_dir, aux)
-
-
-@dataclasses.dataclass(frozen=True)
-class _RunData:
-    """The loaded data of a run and its config (`_load_run_data`)."""
-
-    bundle: object
-    class_names: list
-    num_classes: int
-    image_shape: tuple
-    steps_per_epoch: int
-    config: dict
-
-
-def _load_run_data(model, data, args, *, augment_on, mixed_precision, jit_compile, seed, max_examples,
-                   validation_split, model_kwargs, strategy_config):
-    """Seed, load the data and assemble the run's config; ``strategy_config``: the config's
-    strategy entries (placed before "recipe")."""
-    entry, recipe = args.entry, args.recipe
-    keras.utils.set_random_seed(seed)
-    bundle = _load_bundle(
-        data,
-        image_size=args.size,
-        channels=entry.channels,
-        batch_size=recipe.batch_size,
-        seed=seed,
-        max_examples=max_examples,
-        validation_split=validation_split,
-    )
-    class_names = [str(c) for c in bundle.class_names]
-    num_classes = len(class_names)
-    image_shape = tuple(int(d) for d in bundle.image_shape)
-    steps_per_epoch = _steps(bundle.train, bundle.num_train, recipe.batch_size)
-
-    config = {
-        "model": model,
-        "family": entry.family,
-        "data": os.fspath(data) if isinstance(data, (str, os.PathLike)) else getattr(bundle, "source", None),
-        "image_shape": list(image_shape),
-        "num_classes": num_classes,
-        "aux_heads": int(entry.aux_heads) if args.aux else 0,
-        "model_kwargs": dict(model_kwargs or {}),
-        "augment": args.spec,
-        "augment_on": augment_on,
-        "mixed_precision": mixed_precision,
-        "jit_compile": jit_compile,
-        "seed": seed,
-        "max_examples": max_examples,
-        "validation_split": validation_split,
-        **strategy_config,
-        "recipe": recipe.to_dict(),
-    }
-    return _RunData(bundle, class_names, num_classes, image_shape, steps_per_epoch, config)
-
-
-def _build_run_augmenter(args, bundle, image_shape, seed):
-    """The run's augmenter (None without augmentation), with the PCA colour statistics of the
-    training set when the spec asks for them (Krizhevsky et al., 2012, section 4.1)."""
-    if not args.spec:
-        return None
-    from keras_cnn.data.augment import build_augmenter, compute_pca_stats
-
-    pca_stats = compute_pca_stats(bundle.train) if any(n == "pca" for n, _ in args.parsed_augment) else None
-    return build_augmenter(args.spec, image_shape=image_shape, pca_stats=pca_stats, seed=seed)
 
 
 def train(
@@ -328,6 +75,8 @@ def train(
     model_kwargs=None,
     strategy="default",
     callbacks=None,
+    keep_checkpoints=False,
+    cluster_timeout=300.0,
 ):
     """Train a registered network on a dataset with its paper recipe; evaluate; export.
 
@@ -362,8 +111,10 @@ def train(
         export_version: export version (default: the exporter's next free version).
         early_stopping: stop after this many epochs without validation-loss improvement and
             restore the best weights (None: off).
-        resume: continue from ``out_dir/checkpoints`` if a previous run left one (else start
-            over and clear the old history).
+        resume: reuse ``out_dir`` when it holds this run (same fingerprint, see
+            `keras_cnn.training.rundir`): an unfinished one resumes from its checkpoint, a
+            finished one returns its stored result (nothing trained or exported); another run
+            there is refused. False: start over (the old run's files are cleared).
         verbose: Keras ``fit`` verbosity (0, 1, 2).
         max_examples: use at most this many examples (quick runs).
         validation_split: fraction of the training data held out for validation.
@@ -373,115 +124,103 @@ def train(
             `keras_cnn.training.distributed.train_multi_worker`) or a ``tf.distribute.Strategy``;
             model and optimizer are created in its scope.
         callbacks: extra Keras callbacks, run after the built-in ones.
+        keep_checkpoints: keep ``out_dir/checkpoints`` after the run finished (default: removed,
+            with a notice).
+        cluster_timeout: with ``strategy="multi_worker"``: seconds to wait for the other workers
+            of ``TF_CONFIG`` (a line every 10 s names those not reachable yet). Default 300.
 
     Returns:
         A `TrainResult`.
 
     Raises:
-        ValueError: an invalid argument (named in the message).
+        ValueError: an invalid argument (named in the message), data with fewer than two
+            classes or an empty split, ``out_dir`` holding another run or a corrupt run file.
 
     Example:
         >>> result = train("lenet5", "digits", epochs=30, export=False)
         >>> result.metrics["accuracy"] > 0.98
         True
     """
-    if strategy == "multi_worker" or _is_multi_worker(strategy):
-        # Keras' fit cannot run under MultiWorkerMirroredStrategy: a custom loop trains the same
-        # model with the same recipe (keras_cnn.training.distributed). Dispatch before any
-        # TensorFlow op runs: the strategy must be created first.
-        from keras_cnn.training.distributed import train_multi_worker
+    cfg = RunConfig(
+        model=model, data=data, epochs=epochs, batch_size=batch_size, augment=augment, augment_on=augment_on,
+        image_size=image_size, out_dir=out_dir, recipe=recipe, mixed_precision=mixed_precision,
+        jit_compile=jit_compile, seed=seed, export=export, export_dir=export_dir, export_name=export_name,
+        export_version=export_version, early_stopping=early_stopping, resume=resume, verbose=verbose,
+        max_examples=max_examples, validation_split=validation_split, model_kwargs=model_kwargs,
+        strategy=strategy, callbacks=callbacks, keep_checkpoints=keep_checkpoints, cluster_timeout=cluster_timeout,
+    )
+    return run(cfg)
 
-        return train_multi_worker(
-            model, data, epochs=epochs, batch_size=batch_size, augment=augment, augment_on=augment_on,
-            image_size=image_size, out_dir=out_dir, recipe=recipe, mixed_precision=mixed_precision,
-            jit_compile=jit_compile, seed=seed, export=export, export_dir=export_dir,
-            export_name=export_name, export_version=export_version, early_stopping=early_stopping,
-            resume=resume, verbose=verbose, max_examples=max_examples, validation_split=validation_split,
-            model_kwargs=model_kwargs, strategy=strategy, callbacks=callbacks,
-        )
+
+def run(cfg):
+    """Run a `RunConfig`: check -> open the run directory -> prepare -> ``fit`` -> finish.
+
+    ``strategy="multi_worker"`` goes to the custom loop of `keras_cnn.training.distributed`
+    (Keras' ``fit`` cannot run under ``MultiWorkerMirroredStrategy``), before any TensorFlow op
+    runs: that strategy must be created first.
+    """
+    if isinstance(cfg.strategy, str) and cfg.strategy == "multi_worker" or (
+        not isinstance(cfg.strategy, str) and _is_multi_worker(cfg.strategy)
+    ):
+        from keras_cnn.training.distributed import run_multi_worker
+
+        return run_multi_worker(cfg)
     started = time.perf_counter()
-    if not isinstance(model, str) or model not in list_models():
-        raise ValueError(
-            f"`model` must be a registered model name (see keras_cnn.list_models()). Received: model={model!r}"
-        )
-    args = _check_run_args(
-        model, recipe=recipe, epochs=epochs, batch_size=batch_size, augment=augment, augment_on=augment_on,
-        image_size=image_size, out_dir=out_dir, seed=seed, verbose=verbose, early_stopping=early_stopping,
-        max_examples=max_examples, model_kwargs=model_kwargs,
-        flags=(("mixed_precision", mixed_precision), ("jit_compile", jit_compile),
-               ("export", export), ("resume", resume)),
+    args = pipeline.check(cfg)
+    fp, state = pipeline.open_run(cfg, args, "fit")
+    if state.status == "finished":
+        return pipeline.finished_result(cfg, args, state)
+    dist = _strategy(cfg.strategy)
+    strategy_name = cfg.strategy if isinstance(cfg.strategy, str) else type(cfg.strategy).__name__
+    prep = pipeline.load(cfg, args, fp, {"strategy": strategy_name})
+    pipeline.prepare(cfg, args, prep, dist)
+    _compile(cfg, args, prep, dist)
+    pipeline.begin(cfg, args, prep, state)
+    if state.done_epochs:
+        cb.trim_history(args.run_dir / HISTORY_FILE, state.done_epochs)
+    fit_seconds = _fit(cfg, args, prep)
+    return pipeline.finish(
+        cfg, args, prep, status="resumed" if state.done_epochs else "trained", started=started,
+        fit_seconds=fit_seconds, optimizer_steps=int(keras.ops.convert_to_numpy(prep.train_model.optimizer.iterations)),
+        extra={"jit_compile": bool(prep.train_model.jit_compile)},  # Keras turns XLA off for layers without support
     )
-    entry, recipe, spec, run_dir, aux = args.entry, args.recipe, args.spec, args.run_dir, args.aux
-    dist = _strategy(strategy)
 
-    run = _load_run_data(
-        model, data, args, augment_on=augment_on, mixed_precision=mixed_precision, jit_compile=jit_compile,
-        seed=seed, max_examples=max_examples, validation_split=validation_split, model_kwargs=model_kwargs,
-        strategy_config={"strategy": strategy if isinstance(strategy, str) else type(strategy).__name__},
-    )
-    bundle, class_names, num_classes = run.bundle, run.class_names, run.num_classes
-    image_shape, steps_per_epoch, config = run.image_shape, run.steps_per_epoch, run.config
-    run_dir.mkdir(parents=True, exist_ok=True)
-    backup_dir = run_dir / "checkpoints"
-    history_path = run_dir / "history.csv"
-    done_epochs = cb.backup_epoch(backup_dir) if resume else 0
-    if done_epochs:
-        _check_resume_config(run_dir, config)
-        cb.trim_history(history_path, done_epochs)
-    else:
-        shutil.rmtree(backup_dir, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(history_path)
-    atomic_write_json(run_dir / CONFIG_FILE, config)
 
-    # PCA colour statistics of the training set, once (Krizhevsky et al., 2012, section 4.1).
-    augmenter = _build_run_augmenter(args, bundle, image_shape, seed)
-
-    policy = "mixed_float16" if mixed_precision else "float32"
-    with _dtype_policy(policy), dist.scope():
-        network = build_network(
-            model,
-            image_shape=image_shape,
-            classes=num_classes,
-            aux_logits=aux,
-            dropout=recipe.dropout,
-            model_kwargs=model_kwargs,
-        )
-        keys = output_names(network)
-        train_model = wrap_for_training(
-            network,
-            augmenter=augmenter if augment_on == "device" else None,
-            float32_outputs=mixed_precision,
-        )
+def _compile(cfg, args, prep, dist):
+    recipe = args.recipe
+    with dist.scope():
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
-        optimizer = build_optimizer(
-            recipe, steps_per_epoch=steps_per_epoch, batch_size=recipe.batch_size, epochs=recipe.epochs
-        )
         accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
-        if keys:
+        if prep.keys:
             compile_kwargs = dict(
-                loss={k: loss for k in keys},
-                loss_weights={k: (1.0 if k == MAIN_OUTPUT else recipe.aux_loss_weight) for k in keys},
+                loss={k: loss for k in prep.keys},
+                loss_weights={k: (1.0 if k == MAIN_OUTPUT else recipe.aux_loss_weight) for k in prep.keys},
                 metrics={MAIN_OUTPUT: [accuracy]},
             )
         else:
             compile_kwargs = dict(loss=loss, metrics=[accuracy])
-        train_model.compile(optimizer=optimizer, jit_compile=jit_compile, **compile_kwargs)
+        prep.train_model.compile(optimizer=prep.optimizer, jit_compile=cfg.jit_compile, **compile_kwargs)
 
-    train_ds = bundle.train
-    if augmenter is not None and augment_on == "cpu":
-        from keras_cnn.data.augment import cpu_augment
 
-        train_ds = cpu_augment(train_ds, augmenter)
-    train_ds = _targets(train_ds, num_classes, keys)
-    val_ds = _targets(bundle.val, num_classes, keys) if bundle.val is not None else None
+def _targets(dataset, num_classes, keys):
+    import tensorflow as tf
 
-    monitor = "val_loss" if val_ds is not None else "loss"
+    def to_target(x, y):
+        onehot = tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), num_classes)
+        if keys:
+            return x, {k: onehot for k in keys}
+        return x, onehot
+
+    return dataset.map(to_target, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _callbacks(cfg, args, monitor):
+    run_dir, recipe = args.run_dir, args.recipe
     callback_list = [
         keras.callbacks.TerminateOnNaN(),
         cb.EpochLog(),
-        keras.callbacks.CSVLogger(str(history_path), append=True),
-        keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch", delete_checkpoint=False),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
+        keras.callbacks.BackupAndRestore(str(run_dir / CHECKPOINT_DIR), save_freq="epoch", delete_checkpoint=False),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False, profile_batch=0),
     ]
     if recipe.schedule == "plateau":
@@ -490,102 +229,26 @@ def train(
                 monitor=monitor, factor=recipe.decay_rate, patience=recipe.plateau_patience, verbose=0
             )
         )
-    if early_stopping:
+    if cfg.early_stopping:
         callback_list.append(
-            keras.callbacks.EarlyStopping(monitor=monitor, patience=early_stopping, restore_best_weights=True)
+            keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.early_stopping, restore_best_weights=True)
         )
-    callback_list.extend(callbacks or [])
+    return callback_list + list(cfg.callbacks or [])
 
-    fit_started = time.perf_counter()
-    train_model.fit(
+
+def _fit(cfg, args, prep):
+    """The ``fit`` engine -> seconds spent in ``fit``."""
+    num_classes = len(prep.class_names)
+    train_ds = _targets(pipeline.training_data(cfg, prep), num_classes, prep.keys)
+    val_ds = _targets(prep.bundle.val, num_classes, prep.keys) if prep.bundle.val is not None else None
+    monitor = "val_loss" if val_ds is not None else "loss"
+    started = time.perf_counter()
+    prep.train_model.fit(
         train_ds,
         validation_data=val_ds,
-        epochs=recipe.epochs,
-        callbacks=callback_list,
-        verbose=verbose,
+        epochs=args.recipe.epochs,
+        callbacks=_callbacks(cfg, args, monitor),
+        verbose=cfg.verbose,
         shuffle=False,  # the datasets shuffle themselves
     )
-    fit_seconds = time.perf_counter() - fit_started
-    optimizer_steps = int(keras.ops.convert_to_numpy(train_model.optimizer.iterations))
-
-    # The inference model: no augmenter, no aux heads, float32.
-    if mixed_precision:
-        with _dtype_policy("float32"):
-            clean = build_network(
-                model,
-                image_shape=image_shape,
-                classes=num_classes,
-                aux_logits=aux,
-                dropout=recipe.dropout,
-                model_kwargs=model_kwargs,
-            )
-        clean.set_weights(network.get_weights())
-        network = clean
-    inference = strip_aux(network)
-
-    history = cb.read_history(history_path)
-    test_ds, test_split = bundle.test, "test"
-    if test_ds is None:
-        test_ds, test_split = bundle.val, "val"
-    if test_ds is None:
-        raise ValueError("`data` has neither a test nor a validation split to evaluate on.")
-    metrics = compute_metrics(inference, test_ds, class_names)
-    metrics.update(
-        split=test_split,
-        model=model,
-        data=config["data"],
-        epochs=len(history.get("epoch", [])),
-        optimizer_steps=optimizer_steps,
-        seconds=float(sum(history.get("epoch_seconds", [])) or fit_seconds),
-        fit_seconds=fit_seconds,
-        num_train=int(bundle.num_train),
-        num_val=int(bundle.num_val or 0),
-        image_shape=list(image_shape),
-        augment=spec,
-        recipe=recipe.name,
-        jit_compile=bool(train_model.jit_compile),  # Keras turns XLA off for layers without support
-        mixed_precision=mixed_precision,
-    )
-
-    _save_keras_model(inference, run_dir / "model.keras")
-    atomic_write_json(run_dir / "class_names.json", class_names)
-    plot_learning_curves(history, run_dir / "learning_curves.png", title=f"{model} on {config['data']}")
-    plot_confusion_matrix(
-        metrics["confusion_matrix"],
-        class_names,
-        run_dir / "confusion_matrix.png",
-        title=f"{model}: {test_split} accuracy {metrics['accuracy']:.4f}",
-    )
-
-    export_path = None
-    if export:
-        from keras_cnn.export import export_for_serving
-
-        export_path = Path(
-            export_for_serving(
-                inference,
-                export_dir,
-                name=export_name or model,
-                version=export_version,
-                class_names=class_names,
-                metadata={
-                    "model": model,
-                    "data": config["data"],
-                    "accuracy": metrics["accuracy"],
-                    "image_shape": list(image_shape),
-                    "preprocessing": entry.preprocessing,
-                    "run_dir": str(run_dir),
-                },
-            )
-        )
-        metrics["export_path"] = str(export_path)
-    metrics["wall_seconds"] = time.perf_counter() - started
-    atomic_write_json(run_dir / "metrics.json", metrics)
-    return TrainResult(
-        run_dir=run_dir,
-        model=inference,
-        history=history,
-        metrics=metrics,
-        export_path=export_path,
-        recipe=recipe,
-    )
+    return time.perf_counter() - started

@@ -1,0 +1,68 @@
+"""CLI errors: every mistake ends as one line ``keras-cnn CMD: error: ...`` naming the CLI flag.
+
+The library names its Python arguments (``out_dir``, ``resume=False``); the command line shows
+the flags a user typed (``--out``, ``--no-resume``). Each command registers the mapping with
+`set_flag_names` (built from its parser, plus the arguments whose Python name differs from the
+flag); `report` rewrites the message with it. ``KERAS_CNN_TRACEBACK=1`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+#: Exceptions that mean "the input was not what it must be": exit status 2.
+USER_ERRORS = (ValueError, OSError, KeyError, LookupError)
+FLAG_NAMES = "_flag_names"
+
+
+def set_flag_names(parser, extra=None):
+    """Record ``{python argument: CLI flag}`` for ``parser``'s command: each ``--flag-name`` of its
+    help (argparse's own dest rule: ``--batch-size`` -> ``batch_size``), plus ``extra``."""
+    names = {}
+    for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", parser.format_help()):
+        names.setdefault(flag[2:].replace("-", "_"), flag)
+    names.pop("help", None)
+    names.update(extra or {})
+    parser.set_defaults(**{FLAG_NAMES: names})
+    return names
+
+
+def translate(message, names):
+    """``message`` with Python argument names replaced by their CLI flags."""
+    for name in sorted(names, key=len, reverse=True):
+        flag = names[name]
+        if flag.startswith("--no-"):
+            message = re.sub(rf"\b{re.escape(name)}=False\b", flag, message)
+        elif flag.startswith("--"):
+            message = re.sub(rf"\b{re.escape(name)}=True\b", flag, message)
+        message = message.replace(f"`{name}`", f"`{flag}`")
+        message = re.sub(rf"(?<![\w-]){re.escape(name)}=", f"{flag}=", message)
+        if "_" in name:  # an identifier, never an English word: replace it bare too
+            message = re.sub(rf"(?<![\w`-]){re.escape(name)}(?![\w`])", flag, message)
+    return message
+
+
+def report(args, err):
+    """Print ``err`` as one CLI error line and return the exit status (re-raises SystemExit)."""
+    if isinstance(err, SystemExit):
+        raise err
+    command = getattr(args, "command", None) or "keras-cnn"
+    if os.environ.get("KERAS_CNN_TRACEBACK"):
+        raise err
+    if isinstance(err, KeyboardInterrupt):
+        print(f"keras-cnn {command}: interrupted", file=sys.stderr)
+        return 130
+    message = str(err) or type(err).__name__
+    if isinstance(err, USER_ERRORS):
+        if isinstance(err, OSError) and not isinstance(err, (FileNotFoundError, FileExistsError, TimeoutError)):
+            message = f"{type(err).__name__}: {message}"
+        print(f"keras-cnn {command}: error: {translate(message, getattr(args, FLAG_NAMES, {}))}", file=sys.stderr)
+        return 2
+    print(
+        f"keras-cnn {command}: error: {type(err).__name__}: {translate(message, getattr(args, FLAG_NAMES, {}))} "
+        "(unexpected: please report it; KERAS_CNN_TRACEBACK=1 shows the traceback)",
+        file=sys.stderr,
+    )
+    return 1

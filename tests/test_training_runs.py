@@ -1,0 +1,150 @@
+"""Runs a user can trust, at the CLI: resume by fingerprint, finished reruns, refusals, data checks.
+
+Tiny runs (LeNet-5 at 16x16 on a few dozen images, one or two epochs) through
+``keras_cnn.cli.main``, as a user would type them.
+"""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_cnn.cli import main
+from keras_cnn.training.callbacks import read_history
+
+pytestmark = pytest.mark.slow  # each test trains LeNet-5 at least once (a few seconds)
+
+TINY = ["--image-size", "16,16", "--batch-size", "16", "--augment", "none", "--verbose", "0"]
+
+
+def _folder(root, colours, per_class=12, seed=0):
+    """An image folder: one solid-colour (plus noise) class per entry of ``colours``."""
+    rng = np.random.default_rng(seed)
+    for name, colour in colours.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.clip(np.array(colour) + rng.integers(-20, 20, size=(12, 12, 3)), 0, 255).astype("uint8")
+            Image.fromarray(pixels).save(root / name / f"{name}_{i}.png")
+    return root
+
+
+TWO = {"red": (220, 30, 30), "green": (30, 220, 30)}
+
+
+def _train(tmp_path, *extra, data=None, out="run", exports="exports", epochs=1):
+    argv = ["train", "lenet5", "--epochs", str(epochs), *TINY, "--out", str(tmp_path / out),
+            "--export-dir", str(tmp_path / exports)]
+    if data is not None:
+        argv += ["--data", str(data)]
+    else:
+        argv += ["--max-examples", "120"]
+    return main([*argv, *extra])
+
+
+def test_rerun_of_a_finished_run_trains_and_exports_nothing(tmp_path, capsys):
+    assert _train(tmp_path) == 0
+    first = capsys.readouterr().out
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "checkpoints were removed" in first and not (run / "checkpoints").exists()
+    assert "README.txt" in {p.name for p in run.iterdir()}
+    assert "model.keras" in (run / "README.txt").read_text()
+    versions = sorted(p.name for p in (tmp_path / "exports" / "lenet5").iterdir())
+    assert versions == ["1"]
+
+    assert _train(tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "finished before" in out and "nothing was trained or exported" in out
+    assert f"test accuracy: {metrics['accuracy']:.4f}" in out  # the stored result
+    assert sorted(p.name for p in (tmp_path / "exports" / "lenet5").iterdir()) == ["1"]  # no new version
+    assert json.loads((run / "metrics.json").read_text()) == metrics  # untouched
+
+
+def test_other_data_in_the_same_run_directory_is_refused(tmp_path, capsys):
+    a = _folder(tmp_path / "A", TWO, seed=0)
+    b = _folder(tmp_path / "B", {"cat": (200, 200, 30), "dog": (30, 30, 200)}, seed=1)
+    assert _train(tmp_path, data=a, exports="e") == 0
+    config_before = (tmp_path / "run" / "config.json").read_text()
+    capsys.readouterr()
+    assert _train(tmp_path, data=b, exports="e") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-cnn train: error: `--out` holds a different run:")
+    assert "data.digest" in err and "data.source" in err
+    assert "--no-resume" in err and "another --out" in err and "resume=False" not in err
+    assert (tmp_path / "run" / "config.json").read_text() == config_before  # nothing changed
+    # --no-resume starts over on B: B's class names, one epoch.
+    assert _train(tmp_path, "--no-resume", data=b, exports="e") == 0
+    assert json.loads((tmp_path / "run" / "class_names.json").read_text()) == ["cat", "dog"]
+    assert sorted(p.name for p in (tmp_path / "e" / "lenet5").iterdir()) == ["1", "2"]
+
+
+class _StopAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            raise KeyboardInterrupt  # as Ctrl-C after the first epoch's checkpoint
+
+
+def test_unfinished_run_resumes_and_says_from_which_epoch(tmp_path, capsys):
+    from keras_cnn.training import train
+
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train("lenet5", "digits", epochs=2, image_size=16, batch_size=16, augment="none", verbose=0,
+              max_examples=120, out_dir=run, export=False, callbacks=[_StopAfterFirstEpoch()])
+    assert not (run / "metrics.json").exists()
+    assert read_history(run / "history.csv")["epoch"] == [0]
+    capsys.readouterr()
+    assert _train(tmp_path, "--no-export", epochs=2) == 0
+    out = capsys.readouterr().out
+    assert "resuming from epoch 1 of 2" in out
+    assert read_history(run / "history.csv")["epoch"] == [0, 1]
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 2
+
+
+@pytest.mark.parametrize("damage", ["config.json", "metrics.json"])
+def test_a_corrupt_run_file_is_an_error_naming_it(tmp_path, capsys, damage):
+    assert _train(tmp_path, "--no-export") == 0
+    (tmp_path / "run" / damage).write_text('{"model": "lenet5", truncated')
+    capsys.readouterr()
+    assert _train(tmp_path, "--no-export") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-cnn train: error: The run file")
+    assert str(tmp_path / "run" / damage) in err and "--no-resume" in err
+
+
+# ------------------------------------------------------------------------------------ data checks
+def test_one_class_folder_is_refused(tmp_path, capsys):
+    data = _folder(tmp_path / "one", {"red": (220, 30, 30)})
+    assert _train(tmp_path, data=data) == 2
+    err = capsys.readouterr().err
+    assert "at least two classes" in err and "--data" in err
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_empty_class_folder_is_named(tmp_path, capsys):
+    data = _folder(tmp_path / "d", TWO)
+    (data / "blue").mkdir()
+    assert _train(tmp_path, data=data) == 2
+    err = capsys.readouterr().err
+    assert str(data / "blue") in err and "no image files" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_skipped_corrupt_files_are_counted_on_the_cli(tmp_path, capsys):
+    data = _folder(tmp_path / "d", TWO)
+    (data / "red" / "broken.png").write_bytes(b"not a png")
+    (data / "green" / "zero.png").write_bytes(b"")
+    assert _train(tmp_path, "--no-export", data=data) == 0
+    out = capsys.readouterr().out
+    assert "skipped 2 unreadable image file(s)" in out
+    assert "broken.png" in out and "zero.png" in out
+
+
+def test_split_emptied_by_max_examples_is_an_error(tmp_path, capsys):
+    assert main(["train", "lenet5", "--max-examples", "8", "--validation-split", "0.05", *TINY,
+                 "--out", str(tmp_path / "run"), "--no-export"]) == 2
+    err = capsys.readouterr().err
+    assert "`--validation-split`=0.05" in err and "validation split empty" in err and "--max-examples" in err
+    assert not (tmp_path / "run").exists()
