@@ -259,17 +259,19 @@ def test_multi_worker_resume_refuses_a_checkpoint_of_another_run(tmp_path):
 
     common = dict(epochs=1, batch_size=64, max_examples=120, image_size=16, export=False, verbose=0)
     run = tmp_path / "run"
-    first = train("lenet5", "digits", out_dir=run, augment="none", strategy="multi_worker", **common)
+    first = train("lenet5", "digits", out_dir=run, augment="none", strategy="multi_worker", keep_checkpoints=True,
+                  **common)
     assert first.history["epoch"] == [0] and first.metrics["num_workers"] == 1
     assert (run / "checkpoints" / "ckpt-1.index").is_file()
-    # Run again: the checkpoint says the epoch is done, so nothing is trained twice.
+    # Run again: the run finished (same fingerprint), so nothing is trained twice.
     again = train("lenet5", "digits", out_dir=run, augment="none", strategy="multi_worker", callbacks=[], **common)
+    assert again.status == "finished"
     assert again.history["epoch"] == [0] and again.metrics["optimizer_steps"] == first.metrics["optimizer_steps"]
-    # An augmenter adds variables (its seed state): that checkpoint does not fit.
-    with pytest.raises(ValueError, match="does not fit this run"):
+    # Another augmentation is another run: refused, naming the field.
+    with pytest.raises(ValueError, match="different run: augment"):
         train("lenet5", "digits", out_dir=run, augment="flip", strategy="multi_worker", **common)
-    # A fit() run directory is not resumed by the loop.
+    # A fit() run directory is not resumed by the loop (its checkpoints are another format).
     fit_run = tmp_path / "fit"
     train("lenet5", "digits", out_dir=fit_run, augment="none", **common)
-    with pytest.raises(ValueError, match="holds a fit\\(\\) checkpoint"):
+    with pytest.raises(ValueError, match="engine \\(stored 'fit', now 'multi_worker'\\)"):
         train("lenet5", "digits", out_dir=fit_run, augment="none", strategy="multi_worker", **common)

@@ -208,13 +208,17 @@ def wait_for_peers(timeout=DEFAULT_CLUSTER_TIMEOUT, *, tf_config=None, report_ev
 class SignalGuard:
     """While active, SIGTERM / SIGINT end the process within a second, at any stage.
 
-    In the main thread only (elsewhere it does nothing). The signals are blocked in the calling
-    thread (threads started meanwhile, TensorFlow's included, inherit that) and a watcher thread
-    takes them with ``signal.sigtimedwait``: it prints one line and exits with ``128 + signal``
-    (``os._exit``: the main thread may be blocked inside TensorFlow and never return). Leaving the
-    block restores the previous signal mask and handling.
+    In the main thread only (elsewhere it does nothing). For the block, both signals get their
+    default action (terminate), so a thread that TensorFlow started earlier and that happens to
+    receive one ends the process at once; and they are blocked in the calling thread (threads
+    started meanwhile, TensorFlow's included, inherit that), where a watcher thread takes them
+    with ``signal.sigtimedwait``, prints one line and exits with ``128 + signal`` (``os._exit``:
+    the main thread may be blocked inside TensorFlow and never return). A signal the parent
+    process set to be ignored (``nohup``, ``&`` without job control) stays ignored. Leaving the
+    block restores the previous mask and handlers.
 
     Args:
+        enabled: False makes the guard a no-op.
         deadline_seconds: optional; after this long in the guarded block the watcher ends the
             process with an error line (exit 2), unless `clear_deadline` was called.
         what: the words of that error line.
@@ -229,13 +233,14 @@ class SignalGuard:
         self._active = False
         self._thread = None
         self._old_mask = None
+        self._old_handlers = {}
 
     def clear_deadline(self):
         self._deadline = None
 
-    def _watch(self):
+    def _watch(self, signals):
         while self._active:
-            info = signal.sigtimedwait(_STOP_SIGNALS, 0.2)
+            info = signal.sigtimedwait(signals, 0.2) if signals else time.sleep(0.2)
             if info is not None and self._active:
                 name = signal.Signals(info.si_signo).name
                 print(f"keras-cnn: stopped by {name}", file=sys.stderr, flush=True)
@@ -245,11 +250,21 @@ class SignalGuard:
                 os._exit(2)
 
     def __enter__(self):
-        if self.enabled:
-            self._old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-            self._active = True
-            self._thread = threading.Thread(target=self._watch, name="keras_cnn-signal-guard", daemon=True)
-            self._thread.start()
+        if not self.enabled:
+            return self
+        signals = []
+        for sig in _STOP_SIGNALS:
+            old = signal.getsignal(sig)
+            if old == signal.SIG_IGN:
+                continue
+            self._old_handlers[sig] = old
+            signal.signal(sig, signal.SIG_DFL)
+            signals.append(sig)
+        self._old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        self._active = True
+        self._thread = threading.Thread(target=self._watch, args=(signals,), name="keras_cnn-signal-guard",
+                                        daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc):
@@ -257,4 +272,6 @@ class SignalGuard:
             self._active = False
             self._thread.join()
             signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
+            for sig, handler in self._old_handlers.items():
+                signal.signal(sig, handler)
         return False

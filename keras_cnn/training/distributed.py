@@ -103,44 +103,69 @@ def is_multi_worker_strategy(strategy):
     )
 
 
-def multi_worker_strategy(communication="auto"):
+def multi_worker_strategy(communication="auto", *, cluster_timeout=DEFAULT_CLUSTER_TIMEOUT):
     """A ``MultiWorkerMirroredStrategy`` for the cluster in ``TF_CONFIG`` (one worker without it).
 
     Must run before TensorFlow executes any operation in the process (TensorFlow configures its
     collective ops at start-up); `train` with ``strategy="multi_worker"`` creates it first thing.
-    Creating it blocks until every worker of the cluster has started.
+    With two or more workers it first waits for the others (`keras_cnn.training.cluster.wait_for_peers`:
+    a line every 10 s names the workers not yet reachable), then creates the strategy, which
+    blocks until every worker has joined; SIGTERM / SIGINT end the process within a second
+    meanwhile. Without ``TF_CONFIG`` it says that the process trains as a single worker.
 
     Args:
         communication: collective implementation, "auto", "ring" (gRPC, CPUs) or "nccl" (GPUs).
+        cluster_timeout: seconds to wait for the other workers. Default 300.
 
     Raises:
-        ValueError: bad ``TF_CONFIG`` or ``communication``.
+        ValueError: bad ``TF_CONFIG``, ``communication`` or ``cluster_timeout``.
         RuntimeError: TensorFlow was already initialised in this process.
+        ClusterTimeoutError: the other workers were not reachable within ``cluster_timeout``.
 
     Example:
         >>> strategy = multi_worker_strategy()   # first statement of the program
         >>> train("resnet18", "tfds:cifar10", strategy=strategy)
     """
+    from keras_cnn._compat.tensorflow_ import eager_context_initialized
+
     check_choice("communication", communication, COMMUNICATIONS)
-    cluster_info()  # a clear error for a malformed TF_CONFIG
+    _check_timeout(cluster_timeout)
+    info = cluster_info()  # a clear error for a malformed TF_CONFIG
+    late = RuntimeError(
+        "strategy='multi_worker' must be set up before TensorFlow runs any operation in this process "
+        "(TensorFlow configures collective ops at start-up): call train(..., strategy='multi_worker') or "
+        "keras_cnn.training.distributed.multi_worker_strategy() at the start of the program, in a fresh "
+        "process."
+    )
+    if info.num_workers > 1 and eager_context_initialized():
+        raise late
     implementation = {
         "auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
         "ring": tf.distribute.experimental.CommunicationImplementation.RING,
         "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL,
     }[communication]
-    try:
-        return tf.distribute.MultiWorkerMirroredStrategy(
-            communication_options=tf.distribute.experimental.CommunicationOptions(implementation=implementation)
-        )
-    except RuntimeError as err:
-        if "program startup" not in str(err):
-            raise
-        raise RuntimeError(
-            "strategy='multi_worker' must be set up before TensorFlow runs any operation in this process "
-            "(TensorFlow configures collective ops at start-up): call train(..., strategy='multi_worker') or "
-            "keras_cnn.training.distributed.multi_worker_strategy() at the start of the program, in a fresh "
-            "process."
-        ) from err
+    if info.num_workers <= 1 and not os.environ.get("TF_CONFIG", "").strip():
+        pipeline.notice("TF_CONFIG is not set: strategy 'multi_worker' trains in this process as a single worker.")
+    what = f"the cluster did not start within cluster_timeout={cluster_timeout!r} s (+60 s)"
+    with SignalGuard(enabled=info.num_workers > 1, deadline_seconds=float(cluster_timeout) + 60.0, what=what):
+        waited = wait_for_peers(cluster_timeout)
+        if info.num_workers > 1:
+            pipeline.notice(f"{info.task_type}:{info.task_id}: all {info.num_workers} workers reachable after "
+                            f"{waited:.0f} s; starting the cluster")
+        try:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy(
+                communication_options=tf.distribute.experimental.CommunicationOptions(implementation=implementation)
+            )
+        except RuntimeError as err:
+            if "program startup" not in str(err):
+                raise
+            raise late from err
+    return strategy
+
+
+def _check_timeout(timeout):
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"`cluster_timeout` must be a number of seconds > 0. Received: cluster_timeout={timeout!r}")
 
 
 def worker_info(strategy):
@@ -517,37 +542,23 @@ def _check_loop_options(cfg):
             f"Received: strategy={cfg.strategy!r}"
         )
     check_choice("communication", cfg.communication, COMMUNICATIONS)
-    timeout = cfg.cluster_timeout
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"`cluster_timeout` must be a number of seconds > 0. Received: cluster_timeout={timeout!r}")
-
-
-def _start_strategy(cfg, guard):
-    """The strategy: waits (talking) for the peers, then creates it; a notice without TF_CONFIG."""
-    if not isinstance(cfg.strategy, str):
-        return cfg.strategy
-    if cluster_info().num_workers <= 1:
-        if not os.environ.get("TF_CONFIG", "").strip():
-            pipeline.notice("TF_CONFIG is not set: strategy 'multi_worker' trains in this process as a single worker.")
-        return multi_worker_strategy(cfg.communication)
-    waited = wait_for_peers(cfg.cluster_timeout)
-    dist = multi_worker_strategy(cfg.communication)
-    guard.clear_deadline()
-    if waited >= 1:
-        pipeline.notice(f"all {cluster_info().num_workers} workers reachable after {waited:.0f} s")
-    return dist
+    _check_timeout(cfg.cluster_timeout)
 
 
 def run_multi_worker(cfg):
-    """`keras_cnn.training.pipeline.RunConfig` -> `TrainResult` with the multi-worker loop."""
+    """`keras_cnn.training.pipeline.RunConfig` -> `TrainResult` with the multi-worker loop.
+
+    With two or more workers, SIGTERM / SIGINT end the process within a second at any stage
+    (`keras_cnn.training.cluster.SignalGuard`); a rerun resumes from the last epoch checkpoint.
+    """
     _check_loop_options(cfg)
     started = time.perf_counter()
     args = pipeline.check(cfg)
-    workers = cluster_info().num_workers if isinstance(cfg.strategy, str) else 1
-    with SignalGuard(enabled=workers > 1, deadline_seconds=float(cfg.cluster_timeout) + 60.0,
-                     what=f"the cluster did not start within cluster_timeout={cfg.cluster_timeout!r} s") as guard:
-        dist = _start_strategy(cfg, guard)
-        guard.clear_deadline()
+    if isinstance(cfg.strategy, str):
+        dist = multi_worker_strategy(cfg.communication, cluster_timeout=cfg.cluster_timeout)
+    else:
+        dist = cfg.strategy
+    with SignalGuard(enabled=worker_info(dist).num_workers > 1):
         return _run(cfg, args, dist, started)
 
 

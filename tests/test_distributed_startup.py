@@ -1,0 +1,96 @@
+"""Multi-worker start-up talks and stops: a worker whose peer never starts says so every ~10 s,
+gives up after ``--cluster-timeout``, and ends within seconds on SIGTERM / SIGINT, also while
+blocked inside TensorFlow's cluster start-up. Real processes, real signals."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow  # each test starts a Python + TensorFlow process
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _launch(tmp_path, peer_port, *extra):
+    me = _free_port()
+    tf_config = {"cluster": {"worker": [f"127.0.0.1:{me}", f"127.0.0.1:{peer_port}"]},
+                 "task": {"type": "worker", "index": 0}}
+    env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    log = tmp_path / "worker.log"
+    with open(log, "w") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "keras_cnn", "train", "lenet5", "--strategy", "multi_worker", "--epochs", "1",
+             "--max-examples", "100", "--no-export", "--out", str(tmp_path / "run"), *extra],
+            stdout=handle, stderr=subprocess.STDOUT, env=env,
+        )
+    return proc, log
+
+
+def _wait_for(proc, log, text, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log.read_text():
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"{text!r} not seen within {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc, sig):
+    started = time.monotonic()
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return time.monotonic() - started
+
+
+def test_waiting_worker_names_its_missing_peer_and_stops_on_sigterm(tmp_path):
+    peer = _free_port()  # nobody listens there: the peer never starts
+    proc, log = _launch(tmp_path, peer)
+    _wait_for(proc, log, f"waiting for 1 worker(s) not reachable yet: worker:1 (127.0.0.1:{peer})", timeout=90)
+    seconds = _stop(proc, signal.SIGTERM)
+    assert seconds < 5, seconds
+    assert proc.returncode in (128 + signal.SIGTERM, -signal.SIGTERM)
+    assert not (tmp_path / "run").exists()  # nothing written before the cluster started
+
+
+def test_worker_blocked_in_tensorflow_cluster_start_up_stops_on_sigint(tmp_path):
+    # The peer's port accepts connections but never speaks TensorFlow's protocol: the probe
+    # passes and TensorFlow's own start-up blocks in C++, where Python signal handlers never run.
+    with socket.socket() as fake_peer:
+        fake_peer.bind(("127.0.0.1", 0))
+        fake_peer.listen(16)
+        proc, log = _launch(tmp_path, fake_peer.getsockname()[1])
+        _wait_for(proc, log, "all 2 workers reachable", timeout=90)
+        time.sleep(3)  # inside MultiWorkerMirroredStrategy(...)
+        assert proc.poll() is None, log.read_text()
+        seconds = _stop(proc, signal.SIGINT)
+    assert seconds < 5, seconds
+    assert proc.returncode in (128 + signal.SIGINT, -signal.SIGINT)
+
+
+def test_cluster_timeout_is_a_clear_error(tmp_path):
+    peer = _free_port()
+    proc, log = _launch(tmp_path, peer, "--cluster-timeout", "2")
+    proc.wait(timeout=120)
+    out = log.read_text()
+    assert proc.returncode == 2, out
+    line = [l for l in out.splitlines() if l.startswith("keras-cnn train: error:")]
+    assert len(line) == 1 and "Traceback" not in out
+    assert f"not reachable after 2 s: worker:1 (127.0.0.1:{peer})" in line[0]
+    assert "`--cluster-timeout`" in line[0]
