@@ -259,9 +259,8 @@ def test_only_the_chief_writes(restarted):
                  "class_names.json", "confusion_matrix.png"):
         assert (chief / name).is_file(), name
     assert (chief / "logs" / "train").is_dir()
-    assert sorted(p.name for p in (chief / "checkpoints").iterdir() if p.name.endswith(".index")) == [
-        "ckpt-2.index", "ckpt-3.index"
-    ]
+    assert not (chief / "checkpoints").exists()  # a finished run drops its checkpoints (keep_checkpoints=False)
+    assert "model.keras" in (chief / "README.txt").read_text()
     config = json.loads((chief / "config.json").read_text())
     assert (config["strategy"], config["num_workers"], config["num_replicas"]) == ("multi_worker", 2, 2)
     metrics = json.loads((chief / "metrics.json").read_text())

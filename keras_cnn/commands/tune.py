@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from keras_cnn.commands._errors import set_flag_names
+
 _SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 
@@ -102,6 +104,11 @@ def register(subparsers):
     parser.add_argument("--export-dir", default="saved_models", help="export root (default saved_models)")
     parser.add_argument("--export-name", default=None, help="served model name (default FAMILY_tuned)")
     parser.add_argument("--overwrite", action="store_true", help="start the search over (default: resume)")
+    parser.add_argument("--floor", type=float, default=None, metavar="ACC",
+                        help="validation accuracy the best trial must beat to be exported "
+                        "(default: the majority-class rate of the validation split)")
+    parser.add_argument("--export-below-floor", action="store_true",
+                        help="export the best model even if it does not beat --floor")
     parser.add_argument("--distributed", choices=("chief", "worker"), default=None,
                         help="role in a distributed search (default: local, or keras-tuner's environment)")
     parser.add_argument("--oracle-ip", default=None,
@@ -116,6 +123,8 @@ def register(subparsers):
                         help="model.fit verbosity within trials (default 0)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     parser.set_defaults(func=run)
+    set_flag_names(parser, {"directory": "--dir", "search_space": "--space", "export": "--no-export",
+                            "family": "FAMILY", "source": "--data"})
     return parser
 
 
@@ -170,6 +179,8 @@ def run(args):
         verbose=args.verbose,
         fit_verbose=args.fit_verbose,
         progress=None if args.json else _print_progress,
+        floor=args.floor,
+        export_below_floor=args.export_below_floor,
     )
     if result.role == "worker":
         done = [r for r in result.trials if r.status != "RUNNING"]
@@ -187,6 +198,8 @@ def run(args):
             "best": result.best.to_dict() if result.best else None,
             "test_accuracy": result.metrics.get("accuracy"),
             "export_path": None if result.export_path is None else str(result.export_path),
+            "floor": result.floor,
+            "below_floor": result.below_floor,
             "report": {k: str(v) for k, v in result.report.items()},
         }, indent=2))
         return 0
@@ -204,6 +217,11 @@ def run(args):
           f"{result.metrics.get('split', 'test')} accuracy={result.metrics.get('accuracy', float('nan')):.4f}")
     print(f"  {_short(result.best.hyperparameters, limit=400)}")
     print(f"Best model: {result.project_dir / 'best_model.keras'}")
+    if result.below_floor:
+        print(f"WARNING: the best trial's validation accuracy does not beat the floor {result.floor:.4f} "
+              f"({'--floor' if args.floor is not None else 'the majority-class rate'}): "
+              + ("exported anyway (--export-below-floor)." if result.export_path is not None
+                 else "not exported (--export-below-floor exports it)." if not args.no_export else "not exported."))
     if result.export_path is not None:
         print(f"Exported to {result.export_path}")
     return 0

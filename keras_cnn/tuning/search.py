@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import logging
 import os
 import socket
 from pathlib import Path
@@ -35,7 +36,7 @@ from keras_cnn._validation import check_choice, check_non_negative_int, check_po
 from keras_cnn.tuning.hypermodels import FAMILIES, _ALIASES, get_hypermodel
 from keras_cnn.tuning.oracles import TUNERS, make_oracle
 from keras_cnn.tuning.report import format_table, write_report
-from keras_cnn.tuning.tuner import Budget, CNNTuner, TrialRecord
+from keras_cnn.tuning.tuner import Budget, CNNTuner, TrialRecord, check_budget_fits
 
 ROLES = ("chief", "worker")
 ENV_TUNER_ID = "KERASTUNER_TUNER_ID"
@@ -45,6 +46,7 @@ DEFAULT_ORACLE_IP = "127.0.0.1"
 DEFAULT_ORACLE_PORT = 8000
 CONFIG_FILE = "tune_config.json"
 BEST_FILE = "best.json"
+logger = logging.getLogger("keras_cnn.tuning")
 
 
 @dataclasses.dataclass
@@ -63,6 +65,10 @@ class TuneResult:
         model: the best inference model (raw pixels in, no auxiliary heads), or None.
         metrics: the best model's metrics on the test split (validation split if no test).
         export_path: the SavedModel version directory, or None.
+        floor: the validation accuracy the best trial had to beat to be exported (default:
+            the majority-class rate of the validation split), or None on a worker.
+        below_floor: the best trial did not beat ``floor`` (then it is not exported unless
+            ``export_below_floor=True``).
     """
 
     project_dir: Path
@@ -75,6 +81,8 @@ class TuneResult:
     model: keras.Model | None = None
     metrics: dict = dataclasses.field(default_factory=dict)
     export_path: Path | None = None
+    floor: float | None = None
+    below_floor: bool = False
 
     @property
     def best_hyperparameters(self):
@@ -220,6 +228,8 @@ def tune(
     verbose=1,
     fit_verbose=0,
     progress=None,
+    floor=None,
+    export_below_floor=False,
 ):
     """Search a family's architecture space with keras-tuner; report; export the best model.
 
@@ -271,12 +281,18 @@ def tune(
         fit_verbose: ``model.fit`` verbosity within trials (0, 1, 2). Default 0.
         progress: optional ``callable(TrialRecord)``, called when a trial of this process
             starts (status "RUNNING") and ends.
+        floor: the validation accuracy the best trial must beat to be exported. Default None:
+            the majority-class rate of the validation split (what always answering the most
+            frequent class scores). Below it the best model is saved but not exported, with a
+            warning.
+        export_below_floor: export the best model even when it does not beat ``floor``.
 
     Returns:
         A `TuneResult`.
 
     Raises:
-        ValueError: an invalid argument, or ``directory/project_name`` holds another search.
+        ValueError: an invalid argument, ``directory/project_name`` holds another search, or
+            the compute budget is below the smallest candidate (before any trial runs).
 
     Example:
         >>> result = tune("vgg", "digits", tuner="random", max_trials=5, epochs=2,
@@ -296,7 +312,9 @@ def tune(
     if max_examples is not None:
         check_positive_int("max_examples", max_examples)
     budget = Budget(_check_optional_positive("max_macs", max_macs), _check_optional_positive("max_params", max_params))
-    for name, flag in (("export", export), ("overwrite", overwrite)):
+    if floor is not None and (isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor < 1):
+        raise ValueError(f"`floor` must be None or an accuracy in [0, 1). Received: floor={floor!r}")
+    for name, flag in (("export", export), ("overwrite", overwrite), ("export_below_floor", export_below_floor)):
         if not isinstance(flag, bool):
             raise ValueError(f"`{name}` must be True or False. Received: {name}={flag!r}")
     if search_space is not None and not isinstance(search_space, dict):
@@ -332,6 +350,7 @@ def tune(
     class_names = [str(c) for c in bundle.class_names]
     image_shape = tuple(int(d) for d in bundle.image_shape)
     hypermodel = get_hypermodel(family, image_shape, len(class_names), **(search_space or {}))
+    check_budget_fits(budget, hypermodel, family)  # before any trial, before the search directory is written
     config = {
         "family": family,
         "tuner": tuner,
@@ -406,17 +425,41 @@ def tune(
         best_trial = best_trials[0]
         result.best = next(r for r in records if r.trial_id == best_trial.trial_id)
         result.model = _best_model(search, best_trial, bundle, epochs, seed)
+        result.floor = float(floor) if floor is not None else majority_rate(bundle.val)
+        best_acc = result.best.val_accuracy
+        result.below_floor = best_acc is None or not best_acc > result.floor
+        if result.below_floor:
+            logger.warning(
+                "tune: the best trial's validation accuracy %s does not beat the floor %.4f (%s)%s",
+                "n/a" if best_acc is None else f"{best_acc:.4f}", result.floor,
+                "the majority-class rate" if floor is None else "floor",
+                "; exported anyway (export_below_floor=True)" if export and export_below_floor
+                else "; not exported (export_below_floor=True exports it)" if export else "",
+            )
         result.metrics, result.export_path = _finish_best(
             result,
             bundle=bundle,
             class_names=class_names,
             config=config,
-            export=export,
+            export=export and (not result.below_floor or export_below_floor),
             export_dir=export_dir,
             export_name=export_name or f"{family}_tuned",
             export_version=export_version,
         )
         return result
+
+
+def majority_rate(dataset):
+    """The fraction of the most frequent label in a batched ``(images, labels)`` dataset."""
+    import numpy as np
+
+    counts = np.zeros(0, "int64")
+    for _, labels in dataset.as_numpy_iterator():
+        found = np.bincount(np.asarray(labels).reshape(-1).astype("int64"))
+        if len(found) > len(counts):
+            counts = np.pad(counts, (0, len(found) - len(counts)))
+        counts[: len(found)] += found
+    return float(counts.max() / counts.sum()) if counts.sum() else 0.0
 
 
 def keras_tuner_objective(name):
@@ -514,6 +557,8 @@ def _finish_best(result, *, bundle, class_names, config, export, export_dir, exp
             **result.best.to_dict(),
             "test_metrics": {k: v for k, v in metrics.items() if k != "confusion_matrix"},
             "export_path": None if export_path is None else str(export_path),
+            "floor": result.floor,
+            "below_floor": result.below_floor,
         },
     )
     return metrics, export_path

@@ -463,3 +463,67 @@ def serve_oracle(oracle, *, poll_seconds=0.5):
             time.sleep(poll_seconds)
     finally:
         server.stop(grace=2).wait()
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def smallest_candidates(hypermodel, *, max_combinations=16):
+    """The cheapest candidates of a hyper-model's search space: ``[(params, macs, values), ...]``.
+
+    Every numeric choice is set to its smallest value (the families grow with each numeric
+    architecture knob: blocks, convolutions per block, widths, units, depth, modules; training
+    knobs such as dropout or the learning rate do not change the cost) and every non-numeric
+    choice (booleans such as batch norm, block kinds) is tried in turn, at most
+    ``max_combinations`` combinations. Sorted by MACs, then parameters.
+    """
+    import itertools
+
+    hp = keras_tuner.HyperParameters()
+    for _ in range(8):  # conditional knobs appear once their parents take their smallest values
+        with hypermodel.declaring():
+            hypermodel.build(hp)
+        before = dict(hp.values)
+        for knob in hp.space:
+            values = list(getattr(knob, "values", None) or [])
+            if values and all(_is_number(v) for v in values):
+                hp.values[knob.name] = min(values)
+            elif getattr(knob, "min_value", None) is not None:
+                hp.values[knob.name] = knob.min_value
+        if hp.values == before:
+            break
+    other = [(k.name, list(k.values) if getattr(k, "values", None) else [False, True])
+             for k in hp.space
+             if type(k).__name__ == "Boolean" or (getattr(k, "values", None) and not all(_is_number(v) for v in k.values))]
+    combos = list(itertools.islice(itertools.product(*[v for _, v in other]), max_combinations))
+    found = []
+    for combo in combos:
+        candidate = hp.copy()
+        for (name, _), value in zip(other, combo):
+            candidate.values[name] = value
+        prof = _profile(hypermodel.inference_model(hypermodel.build(candidate)))
+        found.append((int(prof.total_params), int(prof.total_macs), dict(candidate.values)))
+        keras.backend.clear_session(free_memory=False)
+    return sorted(found, key=lambda item: (item[1], item[0]))
+
+
+def check_budget_fits(budget, hypermodel, family):
+    """Raise before any trial when even the cheapest candidate is over ``budget``.
+
+    Raises:
+        ValueError: naming the budget arguments and the smallest candidate's MACs and parameters.
+    """
+    if budget.max_macs is None and budget.max_params is None:
+        return
+    candidates = smallest_candidates(hypermodel)
+    if any(not budget.violations(params, macs) for params, macs, _ in candidates):
+        return
+    params, macs, values = candidates[0]
+    knobs = ", ".join(f"{k}={v}" for k, v in sorted(values.items()))
+    raise ValueError(
+        f"The compute budget is below every candidate of the {family!r} search space: its smallest candidate has "
+        f"{macs:,} MACs and {params:,} params ({knobs}); "
+        f"{'; '.join(budget.violations(params, macs))}. No trial was run. Raise `max_macs` / `max_params` or "
+        f"widen `search_space`. Received: max_macs={budget.max_macs!r}, max_params={budget.max_params!r}"
+    )
