@@ -388,7 +388,9 @@ def test_cli_parsers_and_errors(capsys):
     with pytest.raises(ValueError, match="--space"):
         parse_space(["depths"])
     assert main(["tune", "alexnet", "--max-trials", "2"]) == 2
-    assert "`family` must be one of" in capsys.readouterr().err
+    assert "`FAMILY` must be one of" in capsys.readouterr().err  # the CLI names its own arguments
     assert main(["tune", "vgg", "--tuner", "annealing"]) == 2
-    assert "`tuner` must be one of" in capsys.readouterr().err
+    assert "`--tuner` must be one of" in capsys.readouterr().err
     assert main(["tune", "vgg", "--max-macs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "`--max-macs`" in err and "Received: --max-macs=" in err
