@@ -265,19 +265,11 @@ def _distribute(strategy, dataset):
 
 
 def _reduce_gradients_in_loop(optimizer):
-    """Make the loop, not the optimizer, sum the gradients across replicas.
+    """Make the loop, not the optimizer, sum the gradients across replicas (so that ``clipnorm``
+    acts on the global gradient, as on one device): `keras_cnn._compat.keras_`."""
+    from keras_cnn._compat.keras_ import disable_optimizer_gradient_all_reduce
 
-    Keras' TensorFlow optimizer clips each replica's gradient and only then all-reduces it
-    (``_all_reduce_sum_gradients`` inside ``apply``), so ``clipnorm`` would act on partial
-    gradients. The loop all-reduces first and hands the optimizer the global gradient, which it
-    then clips, decays and applies exactly as on one device; its own reduction is turned off.
-    """
-    if not hasattr(optimizer, "_all_reduce_sum_gradients"):  # pragma: no cover - Keras internals moved
-        raise RuntimeError(
-            "This Keras version's optimizer has no `_all_reduce_sum_gradients`; keras_cnn's multi-worker "
-            f"loop supports Keras 3.15. Received: keras {keras.__version__}"
-        )
-    optimizer._all_reduce_sum_gradients = lambda grads_and_vars: list(grads_and_vars)
+    disable_optimizer_gradient_all_reduce(optimizer)
 
 
 class _Loop:

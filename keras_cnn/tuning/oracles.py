@@ -27,11 +27,10 @@ import json
 import os
 import warnings
 
-from keras_tuner.src import utils as kt_utils
-from keras_tuner.src.engine import oracle as oracle_module
-from keras_tuner.src.engine import trial as trial_module
-from keras_tuner.src.tuners import bayesian, gridsearch, hyperband, randomsearch
+import keras_tuner
+from keras_tuner.engine import trial as trial_module
 
+from keras_cnn._compat import keras_tuner_ as kt_compat
 from keras_cnn._io import atomic_write_text
 from keras_cnn._validation import check_choice
 
@@ -50,7 +49,7 @@ def save_json(path, obj):
     """Write ``obj`` as JSON to ``path`` atomically (local paths; others as keras-tuner does)."""
     path = os.fspath(path)
     if "://" in path:
-        return kt_utils.save_json(path, obj)
+        return kt_compat.save_json(path, obj)
     text = json.dumps(obj)
     atomic_write_text(path, text)
     return text
@@ -72,7 +71,7 @@ class _BookkeepingMixin:
         """Number of trials rejected for the compute budget."""
         return sum(1 for t in self.trials.values() if is_over_budget(t))
 
-    @oracle_module.synchronized
+    @keras_tuner.synchronized
     def create_trial(self, tuner_id):
         # Oracle.create_trial stops at `max_trials` trials (Hyperband included, see
         # HyperbandOracle below). Budget rejections do not use up `max_trials`: the cap is
@@ -96,7 +95,7 @@ class _BookkeepingMixin:
             return None
         return self.max_trials - (len(self.trials) - min(self.rejected_count(), self.max_rejected))
 
-    @oracle_module.synchronized
+    @keras_tuner.synchronized
     def update_trial(self, trial_id, metrics, step=0):
         # A rejected candidate reports a NaN objective; numpy warns about its "best" value.
         with warnings.catch_warnings():
@@ -143,7 +142,7 @@ class _BookkeepingMixin:
         self.trial_tuner_ids = dict(state.get("keras_cnn_trial_tuner_ids", {}))
 
 
-class RandomSearchOracle(_BookkeepingMixin, randomsearch.RandomSearchOracle):
+class RandomSearchOracle(_BookkeepingMixin, keras_tuner.oracles.RandomSearchOracle):
     """keras-tuner's random search with our bookkeeping."""
 
     def __init__(self, *args, max_rejected=None, **kwargs):
@@ -151,7 +150,7 @@ class RandomSearchOracle(_BookkeepingMixin, randomsearch.RandomSearchOracle):
         self._init_bookkeeping(max_rejected)
 
 
-class BayesianOptimizationOracle(_BookkeepingMixin, bayesian.BayesianOptimizationOracle):
+class BayesianOptimizationOracle(_BookkeepingMixin, keras_tuner.oracles.BayesianOptimizationOracle):
     """keras-tuner's Gaussian-process Bayesian optimisation with our bookkeeping."""
 
     def __init__(self, *args, max_rejected=None, **kwargs):
@@ -159,7 +158,7 @@ class BayesianOptimizationOracle(_BookkeepingMixin, bayesian.BayesianOptimizatio
         self._init_bookkeeping(max_rejected)
 
 
-class HyperbandOracle(_BookkeepingMixin, hyperband.HyperbandOracle):
+class HyperbandOracle(_BookkeepingMixin, keras_tuner.oracles.HyperbandOracle):
     """keras-tuner's Hyperband with our bookkeeping and a ``max_trials`` cap."""
 
     def __init__(self, *args, max_trials=None, max_rejected=None, **kwargs):
@@ -170,7 +169,7 @@ class HyperbandOracle(_BookkeepingMixin, hyperband.HyperbandOracle):
         self._init_bookkeeping(max_rejected)
 
 
-class GridSearchOracle(_BookkeepingMixin, gridsearch.GridSearchOracle):
+class GridSearchOracle(_BookkeepingMixin, keras_tuner.oracles.GridSearchOracle):
     """keras-tuner's grid search with our bookkeeping, resumable after an interruption."""
 
     def __init__(self, *args, max_rejected=None, **kwargs):
@@ -199,7 +198,7 @@ class GridSearchOracle(_BookkeepingMixin, gridsearch.GridSearchOracle):
                 lambda a, b: self._compare(self.trials[a].hyperparameters.values, self.trials[b].hyperparameters.values)
             ),
         )
-        self._ordered_ids = gridsearch.LinkedList()
+        self._ordered_ids = kt_compat.grid_linked_list()
         previous = None
         for trial_id in ordered:
             self._ordered_ids.insert(trial_id, previous)

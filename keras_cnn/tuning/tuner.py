@@ -30,10 +30,9 @@ import traceback
 
 import keras
 import keras_tuner
-from keras_tuner.src import config as kt_config
-from keras_tuner.src.distribute import utils as dist_utils
-from keras_tuner.src.engine import trial as trial_module
-from keras_tuner.src.engine import tuner_utils
+from keras_tuner.engine import trial as trial_module
+
+from keras_cnn._compat import keras_tuner_ as kt_compat
 
 from keras_cnn.tuning.oracles import OVER_BUDGET_METRIC, is_over_budget, save_json
 from keras_cnn.tuning.report import trial_order
@@ -204,7 +203,7 @@ class CNNTuner(keras_tuner.Tuner):
         self._verbose = verbose
         if not self._is_worker():
             self.oracle.verbose = verbose
-        if dist_utils.is_chief_oracle():
+        if kt_compat.is_chief_oracle():
             self.save()
             serve_oracle(self.oracle)
             self.save()
@@ -242,7 +241,7 @@ class CNNTuner(keras_tuner.Tuner):
             if isinstance(err, keras_tuner.errors.FatalError):
                 raise
             rejection = self._rejections.pop(trial.trial_id, None)
-            if rejection is None and kt_config.DEBUG and self._verbose:
+            if rejection is None and kt_compat.debug_enabled() and self._verbose:
                 traceback.print_exc()
             if isinstance(err, keras_tuner.errors.FailedTrialError):
                 trial.status = trial_module.TrialStatus.FAILED
@@ -305,7 +304,7 @@ class CNNTuner(keras_tuner.Tuner):
             save_weights_only=True,
             verbose=0,
         )
-        callbacks = list(callbacks or []) + [tuner_utils.TunerCallback(self, trial), checkpoint]
+        callbacks = list(callbacks or []) + [kt_compat.tuner_callback(self, trial), checkpoint]
         history = self.hypermodel.fit(
             hp,
             model,
@@ -447,19 +446,19 @@ def serve_oracle(oracle, *, poll_seconds=0.5):
     from concurrent import futures
 
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
+
+    servicer_class, add_servicer, exit_chief = kt_compat.oracle_grpc()
 
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    servicer = oracle_chief.OracleServicer(oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    servicer = servicer_class(oracle)
+    add_servicer(servicer, server)
     if server.add_insecure_port(address) == 0:
         raise OSError(f"The oracle could not listen on {address} (in use, or not an address of this machine).")
     server.start()
     logger.info("chief: serving the oracle at %s", address)
     try:
-        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+        while not (servicer.stop_triggered and exit_chief(oracle)):
             time.sleep(poll_seconds)
     finally:
         server.stop(grace=2).wait()
