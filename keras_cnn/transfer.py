@@ -514,13 +514,13 @@ def _split_data(data):
 
 
 def _fit(model, split, *, epochs, batch_size, shuffle, validation, callbacks, verbose):
-    kwargs = dict(epochs=epochs, callbacks=list(callbacks or []), verbose=verbose)
-    if validation is not None:
-        kwargs["validation_data"] = validation
-    if isinstance(split, tuple):
-        history = model.fit(split[0], split[1], batch_size=batch_size, shuffle=shuffle, **kwargs)
-    else:
-        history = model.fit(split, **kwargs)
+    """One phase: the run pipeline's ``fit`` engine (`keras_cnn.training.pipeline.fit_engine`)."""
+    from keras_cnn.training.pipeline import fit_engine
+
+    history = fit_engine(
+        model, split, epochs=epochs, validation=validation, callbacks=callbacks, verbose=verbose,
+        batch_size=batch_size, shuffle=shuffle,
+    )
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
@@ -546,9 +546,9 @@ def _compile(model, learning_rate, optimizer, run_eagerly=False):
         "adam": lambda: keras.optimizers.Adam(learning_rate),
         "adamw": lambda: keras.optimizers.AdamW(learning_rate),
     }[optimizer]()
-    model.compile(
-        optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"], run_eagerly=run_eagerly
-    )
+    from keras_cnn.training.pipeline import compile_model
+
+    compile_model(model, opt, run_eagerly=run_eagerly)  # the compile of every training path
 
 
 def _num_classes(train, class_names):
@@ -645,6 +645,12 @@ def fine_tune(
     train, val, test, class_names = _split_data(data)
     if train is None:
         raise ValueError("`data` has no training split. Received: train=None")
+    if hasattr(data, "train") and hasattr(data, "class_names"):
+        from keras_cnn.training.pipeline import check_bundle
+
+        check_bundle(data, getattr(data, "source", "bundle"), announce=False)  # the run pipeline's data checks
+    elif class_names is not None and len(class_names) < 2:
+        raise ValueError(f"`data` must have at least two classes. Received: class_names={list(class_names)!r}")
 
     if isinstance(model_or_base, keras.Model) and _is_transfer_model(model_or_base):
         model = model_or_base
@@ -718,13 +724,12 @@ def fine_tune(
 
     if phases[-1].precomputed:  # the full model was never compiled: compile it to evaluate
         _compile(model, head_lr, optimizer, run_eagerly)
+    from keras_cnn.training.pipeline import evaluate_engine
+
     metrics = {}
     for split_name, split in (("val", val), ("test", test)):
         if split is None:
             continue
-        if isinstance(split, tuple):
-            loss, acc = model.evaluate(split[0], split[1], batch_size=batch_size, verbose=0)
-        else:
-            loss, acc = model.evaluate(split, verbose=0)
+        loss, acc = evaluate_engine(model, split, batch_size=batch_size)
         metrics[f"{split_name}_loss"], metrics[f"{split_name}_accuracy"] = float(loss), float(acc)
     return TransferResult(model=model, regime=regime, phases=phases, metrics=metrics, class_names=class_names)

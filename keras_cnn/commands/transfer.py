@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from keras_cnn.commands._errors import set_flag_names
+
 
 def register(subparsers):
     parser = subparsers.add_parser(
@@ -42,6 +44,8 @@ def register(subparsers):
     parser.add_argument("--out", default=None, help="output directory (default runs/transfer_<base>_<regime>)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     parser.set_defaults(func=run)
+    set_flag_names(parser, {"model_or_base": "BASE", "head_epochs": "--epochs", "head_lr": "--lr",
+                            "source": "--data"})
     return parser
 
 
@@ -90,6 +94,13 @@ def run(args):
         args.data, image_size=image_size, channels=channels, batch_size=args.batch_size, seed=args.seed,
         max_examples=args.max_examples,
     )
+    from keras_cnn.training import pipeline
+
+    pipeline.check_bundle(bundle, args.data)  # the run pipeline's data checks (classes, skipped files)
+    name = os.path.splitext(os.path.basename(args.base))[0]
+    out = args.out or os.path.join("runs", f"transfer_{name}_{args.regime}")
+    if os.path.exists(out) and not args.overwrite:  # before training, not after it
+        raise FileExistsError(f"`--out` {out!r} already exists; pass --overwrite to replace it. Received: --out={out!r}")
     result = transfer.fine_tune(
         base,
         bundle,
@@ -107,8 +118,6 @@ def run(args):
         input_shape=input_shape,
         seed=args.seed,
     )
-    name = os.path.splitext(os.path.basename(args.base))[0]
-    out = args.out or os.path.join("runs", f"transfer_{name}_{args.regime}")
     summary = {
         "base": args.base,
         "weights": args.weights,
@@ -132,9 +141,10 @@ def run(args):
         **result.metrics,
     }
     with atomic_dir(out, overwrite=args.overwrite) as tmp:
-        result.model.save(os.path.join(tmp, "model.keras"))
+        pipeline.save_keras_model(result.model, os.path.join(tmp, "model.keras"))
         atomic_write_json(os.path.join(tmp, "class_names.json"), result.class_names)
         atomic_write_json(os.path.join(tmp, "metrics.json"), summary)
+        pipeline.rundir.write_readme(tmp, title=f"keras-cnn transfer: {args.base} -> {args.data}, regime {result.regime}")
 
     print(f"transfer {args.base} -> {args.data} ({bundle.num_train} training images), regime {result.regime}")
     print(f"{'phase':<10} {'epochs':>6} {'lr':>9} {'trainable units':>16} {'val acc':>8}")

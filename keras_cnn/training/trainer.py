@@ -23,7 +23,6 @@ import keras
 
 from keras_cnn.training import callbacks as cb
 from keras_cnn.training import pipeline
-from keras_cnn.training.network import MAIN_OUTPUT
 from keras_cnn.training.pipeline import RunConfig, TrainResult
 from keras_cnn.training.rundir import CHECKPOINT_DIR, HISTORY_FILE
 
@@ -187,31 +186,11 @@ def run(cfg):
 
 
 def _compile(cfg, args, prep, dist):
-    recipe = args.recipe
     with dist.scope():
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
-        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
-        if prep.keys:
-            compile_kwargs = dict(
-                loss={k: loss for k in prep.keys},
-                loss_weights={k: (1.0 if k == MAIN_OUTPUT else recipe.aux_loss_weight) for k in prep.keys},
-                metrics={MAIN_OUTPUT: [accuracy]},
-            )
-        else:
-            compile_kwargs = dict(loss=loss, metrics=[accuracy])
-        prep.train_model.compile(optimizer=prep.optimizer, jit_compile=cfg.jit_compile, **compile_kwargs)
-
-
-def _targets(dataset, num_classes, keys):
-    import tensorflow as tf
-
-    def to_target(x, y):
-        onehot = tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), num_classes)
-        if keys:
-            return x, {k: onehot for k in keys}
-        return x, onehot
-
-    return dataset.map(to_target, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        pipeline.compile_model(
+            prep.train_model, prep.optimizer, label_smoothing=args.recipe.label_smoothing,
+            aux_loss_weight=args.recipe.aux_loss_weight, jit_compile=cfg.jit_compile,
+        )
 
 
 def _callbacks(cfg, args, monitor):
@@ -237,18 +216,11 @@ def _callbacks(cfg, args, monitor):
 
 
 def _fit(cfg, args, prep):
-    """The ``fit`` engine -> seconds spent in ``fit``."""
-    num_classes = len(prep.class_names)
-    train_ds = _targets(pipeline.training_data(cfg, prep), num_classes, prep.keys)
-    val_ds = _targets(prep.bundle.val, num_classes, prep.keys) if prep.bundle.val is not None else None
-    monitor = "val_loss" if val_ds is not None else "loss"
+    """The ``fit`` engine with the run's callbacks -> seconds spent in ``fit``."""
+    monitor = "val_loss" if prep.bundle.val is not None else "loss"
     started = time.perf_counter()
-    prep.train_model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=args.recipe.epochs,
-        callbacks=_callbacks(cfg, args, monitor),
-        verbose=cfg.verbose,
-        shuffle=False,  # the datasets shuffle themselves
+    pipeline.fit_engine(
+        prep.train_model, pipeline.training_data(cfg, prep), validation=prep.bundle.val, epochs=args.recipe.epochs,
+        callbacks=_callbacks(cfg, args, monitor), verbose=cfg.verbose,
     )
     return time.perf_counter() - started

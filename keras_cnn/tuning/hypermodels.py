@@ -298,48 +298,26 @@ class CNNHyperModel(keras_tuner.HyperModel):
             weight_decay=0.0,
         )
         optimizer = build_optimizer(recipe, steps_per_epoch=1)
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=training["label_smoothing"])
-        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
-        outputs = model.output
-        if isinstance(outputs, dict):
-            weights = {k: (1.0 if k == MAIN_OUTPUT else training["aux_loss_weight"]) for k in outputs}
-            model.compile(
-                optimizer=optimizer,
-                loss={k: loss for k in outputs},
-                loss_weights=weights,
-                metrics={MAIN_OUTPUT: [accuracy]},
-            )
-        else:
-            model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
-        return model
+        from keras_cnn.training.pipeline import compile_model
+
+        return compile_model(
+            model, optimizer, label_smoothing=training["label_smoothing"],
+            aux_loss_weight=training["aux_loss_weight"],
+        )
 
     def prepare(self, dataset, model):
         """Map a dataset of ``(pixels, int labels)`` to the targets ``model`` trains on."""
-        if dataset is None:
-            return None
-        import tensorflow as tf
+        from keras_cnn.training.pipeline import one_hot_targets
 
-        depth = self.num_classes
-        outputs = model.output
-        keys = sorted(outputs) if isinstance(outputs, dict) else None
-
-        def to_targets(x, y):
-            onehot = tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), depth)
-            if keys is None:
-                return x, onehot
-            return x, {k: onehot for k in keys}
-
-        return dataset.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE)
+        return one_hot_targets(dataset, model)
 
     def fit(self, hp, model, x, *args, validation_data=None, **kwargs):
-        """``model.fit`` on integer-labelled datasets (labels are one-hot encoded here)."""
-        kwargs.setdefault("shuffle", False)  # the datasets shuffle themselves
-        return model.fit(
-            self.prepare(x, model),
-            *args,
-            validation_data=self.prepare(validation_data, model),
-            **kwargs,
-        )
+        """A trial's training: the run pipeline's ``fit`` engine (one-hot targets, ``model.fit``)."""
+        from keras_cnn.training.pipeline import fit_engine
+
+        if args:
+            raise TypeError(f"fit() takes the training data only as a positional argument. Received: {args!r}")
+        return fit_engine(model, x, validation=validation_data, **kwargs)
 
     @staticmethod
     def inference_model(model):

@@ -342,6 +342,9 @@ def tune(
         seed=seed,
         max_examples=max_examples,
     )
+    from keras_cnn.training.pipeline import check_bundle
+
+    check_bundle(bundle, data)  # the run pipeline's data checks: two classes or more, skipped files named
     if bundle.val is None:
         raise ValueError(
             "The search needs a validation split (its objective is measured there). "
@@ -487,22 +490,6 @@ def _best_model(search, best_trial, bundle, epochs, seed):
     return hypermodel.inference_model(model)
 
 
-def _save_keras_model(model, path):
-    """``model.save`` to a temporary sibling, then rename into place."""
-    import tempfile
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _finish_best(result, *, bundle, class_names, config, export, export_dir, export_name, export_version):
     """Evaluate, save and (maybe) export the best model; write best.json. Returns (metrics, path)."""
     from keras_cnn.training.evaluate import compute_metrics
@@ -511,7 +498,9 @@ def _finish_best(result, *, bundle, class_names, config, export, export_dir, exp
     split, dataset = ("test", bundle.test) if bundle.test is not None else ("val", bundle.val)
     metrics = compute_metrics(result.model, dataset, class_names)
     metrics["split"] = split
-    _save_keras_model(result.model, project_dir / "best_model.keras")
+    from keras_cnn.training.pipeline import save_keras_model
+
+    save_keras_model(result.model, project_dir / "best_model.keras")  # the run pipeline's save (usual permissions)
     atomic_write_json(project_dir / "class_names.json", class_names)
 
     previous = {}
