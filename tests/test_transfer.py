@@ -240,10 +240,13 @@ def test_cli_transfer_from_a_keras_file(tmp_path, capsys):
     assert reloaded.output_shape == (None, 10)
     # An existing output folder is not overwritten; a bad freeze point is an error, exit code 2.
     assert cli.main(argv) == 2
-    assert "already exists" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "already exists" in captured.err and "--overwrite" in captured.err
+    assert "regime medium" not in captured.out  # refused before training, not after it
     bad = argv[:6] + ["--freeze-until", "conv9", "--max-examples", "100", "--out", str(tmp_path / "bad")]
     assert cli.main(bad) == 2
-    assert "`freeze_until`" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "`--freeze-until`" in err and "Received: --freeze-until='conv9'" in err  # the CLI flag, not freeze_until
     assert not os.path.exists(tmp_path / "bad")
 
 
