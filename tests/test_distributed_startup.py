@@ -64,6 +64,7 @@ def test_waiting_worker_names_its_missing_peer_and_stops_on_sigterm(tmp_path):
     proc, log = _launch(tmp_path, peer)
     _wait_for(proc, log, f"waiting for 1 worker(s) not reachable yet: worker:1 (127.0.0.1:{peer})", timeout=90)
     seconds = _stop(proc, signal.SIGTERM)
+    print(f"measured: waiting for peers, SIGTERM -> exit {seconds:.2f} s (rc {proc.returncode})")
     assert seconds < 5, seconds
     assert proc.returncode in (128 + signal.SIGTERM, -signal.SIGTERM)
     assert not (tmp_path / "run").exists()  # nothing written before the cluster started
@@ -80,6 +81,7 @@ def test_worker_blocked_in_tensorflow_cluster_start_up_stops_on_sigint(tmp_path)
         time.sleep(3)  # inside MultiWorkerMirroredStrategy(...)
         assert proc.poll() is None, log.read_text()
         seconds = _stop(proc, signal.SIGINT)
+    print(f"measured: blocked in TensorFlow's cluster start-up, SIGINT -> exit {seconds:.2f} s (rc {proc.returncode})")
     assert seconds < 5, seconds
     assert proc.returncode in (128 + signal.SIGINT, -signal.SIGINT)
 
@@ -87,10 +89,70 @@ def test_worker_blocked_in_tensorflow_cluster_start_up_stops_on_sigint(tmp_path)
 def test_cluster_timeout_is_a_clear_error(tmp_path):
     peer = _free_port()
     proc, log = _launch(tmp_path, peer, "--cluster-timeout", "2")
+    started = time.monotonic()
     proc.wait(timeout=120)
+    print(f"measured: --cluster-timeout 2 -> exit 2 after {time.monotonic() - started:.1f} s (process start included)")
     out = log.read_text()
     assert proc.returncode == 2, out
     line = [l for l in out.splitlines() if l.startswith("keras-cnn train: error:")]
     assert len(line) == 1 and "Traceback" not in out
     assert f"not reachable after 2 s: worker:1 (127.0.0.1:{peer})" in line[0]
     assert "`--cluster-timeout`" in line[0]
+
+
+def _two_workers(tmp_path, epochs=200):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs, logs = [], []
+    for index in range(2):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1",
+               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        log = tmp_path / f"worker{index}.log"
+        with open(log, "w") as handle:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "keras_cnn", "train", "lenet5", "--strategy", "multi_worker", "--epochs",
+                 str(epochs), "--max-examples", "400", "--augment", "none", "--no-export", "--verbose", "2",
+                 "--out", str(tmp_path / f"run{index}")],
+                stdout=handle, stderr=subprocess.STDOUT, env=env,
+            ))
+        logs.append(log)
+    return procs, logs
+
+
+def test_training_worker_whose_peer_hangs_stops_on_sigterm_and_one_whose_peer_died_says_so(tmp_path):
+    # Two real workers train. Worker 1 is frozen (SIGSTOP): the chief is left inside a collective
+    # that never completes, where Python signal handlers never run. SIGTERM must still end it.
+    procs, logs = _two_workers(tmp_path / "hang")
+    try:
+        _wait_for(procs[0], logs[0], "Epoch 2/200", timeout=240)
+        procs[1].send_signal(signal.SIGSTOP)
+        time.sleep(3)
+        assert procs[0].poll() is None, logs[0].read_text()[-2000:]
+        seconds = _stop(procs[0], signal.SIGTERM)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    print(f"measured: inside a collective with a frozen peer, SIGTERM -> exit {seconds:.2f} s (rc {procs[0].returncode})")
+    assert seconds < 5, seconds
+    assert procs[0].returncode in (128 + signal.SIGTERM, -signal.SIGTERM)
+    assert any((tmp_path / "hang" / "run0" / "checkpoints").glob("ckpt-*.index"))  # finished epochs kept
+
+    # Worker 1 killed outright: the chief notices the lost connection and ends with a clear error.
+    procs, logs = _two_workers(tmp_path / "died")
+    try:
+        _wait_for(procs[0], logs[0], "Epoch 2/200", timeout=240)
+        procs[1].kill()
+        killed = time.monotonic()
+        procs[0].wait(timeout=120)
+        print(f"measured: peer killed -> chief's clear error after {time.monotonic() - killed:.2f} s")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    out = logs[0].read_text()
+    assert procs[0].returncode == 2, out[-3000:]
+    error = [line for line in out.splitlines() if line.startswith("keras-cnn train: error:")]
+    assert len(error) == 1 and "A worker of the cluster was lost" in error[0] and "restart every worker" in error[0]
+    assert "Traceback" not in out

@@ -56,7 +56,8 @@ def report(args, err):
         return 130
     message = str(err) or type(err).__name__
     if isinstance(err, USER_ERRORS):
-        if isinstance(err, OSError) and not isinstance(err, (FileNotFoundError, FileExistsError, TimeoutError)):
+        plain = (FileNotFoundError, FileExistsError, TimeoutError, ConnectionError)
+        if isinstance(err, OSError) and not isinstance(err, plain):
             message = f"{type(err).__name__}: {message}"
         print(f"keras-cnn {command}: error: {translate(message, getattr(args, FLAG_NAMES, {}))}", file=sys.stderr)
         return 2

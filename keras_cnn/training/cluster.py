@@ -157,6 +157,10 @@ class ClusterTimeoutError(TimeoutError):
     """Some workers of the cluster did not become reachable within the cluster timeout."""
 
 
+class WorkerLostError(ConnectionError):
+    """A worker of the cluster failed or became unreachable while the others trained."""
+
+
 def wait_for_peers(timeout=DEFAULT_CLUSTER_TIMEOUT, *, tf_config=None, report_every=REPORT_EVERY, poll=0.5,
                    log=None):
     """Block until every other worker in ``TF_CONFIG`` accepts a TCP connection.

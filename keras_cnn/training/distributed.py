@@ -66,6 +66,7 @@ from keras_cnn.training.cluster import (
     TF_CONFIG_EXAMPLE,  # noqa: F401  (re-exported)
     ClusterTimeoutError,
     SignalGuard,
+    WorkerLostError,
     WorkerInfo,
     cluster_info,
     wait_for_peers,
@@ -81,6 +82,7 @@ __all__ = [
     "MULTI_WORKER",
     "ClusterTimeoutError",
     "WorkerInfo",
+    "WorkerLostError",
     "append_history",
     "cluster_info",
     "is_multi_worker_strategy",
@@ -121,6 +123,7 @@ def multi_worker_strategy(communication="auto", *, cluster_timeout=DEFAULT_CLUST
         ValueError: bad ``TF_CONFIG``, ``communication`` or ``cluster_timeout``.
         RuntimeError: TensorFlow was already initialised in this process.
         ClusterTimeoutError: the other workers were not reachable within ``cluster_timeout``.
+        WorkerLostError: a worker failed during the run (restart all workers to resume).
 
     Example:
         >>> strategy = multi_worker_strategy()   # first statement of the program
@@ -551,7 +554,17 @@ def run_multi_worker(cfg):
     else:
         dist = cfg.strategy
     with SignalGuard(enabled=worker_info(dist).num_workers > 1):
-        return _run(cfg, args, dist, started)
+        try:
+            return _run(cfg, args, dist, started)
+        except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError) as err:
+            if worker_info(dist).num_workers <= 1:
+                raise
+            detail = str(getattr(err, "message", err)).strip().splitlines()[0]
+            raise WorkerLostError(
+                f"A worker of the cluster was lost ({type(err).__name__}: {detail}). The finished epochs are "
+                f"checkpointed in {args.run_dir / CHECKPOINT_DIR} (on the chief): restart every worker with the "
+                "same command to resume."
+            ) from None
 
 
 def _open(cfg, args, dist, info, fp):
