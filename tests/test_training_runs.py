@@ -148,3 +148,13 @@ def test_split_emptied_by_max_examples_is_an_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "`--validation-split`=0.05" in err and "validation split empty" in err and "--max-examples" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_output_that_is_not_a_terminal_gets_one_line_per_epoch(tmp_path, capsys):
+    argv = ["train", "lenet5", "--epochs", "2", "--image-size", "16,16", "--batch-size", "16", "--augment", "none",
+            "--max-examples", "120", "--no-export", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0  # no --verbose: captured stdout is not a terminal
+    out = capsys.readouterr().out
+    epoch_lines = [line for line in out.splitlines() if " - loss: " in line or "- accuracy:" in line]
+    assert len(epoch_lines) == 2, out
+    assert "\r" not in out and "━" not in out  # no progress bars redrawn in a log file

@@ -3,13 +3,13 @@
 Fault tolerance uses `keras.callbacks.BackupAndRestore`: at the end of every epoch it saves the
 training model's weights *and optimizer state* plus the epoch number under
 ``run_dir/checkpoints``; a rerun of the same command restores them and continues with the next
-epoch, so a run killed mid-epoch loses only the unfinished epoch.
+epoch, so a run killed mid-epoch loses only the unfinished epoch (which run a directory holds,
+and from which epoch it resumes: `keras_cnn.training.rundir`).
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import time
 from pathlib import Path
@@ -17,8 +17,6 @@ from pathlib import Path
 import keras
 
 from keras_cnn._io import atomic_file
-
-BACKUP_METADATA = "training_metadata.json"
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -37,17 +35,6 @@ class EpochLog(keras.callbacks.Callback):
                 logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
             except (TypeError, ValueError):  # pragma: no cover - exotic optimizers
                 pass
-
-
-def backup_epoch(backup_dir):
-    """Epochs finished according to the BackupAndRestore metadata in ``backup_dir`` (0 if none)."""
-    path = Path(backup_dir) / BACKUP_METADATA
-    if not path.is_file():
-        return 0
-    try:
-        return int(json.loads(path.read_text())["epoch"])
-    except (ValueError, KeyError, TypeError):
-        return 0
 
 
 def read_history(path):

@@ -24,7 +24,7 @@ import keras
 from keras_cnn.training import callbacks as cb
 from keras_cnn.training import pipeline
 from keras_cnn.training.pipeline import RunConfig, TrainResult
-from keras_cnn.training.rundir import CHECKPOINT_DIR, HISTORY_FILE
+from keras_cnn.training.rundir import CHECKPOINT_DIR, HISTORY_FILE, RunState
 
 __all__ = ["RunConfig", "TrainResult", "run", "train"]
 
@@ -169,6 +169,8 @@ def run(cfg):
     fp, state = pipeline.open_run(cfg, args, "fit")
     if state.status == "finished":
         return pipeline.finished_result(cfg, args, state)
+    if not state.done_epochs:
+        state = RunState("new")  # nothing checkpointed yet: start clean (no stale history rows)
     dist = _strategy(cfg.strategy)
     strategy_name = cfg.strategy if isinstance(cfg.strategy, str) else type(cfg.strategy).__name__
     prep = pipeline.load(cfg, args, fp, {"strategy": strategy_name})
