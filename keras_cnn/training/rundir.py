@@ -82,7 +82,7 @@ def _tfds_version(name):
     try:
         import tensorflow_datasets as tfds
 
-        return str(tfds.builder(name.split(":")[0].split("[")[0]).version)
+        return str(tfds.builder(name).version)  # "NAME" or "NAME:VERSION", as tfds.load takes it
     except Exception:  # noqa: BLE001 - an unknown name fails later, in load_data, with a clear error
         return None
 
