@@ -100,3 +100,19 @@ def test_console_entry_point_exit_code(tmp_path):
     )
     assert proc.returncode == 2
     assert "keras-cnn train: error:" in proc.stderr and "epochs" in proc.stderr
+
+
+def test_error_messages_name_the_cli_flags():
+    from keras_cnn.commands._errors import translate
+
+    names = {"out_dir": "--out", "resume": "--no-resume", "batch_size": "--batch-size", "model_kwargs": "--model-arg",
+             "max_examples": "--max-examples", "data": "--data"}
+    message = ("`out_dir` holds a different run: recipe.batch_size (stored 64, now 32); max_examples (stored 1, "
+               "now 2). Pass resume=False to start over in out_dir, or choose another out_dir. "
+               "Received: out_dir='runs/x', data='digits'")
+    assert translate(message, names) == (
+        "`--out` holds a different run: recipe.batch_size (stored 64, now 32); --max-examples (stored 1, now 2). "
+        "Pass --no-resume to start over in --out, or choose another --out. Received: --out='runs/x', --data='digits'"
+    )
+    assert translate("`model_kwargs` has 'x'", names) == "`--model-arg` has 'x'"
+    assert translate("the training data is empty", names) == "the training data is empty"  # words stay words

@@ -40,7 +40,7 @@ def translate(message, names):
         message = message.replace(f"`{name}`", f"`{flag}`")
         message = re.sub(rf"(?<![\w-]){re.escape(name)}=", f"{flag}=", message)
         if "_" in name:  # an identifier, never an English word: replace it bare too
-            message = re.sub(rf"(?<![\w`-]){re.escape(name)}(?![\w`])", flag, message)
+            message = re.sub(rf"(?<![\w`.-]){re.escape(name)}(?![\w`])", flag, message)
     return message
 
 

@@ -183,6 +183,9 @@ def check(cfg):
                          f"Received: strategy={cfg.strategy!r}")
     if isinstance(cfg.strategy, str):
         check_choice("strategy", cfg.strategy, STRATEGIES)
+    timeout = cfg.cluster_timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"`cluster_timeout` must be a number of seconds > 0. Received: cluster_timeout={timeout!r}")
     from keras_cnn.training.network import check_model_kwargs
     from keras_cnn.training.evaluate import parse_image_size
 
