@@ -86,3 +86,33 @@ def test_owned_modules_import_no_private_package_directly():
         and not line.lstrip().startswith("#")
     ]
     assert offenders == []
+
+
+def test_keras_tuner_tuner_and_oracle_internals(tmp_path):
+    import keras_tuner
+
+    def build(hp):
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(hp.Choice("units", [1, 2]))])
+        model.compile(optimizer="sgd", loss="mse")
+        return model
+
+    tuner = keras_tuner.RandomSearch(build, objective="val_loss", max_trials=1, directory=str(tmp_path),
+                                     project_name="p", seed=1)
+    assert kt_compat.is_worker(tuner) is False
+    assert str(kt_compat.tuner_state_path(tuner)).endswith(".json")
+    assert str(kt_compat.oracle_state_path(tuner.oracle)).endswith("oracle.json")
+    trial = tuner.oracle.create_trial("tuner0")
+    assert trial.trial_id in str(kt_compat.trial_dir(tuner.oracle, trial.trial_id))
+    assert trial.trial_id in str(kt_compat.checkpoint_path(tuner, trial.trial_id))
+    x = np.zeros((8, 2), "float32")
+    kt_compat.run_and_update_trial(tuner, trial, x, x[:, :1], validation_data=(x, x[:, :1]), epochs=1, verbose=0)
+    assert trial.metrics.exists("val_loss")  # reported to the oracle
+
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("a", [1, 2, 3])
+    grid = keras_tuner.oracles.GridSearchOracle(objective="val_loss", max_trials=3, hyperparameters=hp)
+    assert kt_compat.grid_compare(grid, {"a": 1}, {"a": 2}) < 0 < kt_compat.grid_compare(grid, {"a": 3}, {"a": 2})
+    order = kt_compat.grid_linked_list()
+    order.insert("t0")
+    kt_compat.set_grid_order(grid, order, ["t0"])
+    assert grid._ordered_ids is order and grid._populate_next == ["t0"]

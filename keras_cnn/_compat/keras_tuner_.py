@@ -72,3 +72,53 @@ def oracle_grpc():
     from keras_tuner.src.distribute import oracle_chief
 
     return oracle_chief.OracleServicer, protos.get_service_grpc().add_OracleServicer_to_server, oracle_chief.exit_chief
+
+
+# Tuner / oracle internals. keras_cnn's CNNTuner runs its own search loop (a budget rejection is
+# a one-line FAILED trial, not a traceback; the chief serves the oracle) and its oracles keep
+# extra bookkeeping files; keras-tuner 1.4 has no public hooks for these (keras-team/keras-tuner
+# exposes only search/run_trial/on_* callbacks). The private overrides that must keep their
+# upstream names (``Tuner._populate_initial_space``, ``Oracle._save_trial``) stay in
+# keras_cnn/tuning and are exercised by tests/test_tuning*.py.
+
+
+def run_and_update_trial(tuner, trial, *fit_args, **fit_kwargs):
+    """``tuner._run_and_update_trial``: run a trial and report its results to the oracle."""
+    return tuner._run_and_update_trial(trial, *fit_args, **fit_kwargs)
+
+
+def checkpoint_path(tuner, trial_id):
+    """``tuner._get_checkpoint_fname``: where a trial's best-epoch weights are saved."""
+    return tuner._get_checkpoint_fname(trial_id)
+
+
+def is_worker(tuner):
+    """``tuner._is_worker``: this tuner asks a chief oracle for trials (distributed search)."""
+    return tuner._is_worker()
+
+
+def tuner_state_path(tuner):
+    """``tuner._get_tuner_fname``: the tuner's state file in the project directory."""
+    return tuner._get_tuner_fname()
+
+
+def trial_dir(oracle, trial_id):
+    """``oracle._get_trial_dir``: a trial's directory in the project directory."""
+    return oracle._get_trial_dir(trial_id)
+
+
+def oracle_state_path(oracle):
+    """``oracle._get_oracle_fname``: the oracle's state file."""
+    return oracle._get_oracle_fname()
+
+
+def grid_compare(oracle, values_a, values_b):
+    """``GridSearchOracle._compare``: the grid order of two hyper-parameter value dicts (-1, 0, 1)."""
+    return oracle._compare(values_a, values_b)
+
+
+def set_grid_order(oracle, ordered_ids, populate_next):
+    """Set GridSearchOracle's in-memory order of tried points (``_ordered_ids``) and the points
+    whose successors are still to be tried (``_populate_next``), lost when a search is reloaded."""
+    oracle._ordered_ids = ordered_ids
+    oracle._populate_next = list(populate_next)

@@ -97,6 +97,8 @@ def data_fingerprint(data):
             "sizes": [int(data.num_train), int(data.num_val or 0), int(data.num_test or 0)],
         }
     source = os.fspath(data)
+    if source == "digits":  # the embedded digits (load_data's order: before any folder of that name)
+        return {"source": source}
     if source.startswith("tfds:"):
         return {"source": source, "version": _tfds_version(source[len("tfds:"):])}
     if os.path.isdir(source):

@@ -126,11 +126,11 @@ class _BookkeepingMixin:
         # keras-tuner's trial.json plus the id of the tuner that ran it (Trial.load ignores it).
         state = trial.get_state()
         state["tuner_id"] = getattr(self, "trial_tuner_ids", {}).get(trial.trial_id)
-        save_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), state)
+        save_json(os.path.join(kt_compat.trial_dir(self, trial.trial_id), "trial.json"), state)
 
     def save(self):
         # As keras-tuner's, but atomic: a search killed while saving can still be resumed.
-        save_json(self._get_oracle_fname(), self.get_state())
+        save_json(kt_compat.oracle_state_path(self), self.get_state())
 
     def get_state(self):
         state = super().get_state()
@@ -195,16 +195,18 @@ class GridSearchOracle(_BookkeepingMixin, keras_tuner.oracles.GridSearchOracle):
         ordered = sorted(
             tried,
             key=functools.cmp_to_key(
-                lambda a, b: self._compare(self.trials[a].hyperparameters.values, self.trials[b].hyperparameters.values)
+                lambda a, b: kt_compat.grid_compare(
+                    self, self.trials[a].hyperparameters.values, self.trials[b].hyperparameters.values
+                )
             ),
         )
-        self._ordered_ids = kt_compat.grid_linked_list()
+        order = kt_compat.grid_linked_list()
         previous = None
         for trial_id in ordered:
-            self._ordered_ids.insert(trial_id, previous)
+            order.insert(trial_id, previous)
             previous = trial_id
         # Every tried point may still have an untried successor.
-        self._populate_next = list(ordered)
+        kt_compat.set_grid_order(self, order, ordered)
 
 
 _ORACLES = {

@@ -201,14 +201,14 @@ class CNNTuner(keras_tuner.Tuner):
         """
         verbose = fit_kwargs.pop("verbose", 1)
         self._verbose = verbose
-        if not self._is_worker():
+        if not kt_compat.is_worker(self):
             self.oracle.verbose = verbose
         if kt_compat.is_chief_oracle():
             self.save()
             serve_oracle(self.oracle)
             self.save()
             return
-        if self._is_worker():
+        if kt_compat.is_worker(self):
             logger.info(
                 "tuner %s: asking the chief oracle at %s:%s for trials",
                 self.tuner_id,
@@ -226,15 +226,15 @@ class CNNTuner(keras_tuner.Tuner):
                 time.sleep(self.idle_sleep)
                 continue
             self.on_trial_begin(trial)
-            self._try_run_and_update_trial(trial, *fit_args, **fit_kwargs)
+            self._run_trial_reporting(trial, *fit_args, **fit_kwargs)
             self.on_trial_end(trial)
         self.on_search_end()
 
-    def _try_run_and_update_trial(self, trial, *fit_args, **fit_kwargs):
-        # keras-tuner's, except that a budget rejection gets a one-line message and no
+    def _run_trial_reporting(self, trial, *fit_args, **fit_kwargs):
+        # keras-tuner's `_try_run_and_update_trial`, except that a budget rejection gets a one-line message and no
         # traceback on stderr (a crash keeps both, printed only when verbose).
         try:
-            self._run_and_update_trial(trial, *fit_args, **fit_kwargs)
+            kt_compat.run_and_update_trial(self, trial, *fit_args, **fit_kwargs)
             trial.status = trial_module.TrialStatus.COMPLETED
             return
         except Exception as err:
@@ -289,7 +289,7 @@ class CNNTuner(keras_tuner.Tuner):
             initial_epoch = int(values.get("tuner/initial_epoch", 0))
         if values.get("tuner/trial_id") is not None:
             # Hyperband: continue from the best checkpoint of the previous round's trial.
-            previous = self._get_checkpoint_fname(values["tuner/trial_id"])
+            previous = kt_compat.checkpoint_path(self, values["tuner/trial_id"])
             if os.path.exists(previous):
                 _load_checkpoint(model, previous)
             else:  # not on this machine's disk: train from scratch for the whole budget
@@ -297,7 +297,7 @@ class CNNTuner(keras_tuner.Tuner):
 
         dict_output = isinstance(model.output, dict)
         checkpoint = keras.callbacks.ModelCheckpoint(
-            self._get_checkpoint_fname(trial.trial_id),
+            kt_compat.checkpoint_path(self, trial.trial_id),
             monitor=_output_key(objective, dict_output),
             mode=self.oracle.objective.direction,
             save_best_only=True,
@@ -325,12 +325,12 @@ class CNNTuner(keras_tuner.Tuner):
         """The trial's model with its best checkpoint (the training model, aux heads kept)."""
         keras.backend.clear_session()
         model = self.hypermodel.build(trial.hyperparameters)
-        _load_checkpoint(model, self._get_checkpoint_fname(trial.trial_id))
+        _load_checkpoint(model, kt_compat.checkpoint_path(self, trial.trial_id))
         return model
 
     def has_checkpoint(self, trial_id):
         """Whether the best-epoch checkpoint of ``trial_id`` is on this machine's disk."""
-        return os.path.exists(self._get_checkpoint_fname(trial_id))
+        return os.path.exists(kt_compat.checkpoint_path(self, trial_id))
 
     # ---------------------------------------------------------------- events
     def on_search_begin(self):
@@ -386,9 +386,9 @@ class CNNTuner(keras_tuner.Tuner):
 
     def save(self):
         # keras-tuner's save, written atomically.
-        if not self._is_worker():
+        if not kt_compat.is_worker(self):
             self.oracle.save()
-        save_json(self._get_tuner_fname(), self.get_state())
+        save_json(kt_compat.tuner_state_path(self), self.get_state())
 
     # ---------------------------------------------------------------- results
     def trial_records(self):
