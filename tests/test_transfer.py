@@ -236,6 +236,11 @@ def test_cli_transfer_from_a_keras_file(tmp_path, capsys):
     assert metrics["phases"][1]["trainable_units"] == ["fc1", "fc2"]
     assert metrics["phases"][1]["learning_rate"] == pytest.approx(1e-4)
     assert json.loads((out / "class_names.json").read_text()) == [str(i) for i in range(10)]
+    # The run pipeline's finish: held-out per-class metrics, plots and a README.
+    assert len(metrics["confusion_matrix"]) == 10 and set(metrics["per_class_accuracy"]) == {str(i) for i in range(10)}
+    for name in ("learning_curves.png", "confusion_matrix.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+    assert "model.keras" in (out / "README.txt").read_text()
     reloaded = keras.models.load_model(out / "model.keras")
     assert reloaded.output_shape == (None, 10)
     # An existing output folder is not overwritten; a bad freeze point is an error, exit code 2.

@@ -84,6 +84,12 @@ def _input_shape(args):
     return model, None, size or (height, width), channels
 
 
+def _history_by_epoch(history):
+    """Both phases' history, one row per epoch (the learning curves' input)."""
+    rows = len(next(iter(history.values()), []))
+    return {"epoch": list(range(rows)), **history}
+
+
 def run(args):
     from keras_cnn import transfer
     from keras_cnn._io import atomic_dir, atomic_write_json
@@ -140,9 +146,22 @@ def run(args):
         ],
         **result.metrics,
     }
+    # The held-out metrics and the saved outputs of the run pipeline's finish step.
+    from keras_cnn.training.evaluate import compute_metrics
+
+    split, held_out = ("test", bundle.test) if bundle.test is not None else ("val", bundle.val)
+    if held_out is not None:
+        held = compute_metrics(result.model, held_out, result.class_names)
+        held["split"] = split
+        summary.update(per_class_accuracy=held["per_class_accuracy"], confusion_matrix=held["confusion_matrix"],
+                       split=split)
     with atomic_dir(out, overwrite=args.overwrite) as tmp:
-        pipeline.save_keras_model(result.model, os.path.join(tmp, "model.keras"))
-        atomic_write_json(os.path.join(tmp, "class_names.json"), result.class_names)
+        if held_out is not None:
+            pipeline.save_outputs(tmp, result.model, class_names=result.class_names, metrics=held,
+                                  history=_history_by_epoch(result.history), name=f"transfer {name}", data=args.data)
+        else:
+            pipeline.save_keras_model(result.model, os.path.join(tmp, "model.keras"))
+            atomic_write_json(os.path.join(tmp, "class_names.json"), result.class_names)
         atomic_write_json(os.path.join(tmp, "metrics.json"), summary)
         pipeline.rundir.write_readme(tmp, title=f"keras-cnn transfer: {args.base} -> {args.data}, regime {result.regime}")
 

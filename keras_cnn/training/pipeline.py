@@ -529,19 +529,26 @@ def evaluate_run(cfg, args, prep, inference, *, history, fit_seconds, optimizer_
     return metrics
 
 
-def write_outputs(cfg, args, prep, inference, metrics, history, export_metadata):
-    """model.keras, class names, plots, the export (-> its path or None)."""
+def save_outputs(run_dir, model, *, class_names, metrics, history, name, data):
+    """The saved part of every finished run: ``model.keras``, ``class_names.json``, the learning
+    curves and the confusion matrix (``train``, the multi-worker loop, ``keras-cnn transfer``)."""
     from keras_cnn._io import atomic_write_json
     from keras_cnn.training.plots import plot_confusion_matrix, plot_learning_curves
 
-    run_dir = args.run_dir
-    save_keras_model(inference, run_dir / "model.keras")
-    atomic_write_json(run_dir / "class_names.json", prep.class_names)
-    plot_learning_curves(history, run_dir / "learning_curves.png", title=f"{cfg.model} on {prep.config['data']}")
+    run_dir = Path(run_dir)
+    save_keras_model(model, run_dir / "model.keras")
+    atomic_write_json(run_dir / "class_names.json", list(class_names))
+    plot_learning_curves(history, run_dir / "learning_curves.png", title=f"{name} on {data}")
     plot_confusion_matrix(
-        metrics["confusion_matrix"], prep.class_names, run_dir / "confusion_matrix.png",
-        title=f"{cfg.model}: {metrics['split']} accuracy {metrics['accuracy']:.4f}",
+        metrics["confusion_matrix"], list(class_names), run_dir / "confusion_matrix.png",
+        title=f"{name}: {metrics['split']} accuracy {metrics['accuracy']:.4f}",
     )
+
+
+def write_outputs(cfg, args, prep, inference, metrics, history, export_metadata):
+    """`save_outputs`, then the export (-> its path or None)."""
+    save_outputs(args.run_dir, inference, class_names=prep.class_names, metrics=metrics, history=history,
+                 name=cfg.model, data=prep.config["data"])
     if not cfg.export:
         return None
     from keras_cnn.export import export_for_serving
@@ -549,7 +556,7 @@ def write_outputs(cfg, args, prep, inference, metrics, history, export_metadata)
     metadata = {
         "model": cfg.model, "data": prep.config["data"], "accuracy": metrics["accuracy"],
         "image_shape": list(prep.image_shape), "preprocessing": args.entry.preprocessing,
-        "run_dir": str(run_dir), **export_metadata,
+        "run_dir": str(args.run_dir), **export_metadata,
     }
     return Path(export_for_serving(
         inference, cfg.export_dir, name=cfg.export_name or cfg.model, version=cfg.export_version,
