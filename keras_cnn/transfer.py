@@ -387,7 +387,10 @@ def build_transfer_model(
                     f"preprocessing=<one of {list(MODES)}>, or preprocessing=None if the base takes "
                     f"your pixels as they are. Received: base {base_model.name!r} (not recognised)"
                 )
-            mode = get_model_entry(arch).preprocessing
+            from keras_cnn.timm_weights import weights_preprocessing
+
+            # timm's weights (e.g. VGG-16's) may need another preprocessing than the registry's.
+            mode = weights_preprocessing(arch, weights, base_model) or get_model_entry(arch).preprocessing
     elif preprocessing is None:
         mode = None
     else:

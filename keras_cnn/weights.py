@@ -699,8 +699,15 @@ def load_weights(model, weights, *, arch, include_top):
     """
     if weights is None:
         return model
+    from keras_cnn import timm_weights
+
     if isinstance(weights, str) and weights == "imagenet":
+        tag = timm_weights.imagenet_timm_tag(model, arch)  # networks keras.applications has no weights for
+        if tag is not None:
+            return timm_weights.load_timm_weights(model, f"timm:{tag}", arch=arch, include_top=include_top)
         return load_imagenet_weights(model, arch=arch, include_top=include_top)
+    if timm_weights.is_timm_source(weights) or timm_weights.is_safetensors_file(weights):
+        return timm_weights.load_timm_weights(model, weights, arch=arch, include_top=include_top)
     path = check_existing_path("weights", weights)
     kind = weights_file_format(path)
     if kind in ("keras", "keras_weights_h5"):

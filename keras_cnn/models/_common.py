@@ -18,25 +18,38 @@ from keras_cnn._validation import check_choice, check_fraction
 POOLINGS = (None, "avg", "max")
 
 
-def validate_common(*, include_top, weights, classes, pooling, classifier_activation, dropout=0.0, twin=None):
-    """keras.applications' validation of the shared arguments, plus ``pooling`` and ``dropout``."""
+def validate_common(*, include_top, weights, classes, pooling, classifier_activation, dropout=0.0, twin=None,
+                    arch=None):
+    """keras.applications' validation of the shared arguments, plus ``pooling`` and ``dropout``.
+
+    Also accepted: ``weights="timm:<tag>"`` and ``weights="imagenet"`` for a network ``arch``
+    whose ImageNet weights come from timm (`keras_cnn.timm_weights`).
+    """
+    from keras_cnn import timm_weights
+
     if not isinstance(include_top, bool):
         raise ValueError(f"`include_top` must be True or False. Received: include_top={include_top!r}")
-    if not (weights in {"imagenet", None} or (isinstance(weights, (str, os.PathLike)) and os.path.exists(weights))):
+    if timm_weights.is_timm_source(weights):
+        timm_weights.timm_record(weights)  # ValueError listing the known tags
+    elif not (weights in {"imagenet", None} or (isinstance(weights, (str, os.PathLike)) and os.path.exists(weights))):
         raise ValueError(
             "The `weights` argument should be either `None` (random initialization), `imagenet` "
-            "(pre-training on ImageNet), or the path to the weights file to be loaded. "
-            f"Received: weights={weights}"
+            "(pre-training on ImageNet), 'timm:<tag>' (timm's weights, e.g. 'timm:resnet18.tv_in1k'), "
+            f"or the path to the weights file to be loaded. Received: weights={weights}"
         )
+    if weights == "imagenet" and twin is None and arch in timm_weights.DEFAULT_TIMM_TAGS:
+        twin = f"timm:{timm_weights.DEFAULT_TIMM_TAGS[arch]}"
     if weights == "imagenet" and twin is None:
         raise ValueError(
             "ImageNet weights exist only for the keras.applications twins (VGG16Custom, VGG19Custom, "
-            "ResNet50Custom, ResNet101Custom, ResNet152Custom, InceptionV3Custom). "
-            "Received: weights='imagenet' for a network without one; use weights=None or a path."
+            "ResNet50Custom, ResNet101Custom, ResNet152Custom, InceptionV3Custom) and, from timm, for "
+            "ResNet18, ResNet34 and ResNet50Custom(keras_layout=False). "
+            "Received: weights='imagenet' for a network without one; use weights=None, 'timm:<tag>' or a path."
         )
-    if weights == "imagenet" and include_top and classes != 1000:
+    if (weights == "imagenet" or timm_weights.is_timm_source(weights)) and include_top and classes != 1000:
+        shown = '"imagenet"' if weights == "imagenet" else repr(weights)
         raise ValueError(
-            'If using `weights="imagenet"` with `include_top=True`, `classes` should be 1000. '
+            f'If using `weights={shown}` with `include_top=True`, `classes` should be 1000. '
             f"Received: classes={classes}"
         )
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:

@@ -186,6 +186,7 @@ def build_resnet(
         classifier_activation=classifier_activation,
         dropout=dropout,
         twin=_TWINS[key] if is_twin else None,
+        arch=arch,
     )
     strided_stages = len(stage_depths) - 1
     default_size, min_size = (224, 4 * 2**strided_stages) if stem == "imagenet" else (32, 2**strided_stages)
