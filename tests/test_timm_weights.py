@@ -36,9 +36,9 @@ def _random_state_dict(network, seed=0, classes=1000, batches_tracked=True):
             value = rng.uniform(0.2, 0.7, shape)
         elif key.endswith("bias"):
             value = rng.normal(0.0, 0.1, shape)
-        else:
-            value = rng.normal(0.0, 1.0, shape) * np.sqrt(2.0 / np.prod(shape[1:]))
-        tensors[key] = value.astype("float32")
+        else:  # He-scaled kernels, drawn in float32 (VGG's fc1 alone has 102M values)
+            value = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / np.prod(shape[1:])))
+        tensors[key] = value.astype("float32", copy=False)
         if batches_tracked and key.endswith("running_var"):
             tensors[key.replace("running_var", "num_batches_tracked")] = np.array(7, dtype="int64")
     return tensors
@@ -298,11 +298,11 @@ def test_cli_transfer_resnet18_from_a_timm_file(tmp_path, capsys):
     np.testing.assert_array_equal(base.get_layer("conv1_conv").kernel.numpy(),
                                   np.transpose(_random_state_dict("resnet18")["conv1.weight"], (2, 3, 1, 0)))
     # A file of another network: exit code 2 and a one-line error, no output folder.
-    other = tmp_path / "vgg16.safetensors"
-    save_file(_random_state_dict("vgg16", batches_tracked=False), str(other))
+    other = tmp_path / "resnet34.safetensors"
+    save_file(_random_state_dict("resnet34"), str(other))
     bad = argv[:2] + ["--weights", str(other)] + argv[4:-1] + [str(tmp_path / "bad")]
     capsys.readouterr()
     assert cli.main(bad) == 2
     err = capsys.readouterr().err
-    assert "keras-cnn transfer: error:" in err and "vgg16" in err and "Traceback" not in err
+    assert "keras-cnn transfer: error:" in err and "resnet34" in err and "Traceback" not in err
     assert not os.path.exists(tmp_path / "bad")
