@@ -232,8 +232,8 @@ def test_weight_decay_is_sgd_style_l2():
         (dict(depth=18, input_shape=(None, None, 3)), "input_shape"),
         (dict(depth=18, include_top=False, input_shape=(31, 31, 3)), "input_shape"),
         (dict(depth=18, stem="small", include_top=False, input_shape=(7, 7, 3)), "input_shape"),
-        (dict(depth=18, weights="imagenet"), "weights"),
-        (dict(depth=50, weights="imagenet"), "weights"),  # torchvision layout: no twin
+        (dict(depth=18, weights="imagenet", width_multiplier=0.5), "weights"),  # not timm's network
+        (dict(depth=50, weights="imagenet", stem="small"), "weights"),  # torchvision layout, not timm's
         (dict(depth=50, keras_layout=True, weights="imagenet", width_multiplier=0.5), "weights"),
         (dict(depth=50, keras_layout=True, weights="imagenet", classes=10), "classes"),
     ],
@@ -245,7 +245,8 @@ def test_validation_errors_name_the_argument(kwargs, match):
 
 
 def test_named_builders_refuse_imagenet_without_a_twin():
-    for builder in (ResNet18, ResNet34, Plain34):
+    # ResNet18/34 take timm's torchvision weights for "imagenet" (tests/test_timm_weights.py).
+    for builder in (Plain34,):
         with pytest.raises(ValueError, match="weights"):
             builder(weights="imagenet", include_top=False)
 

@@ -186,7 +186,9 @@ def build_resnet(
         classifier_activation=classifier_activation,
         dropout=dropout,
         twin=_TWINS[key] if is_twin else None,
-        arch=arch,
+        # torchvision's layout as timm publishes it ("imagenet" -> timm's weights for ResNet-18/34/50)
+        arch=arch if (not keras_layout and wm == 1.0 and stem == "imagenet" and shortcut == "auto"
+                      and default_widths) else None,
     )
     strided_stages = len(stage_depths) - 1
     default_size, min_size = (224, 4 * 2**strided_stages) if stem == "imagenet" else (32, 2**strided_stages)
