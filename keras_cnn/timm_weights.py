@@ -256,9 +256,8 @@ def get_timm_file(tag, cache_dir=None, *, local_files_only=None, timeout=None):
             f"timm weights {record.tag!r} are not in the Hugging Face cache {cache} and could not be "
             f"downloaded ({how}). Needed: file {record.filename!r} of the Hub repository "
             f"{record.repo_id!r} ({record.url}). Where there is internet, run "
-            f"`huggingface-cli download {record.repo_id} {record.filename}` (add --cache-dir {cache} "
-            f"if that is not your default cache) and copy the cache here, or download the file and "
-            f"pass weights='/path/to/{record.filename}'.",
+            f"`hf download {record.repo_id} {record.filename} --cache-dir {cache}` and copy that "
+            f"cache folder here, or download the file and pass weights='/path/to/{record.filename}'.",
             record=record,
         ) from err
 
@@ -620,6 +619,16 @@ def load_timm_weights(model, weights, *, arch, include_top):
             f"timm weights convert into {list(TIMM_NETWORKS)} only. Received: weights={weights!r} "
             f"for a model of network {arch!r}."
         )
+    if is_timm_source(weights):  # check the layout before fetching ~100 MB
+        record = timm_record(weights)
+        layout = _layout_problems(model, network) if record.network == network else []
+        if layout:
+            args = ", ".join(f"{k}={v!r}" for k, v in record.build_args.items())
+            raise ValueError(
+                f"timm weights 'timm:{record.tag}' do not fit the model {model.name!r} ({network}): "
+                + "; ".join(layout[:2]) + "."
+                + (f" These weights need the builder argument(s) {args}." if args else "")
+            )
     path, record = resolve_timm_source(weights, network)
     shapes = _read_header(path)
     held, what = _identify(shapes)

@@ -175,6 +175,15 @@ def test_torchvision_resnet50_file_into_the_keras_layout_names_the_fix(tmp_path)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # nothing written
 
 
+def test_timm_tag_of_the_wrong_layout_is_refused_before_fetching(monkeypatch):
+    def no_download(*args, **kwargs):
+        raise AssertionError("fetched a file the model cannot take")
+
+    monkeypatch.setattr(TW, "get_timm_file", no_download)
+    with pytest.raises(ValueError, match="timm:resnet50.tv_in1k.*keras_layout=False"):
+        build_model("resnet50", include_top=False, weights="timm:resnet50.tv_in1k", input_shape=(64, 64, 3))
+
+
 def test_shape_mismatch_writes_nothing(tmp_path):
     path = tmp_path / "r18.safetensors"
     save_file(_random_state_dict("resnet18"), str(path))
@@ -232,7 +241,7 @@ def test_offline_without_the_file_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(TW.TimmWeightsUnavailableError) as info:
         TW.get_timm_file("timm:resnet18.tv_in1k")
     message = str(info.value)
-    for needed in ("timm/resnet18.tv_in1k", "model.safetensors", str(tmp_path / "hub"), "huggingface-cli download",
+    for needed in ("timm/resnet18.tv_in1k", "model.safetensors", str(tmp_path / "hub"), "hf download timm/resnet18.tv_in1k",
                    "https://huggingface.co/timm/resnet18.tv_in1k/resolve/main/model.safetensors", "weights='/path/to/"):
         assert needed in message
     # Through a builder: "imagenet" means timm's torchvision weights for ResNet-18.
