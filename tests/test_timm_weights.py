@@ -315,3 +315,18 @@ def test_cli_transfer_resnet18_from_a_timm_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "keras-cnn transfer: error:" in err and "resnet34" in err and "Traceback" not in err
     assert not os.path.exists(tmp_path / "bad")
+
+
+def test_cli_transfer_with_a_timm_tag_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    from keras_cnn import cli
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    rc = cli.main(["transfer", "resnet18", "--weights", "timm:resnet18.tv_in1k", "--image-size", "32",
+                   "--out", str(tmp_path / "o")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "keras-cnn transfer: error:" in err and "timm/resnet18.tv_in1k" in err and "model.safetensors" in err
+    assert not os.path.exists(tmp_path / "o")
