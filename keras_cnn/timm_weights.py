@@ -487,9 +487,10 @@ def resolve_timm_source(weights, arch):
     if is_timm_source(weights):
         record = timm_record(weights)
         if arch is not None and record.network != arch:
+            fitting = ", ".join(repr(f"timm:{t}") for t, r in TIMM_WEIGHTS.items() if r.network == arch)
             raise ValueError(
                 f"timm weights 'timm:{record.tag}' are {record.network}'s; this model is {arch}. "
-                f"For {arch}: {', '.join(repr('timm:' + t) for t, r in TIMM_WEIGHTS.items() if r.network == arch) or 'none'}."
+                f"For {arch}: {fitting or 'none'}."
             )
         return get_timm_file(record.tag), record
     return os.fspath(weights), None

@@ -241,8 +241,8 @@ def test_offline_without_the_file_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(TW.TimmWeightsUnavailableError) as info:
         TW.get_timm_file("timm:resnet18.tv_in1k")
     message = str(info.value)
-    for needed in ("timm/resnet18.tv_in1k", "model.safetensors", str(tmp_path / "hub"), "hf download timm/resnet18.tv_in1k",
-                   "https://huggingface.co/timm/resnet18.tv_in1k/resolve/main/model.safetensors", "weights='/path/to/"):
+    for needed in ("timm/resnet18.tv_in1k", "model.safetensors", str(tmp_path / "hub"),
+                   "hf download timm/resnet18.tv_in1k", "https://huggingface.co/timm/resnet18.tv_in1k/resolve/main/model.safetensors", "weights='/path/to/"):
         assert needed in message
     # Through a builder: "imagenet" means timm's torchvision weights for ResNet-18.
     with pytest.raises(FileNotFoundError, match="timm/resnet18.tv_in1k"):
