@@ -50,10 +50,12 @@ from keras_cnn.layers.inception import (
     v1_branches,
 )
 from keras_cnn.models import _common
-from keras_cnn.models.registry import register_model
+from keras_cnn.models.identity import registered_builder
+from keras_cnn.models.specs import get_model_spec
 
-DEFAULT_SIZE = 299
-MIN_SIZE = 75  # the two valid 3x3/2 reductions need a 35-grid of at least 7
+SPEC = get_model_spec("inception_v2")
+DEFAULT_SIZE = SPEC.default_size
+MIN_SIZE = SPEC.min_size  # the two valid 3x3/2 reductions need a 35-grid of at least 7
 MIN_SIZE_SMALL_STEM = 7
 
 BN = dict(use_bn=True, use_bias=False, bn_scale=False, bn_epsilon=1e-3)
@@ -85,14 +87,6 @@ INCEPTION_V2_GRIDS = (
     ),  # 8x8x2048
 )
 
-STAGES = {
-    "stem1": "stem_conv3",  # 147x147x64
-    "stem2": "stem_conv4",  # 71x71x80
-    "inception_a": "inception_a3",  # 35x35x288
-    "inception_b": "inception_b5",  # 17x17x768
-    "inception_c": "inception_c2",  # 8x8x2048
-}
-
 
 def _module_branches(kind, row, five_by_five):
     if kind == "factorized":
@@ -113,6 +107,7 @@ def _check_modules_per_stage(value):
     return tuple(value)
 
 
+@registered_builder("inception_v2")
 def InceptionV2(
     include_top=True,
     weights=None,
@@ -165,7 +160,8 @@ def InceptionV2(
         >>> model = InceptionV2(input_shape=(32, 32, 3), classes=10, stem="small",
         ...                     width_multiplier=0.125)
     """
-    _common.validate_common(
+    weights = _common.validate_common(
+        arch="inception_v2",
         include_top=include_top,
         weights=weights,
         classes=classes,
@@ -222,17 +218,3 @@ def InceptionV2(
         inputs, x, name=name, weights=weights, arch="inception_v2", include_top=include_top,
         aux_outputs=aux_outputs or None,
     )
-
-
-register_model(
-    "inception_v2",
-    InceptionV2,
-    family="inception_v2",
-    default_size=DEFAULT_SIZE,
-    min_size=MIN_SIZE,
-    preprocessing="tf",
-    stages=STAGES,
-    twin=None,
-    aux_heads=1,
-    description="Inception-v2 (Szegedy et al. 2015, Rethinking... Table 1), factorised modules with BN",
-)

@@ -44,10 +44,12 @@ from keras_cnn.layers.inception import (
     expanded_branches,
 )
 from keras_cnn.models import _common
-from keras_cnn.models.registry import register_model
+from keras_cnn.models.identity import registered_builder
+from keras_cnn.models.specs import get_model_spec
 
-DEFAULT_SIZE = 299
-MIN_SIZE = 75
+SPEC = get_model_spec("inception_v3")
+DEFAULT_SIZE = SPEC.default_size
+MIN_SIZE = SPEC.min_size
 
 # BatchNormalization as keras' conv2d_bn: no conv bias, no gamma, epsilon 1e-3.
 BN = dict(use_bn=True, use_bias=False, bn_scale=False, bn_epsilon=1e-3)
@@ -106,15 +108,8 @@ INCEPTION_V3_BLOCKS = {
 }
 AUX_AFTER = "mixed7"
 
-STAGES = {
-    "stem1": "stem_conv3",  # 147x147x64 (stride 2)
-    "stem2": "stem_conv5",  # 71x71x192 (stride 4)
-    "mixed2": "mixed2",  # 35x35x288 (stride 8)
-    "mixed7": "mixed7",  # 17x17x768 (stride 16)
-    "mixed10": "mixed10",  # 8x8x2048 (stride 32)
-}
 
-
+@registered_builder("inception_v3")
 def InceptionV3Custom(
     include_top=True,
     weights=None,
@@ -158,7 +153,8 @@ def InceptionV3Custom(
         >>> model.output.shape
         (None, 2048)
     """
-    _common.validate_common(
+    weights = _common.validate_common(
+        arch="inception_v3",
         include_top=include_top,
         weights=weights,
         classes=classes,
@@ -262,17 +258,3 @@ def twin_layer_pairs(model, keras_model):
     if left:
         raise ValueError(f"`keras_model` has weighted layers without a counterpart here: {left}")
     return pairs
-
-
-register_model(
-    "inception_v3",
-    InceptionV3Custom,
-    family="inception_v3",
-    default_size=DEFAULT_SIZE,
-    min_size=MIN_SIZE,
-    preprocessing="tf",
-    stages=STAGES,
-    twin="InceptionV3",
-    aux_heads=1,
-    description="Inception-v3 (Szegedy et al. 2015), keras.applications.InceptionV3 layer for layer, 23.9M params",
-)
