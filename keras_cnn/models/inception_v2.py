@@ -46,6 +46,7 @@ from keras_cnn.layers.inception import (
     apply_conv_stem,
     asymmetric_branches,
     expanded_branches,
+    factorized_step,
     scale_branches,
     v1_branches,
 )
@@ -81,7 +82,7 @@ INCEPTION_V2_GRIDS = (
         "c",
         "expanded",
         ((320, 384, 384, 448, 384, 384, 192),) * 2,
-        [[(192, 1), (320, 3)], [(192, 1), (192, (1, 7)), (192, (7, 1)), (192, 3)]],  # -> 8x8x1280
+        [[(192, 1), (320, 3)], [(192, 1), factorized_step(192, 7, "asymmetric"), (192, 3)]],  # -> 8x8x1280
     ),  # 8x8x2048
 )
 
