@@ -260,6 +260,37 @@ def test_inception_v3_aux_dropout_and_roundtrip(tmp_path):
     assert_keras_roundtrip(model, x, tmp_path, atol=1e-5)
 
 
+@pytest.mark.slow
+def test_inception_v3_cost_analysis_reports_the_factorised_layers():
+    from keras_cnn.analysis import conv_macs, profile
+
+    model = InceptionV3Custom(include_top=False, input_shape=(75, 75, 3))
+    p = profile(model)
+    assert p.total_params == model.count_params() == INCEPTION_V3_NOTOP_PARAMS
+    assert sum(r.params for r in p.rows) == p.total_params and sum(r.macs for r in p.rows) == p.total_macs
+    # mixed4's second 7x7 branch: a FactorizedConv whose factors (7x1 then 1x7) are rows of their own.
+    prefix = "mixed4/mixed4_branch3_2/"
+    factor_rows = [(r.name, r.kind, r.macs) for r in p.rows if r.name.startswith(prefix) and r.kind == "Conv2D"]
+    hw = 3  # mixed4 at 75 px: 35 -> ... -> a 3x3 grid
+    assert factor_rows == [
+        (prefix + "mixed4_branch3_2_1/mixed4_branch3_2_1_conv", "Conv2D", conv_macs(hw, hw, 128, 7, 1, 128)),
+        (prefix + "mixed4_branch3_2_2/mixed4_branch3_2_2_conv", "Conv2D", conv_macs(hw, hw, 128, 1, 7, 128)),
+    ]
+    stages = {s.name: s for s in p.per_stage()}
+    expected = sum(
+        conv_macs(hw, hw, c_out, kh, kw, c_in)
+        for c_out, kh, kw, c_in in [
+            (192, 1, 1, 768),
+            (128, 1, 1, 768), (128, 1, 7, 128), (192, 7, 1, 128),
+            (128, 1, 1, 768), (128, 7, 1, 128), (128, 1, 7, 128), (128, 7, 1, 128), (192, 1, 7, 128),
+            (192, 1, 1, 768),
+        ]
+    )
+    assert stages["mixed4"].macs == expected
+    assert stages["mixed4"].params == model.get_layer("mixed4").count_params()
+    assert "mixed10_branch2_2_1_conv" in p.to_table()  # the expanded bank's 1x3
+
+
 @pytest.mark.parametrize(
     "kwargs, arg",
     [
