@@ -47,12 +47,41 @@ def serialize_activation(activation):
     return keras.activations.serialize(keras.activations.get(activation))
 
 
+# The options every `ConvBN` takes, with their defaults (documented on `ConvBN`).
+CONV_OPTIONS = {
+    "use_bn": True,
+    "use_bias": None,
+    "activation": "relu",
+    "bn_epsilon": 1e-3,
+    "bn_momentum": 0.99,
+    "bn_scale": True,
+    "kernel_initializer": "glorot_uniform",
+    "kernel_regularizer": None,
+}
+
+
+def take_conv_options(kwargs, **defaults):
+    """Remove the `CONV_OPTIONS` from the keyword arguments ``kwargs`` and return them.
+
+    Missing options take ``defaults`` (a layer's own defaults, e.g. ``use_bn=False``), then
+    `CONV_OPTIONS`. What is left in ``kwargs`` goes to `keras.layers.Layer`, which refuses
+    unknown names.
+    """
+    options = dict(CONV_OPTIONS, **defaults)
+    for key in CONV_OPTIONS:
+        if key in kwargs:
+            options[key] = kwargs.pop(key)
+    return options
+
+
 class ConvOptions:
     """Mixin: the options of a `ConvBN`, stored on a layer and serialised in one place.
 
     `ConvBN` itself and every layer that builds `ConvBN` s (`FactorizedConv`, the Inception
-    layers) call `_set_conv_options` in ``__init__``, pass `conv_options()` on to the units
-    they create, and add `_conv_options_config()` to their ``get_config()``.
+    layers) take them as keyword arguments: ``options = take_conv_options(kwargs)`` before
+    ``super().__init__(**kwargs)``, then ``self._set_conv_options(**options)``; they pass
+    `conv_options()` on to the units they create and add `_conv_options_config()` to their
+    ``get_config()``.
 
     Options: ``use_bn``, ``use_bias`` (None = ``not use_bn``), ``activation``, ``bn_epsilon``,
     ``bn_momentum``, ``bn_scale``, ``kernel_initializer``, ``kernel_regularizer``; see `ConvBN`.
@@ -60,6 +89,7 @@ class ConvOptions:
 
     def _set_conv_options(
         self,
+        *,
         use_bn,
         use_bias,
         activation,
@@ -128,6 +158,11 @@ class ConvBN(ConvOptions, keras.layers.Layer):
         bn_scale: learn the BN gamma. Default True (Inception-v3 uses False: ReLU follows).
         kernel_initializer: Default "glorot_uniform".
         kernel_regularizer: optional regulariser (e.g. ``keras.regularizers.L2(1e-4)``).
+            Default None.
+        **kwargs: `keras.layers.Layer` arguments (``name``, ``dtype``, ...).
+
+    The conv options (``use_bn`` ... ``kernel_regularizer``) are keyword-only, their defaults
+    kept in `CONV_OPTIONS`.
 
     Example:
         >>> y = ConvBN(64, 3, name="conv1")(keras.Input((32, 32, 3)))  # (None, 32, 32, 64)
@@ -139,24 +174,15 @@ class ConvBN(ConvOptions, keras.layers.Layer):
         kernel_size,
         strides=1,
         padding="same",
-        use_bn=True,
-        use_bias=None,
-        activation="relu",
-        bn_epsilon=1e-3,
-        bn_momentum=0.99,
-        bn_scale=True,
-        kernel_initializer="glorot_uniform",
-        kernel_regularizer=None,
         **kwargs,
     ):
+        options = take_conv_options(kwargs)
         super().__init__(**kwargs)
         self.filters = check_positive_int("filters", filters)
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.strides = pair(strides, "strides")
         self.padding = check_choice("padding", padding, PADDINGS)
-        self._set_conv_options(
-            use_bn, use_bias, activation, bn_epsilon, bn_momentum, bn_scale, kernel_initializer, kernel_regularizer
-        )
+        self._set_conv_options(**options)
         self.conv = keras.layers.Conv2D(
             self.filters,
             self.kernel_size,
@@ -179,8 +205,8 @@ class ConvBN(ConvOptions, keras.layers.Layer):
             else None
         )
         self.act = (
-            keras.layers.Activation(activation, name=f"{self.name}_{_act_name(activation)}")
-            if activation is not None
+            keras.layers.Activation(self.activation, name=f"{self.name}_{_act_name(self.activation)}")
+            if self.activation is not None
             else None
         )
 
@@ -304,9 +330,10 @@ class FactorizedConv(ConvOptions, keras.layers.Layer):
         padding: "same" or "valid" (applied to every factor). Default "same".
         factor_activation: activation of every chained factor but the last. Default "relu".
         first_factor: "1xn" or "nx1": which asymmetric factor comes first. Default "1xn".
-        use_bn, use_bias, activation, bn_epsilon, bn_momentum, bn_scale, kernel_initializer,
-            kernel_regularizer: as `ConvBN`, for every factor (``activation`` is the last
-            factor's, and both factors' for "expanded").
+        **kwargs: the conv options of `ConvBN` (use_bn, use_bias, activation, bn_epsilon,
+            bn_momentum, bn_scale, kernel_initializer, kernel_regularizer) for every factor
+            (``activation`` is the last factor's, both factors' for "expanded"), and
+            `keras.layers.Layer` arguments (``name``, ``dtype``, ...).
 
     Example:
         >>> FactorizedConv(64, 7, mode="asymmetric")(keras.Input((17, 17, 128))).shape
@@ -323,16 +350,9 @@ class FactorizedConv(ConvOptions, keras.layers.Layer):
         padding="same",
         factor_activation="relu",
         first_factor="1xn",
-        use_bn=True,
-        use_bias=None,
-        activation="relu",
-        bn_epsilon=1e-3,
-        bn_momentum=0.99,
-        bn_scale=True,
-        kernel_initializer="glorot_uniform",
-        kernel_regularizer=None,
         **kwargs,
     ):
+        options = take_conv_options(kwargs)
         super().__init__(**kwargs)
         (
             self.filters,
@@ -346,9 +366,7 @@ class FactorizedConv(ConvOptions, keras.layers.Layer):
         self.strides = check_positive_int("strides", strides)
         self.padding = check_choice("padding", padding, PADDINGS)
         self.factor_activation = factor_activation
-        self._set_conv_options(
-            use_bn, use_bias, activation, bn_epsilon, bn_momentum, bn_scale, kernel_initializer, kernel_regularizer
-        )
+        self._set_conv_options(**options)
         self.factors = []
         for i, k in enumerate(kernels):
             last = not chained or i == len(kernels) - 1

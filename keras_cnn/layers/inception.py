@@ -51,6 +51,7 @@ from keras_cnn.layers.conv import (
     FactorizedConv,
     check_factorization,
     pair,
+    take_conv_options,
 )
 
 POOLS = ("max", "avg")
@@ -326,21 +327,17 @@ class InceptionBlock(ConvOptions, keras.layers.Layer):
     The branches are described by a specification (see the module docstring); the class
     methods build the papers' modules from their table columns.
 
-    Every conv step is a `ConvBN`; ``use_bn``, ``use_bias``, ``bn_scale``, ``bn_epsilon`` ...
-    apply to all of them, so GoogLeNet (bias, no BN) and Inception-v3 (no bias, BN with
-    ``scale=False``, epsilon 1e-3) are both expressed.
+    Every conv step is a `ConvBN` (every factorized step a `FactorizedConv` of them); the conv
+    options ``use_bn``, ``use_bias``, ``bn_scale``, ``bn_epsilon`` ... apply to all of them, so
+    GoogLeNet (bias, no BN) and Inception-v3 (no bias, BN with ``scale=False``, epsilon 1e-3)
+    are both expressed.
 
     Args:
         branches: the branch specification: a list of branches, each a list of steps.
-        use_bn: batch normalisation after every conv. Default True.
-        use_bias: conv bias. Default None (= ``not use_bn``).
-        activation: activation of every conv. Default "relu".
-        bn_scale: learn BN's gamma. Default True (Inception-v3: False).
-        bn_epsilon: Default 1e-3.
-        bn_momentum: Default 0.99.
-        kernel_initializer: Default "glorot_uniform".
-        kernel_regularizer: Default None.
-        **kwargs: `keras.layers.Layer` arguments (``name``, ``dtype``, ...).
+        **kwargs: the conv options of `ConvBN` for every conv (``use_bn``, ``use_bias``,
+            ``activation``, ``bn_scale``, ``bn_epsilon``, ``bn_momentum``,
+            ``kernel_initializer``, ``kernel_regularizer``; defaults as `ConvBN`: BN, no bias,
+            ReLU), and `keras.layers.Layer` arguments (``name``, ``dtype``, ...).
 
     Example:
         >>> block = InceptionBlock.v1(64, 96, 128, 16, 32, 32, use_bn=False, name="inception_3a")
@@ -351,21 +348,12 @@ class InceptionBlock(ConvOptions, keras.layers.Layer):
     def __init__(
         self,
         branches,
-        use_bn=True,
-        use_bias=None,
-        activation="relu",
-        bn_scale=True,
-        bn_epsilon=1e-3,
-        bn_momentum=0.99,
-        kernel_initializer="glorot_uniform",
-        kernel_regularizer=None,
         **kwargs,
     ):
+        options = take_conv_options(kwargs)
         super().__init__(**kwargs)
         spec = normalize_branches(branches)
-        self._set_conv_options(
-            use_bn, use_bias, activation, bn_epsilon, bn_momentum, bn_scale, kernel_initializer, kernel_regularizer
-        )
+        self._set_conv_options(**options)
         layers, plan = [], []
         for b, branch in enumerate(spec, start=1):
             indices = []
@@ -578,9 +566,10 @@ class AuxiliaryClassifier(ConvOptions, keras.layers.Layer):
         flatten: flatten the conv output (GoogLeNet: 4x4x128 = 2048 features) rather than
             global-average-pool it. Default True.
         activation: output activation, e.g. "softmax" or None for logits. Default "softmax".
-        use_bn, use_bias, bn_scale, bn_epsilon, bn_momentum, kernel_initializer,
-            kernel_regularizer: as `InceptionBlock`. Defaults False, None, True, 1e-3, 0.99,
-            "glorot_uniform", None.
+        **kwargs: the conv options of `ConvBN` for the convs (``use_bn`` -- here default
+            False --, ``use_bias``, ``bn_scale``, ``bn_epsilon``, ``bn_momentum``,
+            ``kernel_initializer``, ``kernel_regularizer``; the convs' activation is ReLU), and
+            `keras.layers.Layer` arguments.
 
     Example:
         >>> head = AuxiliaryClassifier.googlenet(10, name="aux1")
@@ -598,15 +587,9 @@ class AuxiliaryClassifier(ConvOptions, keras.layers.Layer):
         dropout=0.7,
         flatten=True,
         activation="softmax",
-        use_bn=False,
-        use_bias=None,
-        bn_scale=True,
-        bn_epsilon=1e-3,
-        bn_momentum=0.99,
-        kernel_initializer="glorot_uniform",
-        kernel_regularizer=None,
         **kwargs,
     ):
+        options = take_conv_options(kwargs, use_bn=False, activation=activation)
         super().__init__(**kwargs)
         self.classes = check_positive_int("classes", classes)
         self.pool_size = _pairlist(pool_size, "pool_size")
@@ -620,9 +603,7 @@ class AuxiliaryClassifier(ConvOptions, keras.layers.Layer):
         self.dropout = check_fraction("dropout", dropout)
         self.flatten = bool(flatten)
         # ``activation`` is the classifier's; the convs keep ReLU.
-        self._set_conv_options(
-            use_bn, use_bias, activation, bn_epsilon, bn_momentum, bn_scale, kernel_initializer, kernel_regularizer
-        )
+        self._set_conv_options(**options)
         conv_options = dict(self.conv_options(), activation="relu")
         self.conv_layers = [
             ConvBN(
