@@ -243,6 +243,9 @@ def test_factorized_step_is_a_factorized_conv():
     np.testing.assert_allclose(np.asarray(block(x))[..., 2:], np.asarray(alone(x)), atol=1e-6)
     assert out.shape == (2, 7, 7, 2 + 4)
     assert [f.kernel_size for f in step.factors] == [(7, 1), (1, 7)]
+    # The block's conv options reach every factor (the activation too, not only the last one's).
+    elu = InceptionBlock([[factorized_step(4, 7, "asymmetric")]], activation="elu", use_bn=False, name="elu")
+    assert [(f.activation, f.use_bn, f.use_bias) for f in elu.step_layers[0].factors] == [("elu", False, True)] * 2
     # scale_branches scales the factorisation's filters and its intermediate filters.
     scaled = scale_branches(block.branches, 2.0)[1][0]
     assert (scaled["filters"], scaled["intermediate_filters"]) == (8, 6)

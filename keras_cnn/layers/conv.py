@@ -110,16 +110,7 @@ class ConvOptions:
 
     def conv_options(self):
         """The options as keyword arguments for a `ConvBN` (live initializer / regulariser)."""
-        return dict(
-            use_bn=self.use_bn,
-            use_bias=self.use_bias,
-            activation=self.activation,
-            bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum,
-            bn_scale=self.bn_scale,
-            kernel_initializer=self.kernel_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-        )
+        return {key: getattr(self, key) for key in CONV_OPTIONS}
 
     def _conv_options_config(self):
         """The options in config form (JSON-friendly)."""

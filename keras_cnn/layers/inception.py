@@ -375,7 +375,8 @@ class InceptionBlock(ConvOptions, keras.layers.Layer):
             return pool_cls(tuple(step["pool_size"]), strides=tuple(step["strides"]), padding=step["padding"], name=name)
         if step["type"] == "factorized":
             fields = {k: v for k, v in step.items() if k != "type"}
-            return FactorizedConv(**fields, name=name, **self.conv_options())
+            # The block's activation follows every conv, factors included.
+            return FactorizedConv(**fields, name=name, factor_activation=self.activation, **self.conv_options())
         return ConvBN(
             step["filters"],
             tuple(step["kernel_size"]),
