@@ -251,6 +251,11 @@ def test_factorized_step_is_a_factorized_conv():
     assert (scaled["filters"], scaled["intermediate_filters"]) == (8, 6)
 
 
+def test_legacy_split_step_is_refused_with_its_replacement():
+    with pytest.raises(ValueError, match="branches.*'split' step .* mode='expanded'"):
+        InceptionBlock([[(4, 1), {"type": "split", "convs": [(4, (1, 3)), (4, (3, 1))]}]])
+
+
 def test_branches_with_different_grids_raise():
     block = InceptionBlock([[(4, 1)], [(4, 3, 2, "valid")]], name="bad")
     with pytest.raises(ValueError, match="branches.*same height and width"):

@@ -137,6 +137,11 @@ def _normalize_step(step, where="step"):
                 return pool_step(**fields)
             if kind == "factorized":
                 return factorized_step(**fields)
+            if kind == "split":
+                raise ValueError(
+                    "the 'split' step of earlier keras_cnn versions is now a factorized step with "
+                    "mode='expanded' (see `factorized_step`); rebuild a model saved with it"
+                )
             raise ValueError(f"unknown step type {kind!r}; expected one of {list(STEP_TYPES)}")
         if isinstance(step, (tuple, list)) and 2 <= len(step) <= 4 and isinstance(step[0], int):
             return conv_step(*step)
