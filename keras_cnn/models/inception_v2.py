@@ -16,6 +16,11 @@ Layout (299x299x3 input, shapes after each row)::
     2 x Figure 7 modules (expanded filter bank)     8x8x2048   inception_c1..c2
     global average pool, dropout, linear, softmax
 
+Every factorised branch is a `keras_cnn.layers.FactorizedConv` step of its `InceptionBlock`:
+the 5x5 of the 35x35 modules ("stacked"), each 7x7 of the 17x17 modules and of reduction_b
+("asymmetric", 1x7 then 7x1), and the 1x3 | 3x1 banks of the 8x8 modules ("expanded"). The
+stride-2 convs of the grid reductions stay plain convs.
+
 Channel choices and deviations (the paper gives the grid sizes and block kinds, not the
 branch widths):
     * Branch widths follow keras.applications' Inception-v3 (the released network of the same
@@ -46,6 +51,7 @@ from keras_cnn.layers.inception import (
     apply_conv_stem,
     asymmetric_branches,
     expanded_branches,
+    factorized_step,
     scale_branches,
     v1_branches,
 )
@@ -83,7 +89,7 @@ INCEPTION_V2_GRIDS = (
         "c",
         "expanded",
         ((320, 384, 384, 448, 384, 384, 192),) * 2,
-        [[(192, 1), (320, 3)], [(192, 1), (192, (1, 7)), (192, (7, 1)), (192, 3)]],  # -> 8x8x1280
+        [[(192, 1), (320, 3)], [(192, 1), factorized_step(192, 7, "asymmetric"), (192, 3)]],  # -> 8x8x1280
     ),  # 8x8x2048
 )
 
