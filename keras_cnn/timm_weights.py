@@ -18,9 +18,12 @@ This module:
   checks every shape and the BN epsilons, and only then assigns anything:
   :func:`load_timm_weights`.
 
-Sources are accepted wherever a builder takes ``weights``: ``weights="timm:resnet18.tv_in1k"``,
-``weights="/path/model.safetensors"`` and, for a network keras.applications has no weights for,
-``weights="imagenet"`` (the record in :data:`DEFAULT_TIMM_TAGS`).
+The records are registered as `keras_cnn.models.WeightsSpec` (source "timm") with a loader for
+that source, so they are accepted wherever a builder takes ``weights``:
+``weights="timm:resnet18.tv_in1k"`` (or "resnet18.tv_in1k", or the tag "tv_in1k"),
+``weights="/path/model.safetensors"`` and, for a network keras.applications has no weights for
+(ResNet-18/34, torchvision-layout ResNet-50), ``weights="imagenet"``: the first record of the
+network in :data:`TIMM_WEIGHTS` (torchvision's).
 
 Inception-v3 is not covered: timm's (torchvision's) Inception-v3 has BN scales (gamma) and
 average pools that count the zero padding, while `InceptionV3Custom` follows keras.applications
@@ -37,7 +40,6 @@ import types
 import numpy as np
 
 __all__ = [
-    "DEFAULT_TIMM_TAGS",
     "TIMM_FILENAME",
     "TIMM_NETWORKS",
     "TIMM_WEIGHTS",
@@ -46,14 +48,12 @@ __all__ = [
     "describe_timm_file",
     "expected_timm_shapes",
     "get_timm_file",
-    "imagenet_timm_tag",
     "is_safetensors_file",
     "is_timm_source",
     "load_timm_weights",
     "resolve_timm_source",
     "timm_key_map",
     "timm_record",
-    "weights_preprocessing",
 ]
 
 TIMM_FILENAME = "model.safetensors"
@@ -127,6 +127,8 @@ def _record(tag, network, *, top1, top5, eval_size=224, input_size=224, crop_pct
 _TV50 = {"keras_layout": False}
 _RSB = dict(crop_pct=1.0, interpolation="bicubic", license="apache-2.0", origin="timm (Wightman et al., 2021)")
 
+# The first record of a network is what weights="imagenet" means for a build without a
+# keras.applications twin (torchvision's weights).
 # Accuracy: timm's results/results-imagenet.csv (top1, top5 at eval_size); crop, interpolation,
 # license: the weights' pretrained_cfg in timm/models/resnet.py and vgg.py. All use timm's
 # IMAGENET_DEFAULT_MEAN / _STD, i.e. our "torch" preprocessing.
@@ -146,10 +148,6 @@ TIMM_WEIGHTS = {
         _record("vgg19.tv_in1k", "vgg19", top1=72.400, top5=90.878),
     )
 }
-
-#: ``weights="imagenet"`` for a network keras.applications has no weights for (or for ResNet-50
-#: built in torchvision's layout): these records.
-DEFAULT_TIMM_TAGS = {"resnet18": "resnet18.tv_in1k", "resnet34": "resnet34.tv_in1k", "resnet50": "resnet50.tv_in1k"}
 
 #: Registry networks whose timm files this module converts.
 TIMM_NETWORKS = ("resnet18", "resnet34", "resnet50", "vgg16", "vgg19")
@@ -692,34 +690,28 @@ def _layout_problems(model, network):
     return problems
 
 
-def imagenet_timm_tag(model, arch):
-    """The timm tag ``weights="imagenet"`` stands for in ``model``, or None.
-
-    None means keras.applications' weights (a twin: VGG16/19, keras-layout ResNet-50, ...).
-    A tag is returned for a network in :data:`DEFAULT_TIMM_TAGS` whose backbone has timm's
-    layout (ResNet-18/34; ResNet-50 built with ``keras_layout=False``).
-    """
-    tag = DEFAULT_TIMM_TAGS.get(arch)
-    if tag is None or _layout_problems(model, arch):
-        return None
-    return tag
+def _load_record(model, record, *, include_top):
+    """Loader of `keras_cnn.weights` for the records of source "timm"."""
+    return load_timm_weights(model, f"{TIMM_PREFIX}{record.name}", arch=record.arch, include_top=include_top)
 
 
-def weights_preprocessing(arch, weights, model=None):
-    """Pixel preprocessing that ``weights`` need when they are timm's, else None.
+def _register():
+    """Register :data:`TIMM_WEIGHTS` as `keras_cnn.models.WeightsSpec` records and their loader."""
+    from keras_cnn.models.specs import WEIGHTS_SPECS, WeightsFileSpec, WeightsSpec, add_weights_spec
+    from keras_cnn.weights import register_weights_loader
 
-    "timm:<tag>": the record's. A safetensors file: the network's timm preprocessing (all
-    its records agree). ``"imagenet"``: the default record's when ``model`` (needed) has timm's
-    layout (see :func:`imagenet_timm_tag`).
-    """
-    if is_timm_source(weights):
-        return timm_record(weights).preprocessing
-    modes = {r.preprocessing for r in TIMM_WEIGHTS.values() if r.network == arch}
-    if len(modes) != 1:
-        return None
-    if isinstance(weights, str) and weights == "imagenet":
-        tag = imagenet_timm_tag(model, arch) if model is not None else None
-        return TIMM_WEIGHTS[tag].preprocessing if tag else None
-    if isinstance(weights, (str, os.PathLike)) and is_safetensors_file(weights):
-        return modes.pop()
-    return None
+    for r in TIMM_WEIGHTS.values():
+        if r.tag in WEIGHTS_SPECS:
+            continue
+        eval_note = f", evaluated at {r.eval_size}" if r.eval_size != r.input_size else ""
+        add_weights_spec(WeightsSpec(
+            name=r.tag, arch=r.network, source="timm",
+            files=(WeightsFileSpec(r.filename, r.url, include_top=None, hash_algorithm="sha256"),),
+            input_size=r.input_size, preprocessing=r.preprocessing, license=r.license, top1=r.top1, top5=r.top5,
+            build_args=dict(r.build_args), hf_repo=r.repo_id,
+            description=f"{r.origin} ImageNet-1k weights via timm ({r.interpolation}, crop {r.crop_pct}{eval_note})",
+        ))
+    register_weights_loader("timm", _load_record)
+
+
+_register()

@@ -102,9 +102,17 @@ def test_records_are_consistent():
         assert record.repo_id == f"timm/{tag}" and record.filename == "model.safetensors"
         assert record.preprocessing == "torch" and 50 < record.top1 < record.top5 < 100
         assert record.license in ("bsd-3-clause", "apache-2.0")
-    for network, tag in TW.DEFAULT_TIMM_TAGS.items():
-        assert TW.TIMM_WEIGHTS[tag].network == network
     assert TW.TIMM_WEIGHTS["resnet50.tv_in1k"].build_args == {"keras_layout": False}
+    # Registered as the zoo's weights records (source "timm"), torchvision's first.
+    from keras_cnn.models import specs
+
+    for network in TW.TIMM_NETWORKS:
+        ours = [n for n in specs.list_weights(network) if specs.WEIGHTS_SPECS[n].source == "timm"]
+        assert ours == [t for t, r in TW.TIMM_WEIGHTS.items() if r.network == network]
+        assert ours[0] == f"{network}.tv_in1k"
+    spec = specs.WEIGHTS_SPECS["resnet50.a1_in1k"]
+    assert (spec.hf_repo, spec.preprocessing, spec.top1, spec.build_args) == (
+        "timm/resnet50.a1_in1k", "torch", 81.240, {"keras_layout": False})
     with pytest.raises(ValueError, match="Unknown timm weights tag.*timm:nope.*timm:resnet18.tv_in1k"):
         TW.timm_record("timm:nope")
 
@@ -158,8 +166,11 @@ def test_file_of_another_network_is_refused(tmp_path):
     assert str(path) in message and "resnet34" in message and "basic blocks 3-4-6-3" in message
     assert "this model is resnet18" in message
     # A timm tag of another network is refused before any download.
-    with pytest.raises(ValueError, match="'timm:resnet34.tv_in1k' are resnet34's; this model is resnet18"):
+    with pytest.raises(ValueError, match="resnet34.tv_in1k.*resnet34.*resnet18"):
         _ours("resnet18", weights="timm:resnet34.tv_in1k")
+    with pytest.raises(ValueError, match="'timm:resnet34.tv_in1k' are resnet34's; this model is resnet18"):
+        TW.load_timm_weights(_ours("resnet18", include_top=False, input_shape=(32, 32, 3)),
+                             "timm:resnet34.tv_in1k", arch="resnet18", include_top=False)
 
 
 def test_torchvision_resnet50_file_into_the_keras_layout_names_the_fix(tmp_path):
@@ -270,17 +281,22 @@ def test_offline_from_the_hf_cache(tmp_path, monkeypatch):
         assert np.array_equal(bn.gamma.numpy(), tensors["layer4.2.bn2.weight"])
 
 
-def test_imagenet_default_and_preprocessing_per_layout():
-    keras_r50 = build_model("resnet50", include_top=False, input_shape=(64, 64, 3))
-    tv_r50 = _ours("resnet50", include_top=False, input_shape=(64, 64, 3))
-    assert TW.imagenet_timm_tag(keras_r50, "resnet50") is None  # keras.applications' weights
-    assert TW.imagenet_timm_tag(tv_r50, "resnet50") == "resnet50.tv_in1k"
-    assert TW.weights_preprocessing("resnet50", "imagenet", keras_r50) is None
-    assert TW.weights_preprocessing("resnet50", "imagenet", tv_r50) == "torch"
-    assert TW.weights_preprocessing("vgg16", "timm:vgg16.tv_in1k") == "torch"  # not the registry's "caffe"
-    assert TW.weights_preprocessing("vgg16", "imagenet") is None
-    with pytest.raises(ValueError, match="timm:<tag>"):
+def test_imagenet_default_and_preprocessing_per_layout(tmp_path):
+    from keras_cnn.models._common import resolve_weights_name
+    from keras_cnn.weights import expected_preprocessing
+
+    # "imagenet": keras.applications' file for the keras-layout twin, timm's torchvision file otherwise.
+    assert resolve_weights_name("imagenet", arch="resnet50", twin="ResNet50").name == "resnet50.keras_in1k"
+    assert resolve_weights_name("imagenet", arch="resnet50", twin=None).name == "resnet50.tv_in1k"
+    assert resolve_weights_name("imagenet", arch="resnet18", twin=None).name == "resnet18.tv_in1k"
+    with pytest.raises(ValueError, match="No ImageNet weights"):
         _ours("plain34", weights="imagenet")
+    # The model records the preprocessing of its weights: "torch" for timm's VGG, not keras' "caffe".
+    path = tmp_path / "vgg16.safetensors"
+    save_file(_random_state_dict("vgg16", batches_tracked=False), str(path))
+    vgg = _ours("vgg16", include_top=False, weights=str(path), input_shape=(32, 32, 3))
+    assert expected_preprocessing(vgg) == "torch"
+    assert expected_preprocessing(_ours("vgg16", include_top=False, input_shape=(32, 32, 3))) == "caffe"
 
 
 # --------------------------------------------------------------------------------------------

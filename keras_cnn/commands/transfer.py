@@ -19,7 +19,7 @@ def register(subparsers):
     )
     parser.add_argument("base", metavar="BASE", help="registry name (keras-cnn list) or a .keras model file")
     parser.add_argument("--weights", default=None,
-                        help="for a registry name: 'imagenet', 'timm:TAG' (e.g. timm:resnet18.tv_in1k) or a weights file")
+                        help="for a registry name: 'imagenet' (keras.applications twins) or a weights file")
     parser.add_argument("--data", default="digits", help="'digits', 'tfds:NAME' or an image folder (default digits)")
     parser.add_argument("--regime", choices=("small", "medium", "large"), default="small",
                         help="small: new head only; medium: also the last layers; large: everything")

@@ -10,46 +10,63 @@ from __future__ import annotations
 import os
 
 import keras
-from keras.src.applications import imagenet_utils
-from keras.src.ops import operation_utils
 
+from keras_cnn._compat import keras_ as keras_compat
 from keras_cnn._validation import check_choice, check_fraction
+from keras_cnn.layers.identity import ModelIdentity
 
 POOLINGS = (None, "avg", "max")
+
+
+class WeightsFileNotFoundError(FileNotFoundError, ValueError):
+    """``weights`` names a file that does not exist.
+
+    A FileNotFoundError, and a ValueError as keras.applications raises for a bad ``weights``.
+    """
+
+
+def _strip_source(weights):
+    text = os.fspath(weights)
+    return text[len("timm:"):] if text.startswith("timm:") else text
+
+
+def _is_weights_name(weights):
+    """A string that is not an existing path and looks like a name ("imagenet", "x.tag")."""
+    if not isinstance(weights, str) or os.path.exists(weights):
+        return False
+    return weights == "imagenet" or weights.startswith("timm:") or (
+        os.sep not in weights and not weights.endswith((".h5", ".keras", ".safetensors"))
+    )
 
 
 def validate_common(*, include_top, weights, classes, pooling, classifier_activation, dropout=0.0, twin=None,
                     arch=None):
     """keras.applications' validation of the shared arguments, plus ``pooling`` and ``dropout``.
 
-    Also accepted: ``weights="timm:<tag>"`` and ``weights="imagenet"`` for a network ``arch``
-    whose ImageNet weights come from timm (`keras_cnn.timm_weights`).
+    ``weights`` may also name pretrained weights of ``arch`` (see `keras_cnn.models.list_weights`);
+    a path that does not exist is refused as such (FileNotFoundError naming ``weights``).
     """
-    from keras_cnn import timm_weights
-
     if not isinstance(include_top, bool):
         raise ValueError(f"`include_top` must be True or False. Received: include_top={include_top!r}")
-    if timm_weights.is_timm_source(weights):
-        timm_weights.timm_record(weights)  # ValueError listing the known tags
-    elif not (weights in {"imagenet", None} or (isinstance(weights, (str, os.PathLike)) and os.path.exists(weights))):
+    named = weights is not None and _is_weights_name(weights)
+    if weights is not None and not named:
+        if not isinstance(weights, (str, os.PathLike)):
+            raise ValueError(
+                "The `weights` argument should be either `None` (random initialization), `imagenet` "
+                "(pre-training on ImageNet), a weights name (keras_cnn.models.list_weights()), or the "
+                f"path to the weights file to be loaded. Received: weights={weights!r}"
+            )
+        if not os.path.exists(weights):
+            raise WeightsFileNotFoundError(
+                f"`weights` file does not exist: {os.fspath(weights)!r}. Accepted: None, 'imagenet', a "
+                f"weights name (keras_cnn.models.list_weights()) or an existing file. Received: weights={weights!r}"
+            )
+    resolved = weights
+    if named:
+        resolved = resolve_weights_name(weights, arch=arch, twin=twin).name
+    if weights == "imagenet" and include_top and classes != 1000:
         raise ValueError(
-            "The `weights` argument should be either `None` (random initialization), `imagenet` "
-            "(pre-training on ImageNet), 'timm:<tag>' (timm's weights, e.g. 'timm:resnet18.tv_in1k'), "
-            f"or the path to the weights file to be loaded. Received: weights={weights}"
-        )
-    if weights == "imagenet" and twin is None and arch in timm_weights.DEFAULT_TIMM_TAGS:
-        twin = f"timm:{timm_weights.DEFAULT_TIMM_TAGS[arch]}"
-    if weights == "imagenet" and twin is None:
-        raise ValueError(
-            "ImageNet weights exist only for the keras.applications twins (VGG16Custom, VGG19Custom, "
-            "ResNet50Custom, ResNet101Custom, ResNet152Custom, InceptionV3Custom) and, from timm, for "
-            "ResNet18, ResNet34 and ResNet50Custom(keras_layout=False). "
-            "Received: weights='imagenet' for a network without one; use weights=None, 'timm:<tag>' or a path."
-        )
-    if (weights == "imagenet" or timm_weights.is_timm_source(weights)) and include_top and classes != 1000:
-        shown = '"imagenet"' if weights == "imagenet" else repr(weights)
-        raise ValueError(
-            f'If using `weights={shown}` with `include_top=True`, `classes` should be 1000. '
+            'If using `weights="imagenet"` with `include_top=True`, `classes` should be 1000. '
             f"Received: classes={classes}"
         )
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
@@ -57,11 +74,57 @@ def validate_common(*, include_top, weights, classes, pooling, classifier_activa
     check_choice("pooling", pooling, POOLINGS)
     check_fraction("dropout", dropout)
     if include_top:
-        imagenet_utils.validate_activation(classifier_activation, weights)
+        keras_compat.validate_activation(classifier_activation, weights)
+    return resolved
+
+
+def resolve_weights_name(weights, *, arch, twin):
+    """The `WeightsSpec` a weights name means for this build.
+
+    "imagenet" is the network's default pretrained weights for this layout: keras.applications'
+    file for a keras.applications twin, else the first other source (e.g. timm's torchvision
+    weights for a torchvision-layout network).
+
+    Raises:
+        ValueError: no such weights for this network, or keras.applications weights for a build
+            that is not layer for layer the keras.applications model.
+    """
+    from keras_cnn.models.specs import MODEL_SPECS, WEIGHTS_SPECS, get_weights_spec, list_weights
+
+    name = _strip_source(weights)
+    if arch not in MODEL_SPECS:
+        raise ValueError(
+            "Pretrained weights exist only for the registry networks with the default architecture "
+            f"arguments. Received: weights={weights!r} for a custom {arch or 'network'} build; use "
+            "weights=None or a file path."
+        )
+    if name == "imagenet":
+        own = [WEIGHTS_SPECS[n] for n in list_weights(arch)]
+        usable = [w for w in own if (w.source == "keras.applications") == (twin is not None)]
+        if not usable:
+            twins = sorted({s.builder_path.rpartition(':')[2] for s in MODEL_SPECS.values() if s.twin})
+            raise ValueError(
+                f"No ImageNet weights for this {arch} build. "
+                + ("keras.applications' weights fit only the layer-for-layer twins "
+                   f"({', '.join(twins)}) with their default arguments. " if own else "")
+                + f"Known weights for {arch}: {[w.name for w in own] or 'none'}. "
+                f"Received: weights='imagenet'; use weights=None or a file path."
+            )
+        return usable[0]
+    record = get_weights_spec(name, arch=arch)
+    if record.source == "keras.applications" and twin is None:
+        raise ValueError(
+            f"The weights {record.name!r} are keras.applications' and fit only the layer-for-layer "
+            f"twin with its default arguments; this {arch} build differs. Received: weights={weights!r}"
+        )
+    return record
 
 
 def make_inputs(input_shape, input_tensor, *, default_size, min_size, include_top, weights, channels=3):
     """Return ``(img_input, model_inputs)`` following keras.applications.
+
+    ``img_input`` has passed through the `ModelIdentity` layer (a pass-through that records
+    what the network is; `keras_cnn.models.identity.registered_builder` fills it in).
 
     ``input_shape`` defaults to ``(default_size, default_size, channels)``; it is checked
     against ``min_size`` and, with a top, must be fully specified.
@@ -72,7 +135,7 @@ def make_inputs(input_shape, input_tensor, *, default_size, min_size, include_to
         input_shape = (default_size, default_size, channels)
     if input_shape is not None:
         input_shape = tuple(input_shape)
-    input_shape = imagenet_utils.obtain_input_shape(
+    input_shape = keras_compat.obtain_input_shape(
         input_shape,
         default_size=default_size,
         min_size=min_size,
@@ -82,13 +145,13 @@ def make_inputs(input_shape, input_tensor, *, default_size, min_size, include_to
     )
     if input_tensor is None:
         img_input = keras.layers.Input(shape=input_shape, name="input_layer")
-        return img_input, img_input
+        return ModelIdentity()(img_input), img_input
     if not keras.backend.is_keras_tensor(input_tensor):
         img_input = keras.layers.Input(tensor=input_tensor, shape=input_shape)
     else:
         img_input = input_tensor
-    sources = operation_utils.get_source_inputs(input_tensor)
-    return img_input, sources[0] if len(sources) == 1 else sources
+    sources = keras.utils.get_source_inputs(input_tensor)
+    return ModelIdentity()(img_input), sources[0] if len(sources) == 1 else sources
 
 
 def pooled_features(x, pooling):
@@ -121,7 +184,32 @@ def finish_model(inputs, outputs, *, name, weights, arch, include_top, aux_outpu
         from keras_cnn.weights import load_weights
 
         load_weights(model, weights, arch=arch, include_top=include_top)
+    _record_weights(model, arch, weights)
     return model
+
+
+def _record_weights(model, arch, weights):
+    """Write the weights' name and the preprocessing they expect into the identity layer."""
+    from keras_cnn.layers.identity import IDENTITY_LAYER_NAME
+    from keras_cnn.models.specs import MODEL_SPECS, WEIGHTS_SPECS
+
+    try:
+        layer = model.get_layer(IDENTITY_LAYER_NAME)
+    except ValueError:
+        return
+    spec = MODEL_SPECS.get(arch)
+    mode = spec.preprocessing if spec else None
+    if weights is None:
+        label = None
+    elif isinstance(weights, str) and weights in WEIGHTS_SPECS:
+        label, mode = weights, WEIGHTS_SPECS[weights].preprocessing
+    else:
+        path = os.fspath(weights)
+        label = f"file:{os.path.basename(path)}"
+        if path.endswith(".safetensors"):
+            mode = "torch"  # timm / torchvision weights
+    layer.weights_source = label
+    layer.preprocessing = mode
 
 
 def check_aux(aux_logits, include_top, arch):

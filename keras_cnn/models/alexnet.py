@@ -21,7 +21,8 @@ from keras_cnn.models._common import (
     scale_width,
     validate_common,
 )
-from keras_cnn.models.registry import register_model
+from keras_cnn.models.identity import registered_builder
+from keras_cnn.models.specs import get_model_spec
 
 # (name, filters, kernel, stride, padding, LRN after it, max-pool after it)
 ALEXNET_CONVS = (
@@ -32,6 +33,8 @@ ALEXNET_CONVS = (
     ("conv5", 256, 3, 1, "same", False, "pool5"),
 )
 ALEXNET_FC = (("fc6", 4096), ("fc7", 4096))
+
+SPEC = get_model_spec("alexnet")
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
@@ -74,6 +77,7 @@ class LocalResponseNormalization(keras.layers.Layer):
         return {**super().get_config(), "depth": self.depth, "bias": self.bias, "alpha": self.alpha, "beta": self.beta}
 
 
+@registered_builder("alexnet")
 def AlexNet(
     include_top=True,
     weights=None,
@@ -119,7 +123,8 @@ def AlexNet(
         >>> AlexNet().count_params()
         62378344
     """
-    validate_common(
+    weights = validate_common(
+        arch="alexnet",
         include_top=include_top,
         weights=weights,
         classes=classes,
@@ -131,7 +136,7 @@ def AlexNet(
     if not isinstance(lrn, bool):
         raise ValueError(f"`lrn` must be True or False. Received: lrn={lrn!r}")
     img_input, inputs = make_inputs(
-        input_shape, input_tensor, default_size=227, min_size=67, include_top=include_top, weights=weights
+        input_shape, input_tensor, default_size=SPEC.default_size, min_size=SPEC.min_size, include_top=include_top, weights=weights
     )
     x = img_input  # 227x227x3
     for conv_name, filters, kernel, stride, padding, has_lrn, pool_name in ALEXNET_CONVS:
@@ -154,26 +159,3 @@ def AlexNet(
     else:
         x = pooled_features(x, pooling)
     return finish_model(inputs, x, name=name, weights=weights, arch="alexnet", include_top=include_top)
-
-
-register_model(
-    "alexnet",
-    AlexNet,
-    family="alexnet",
-    default_size=227,
-    min_size=67,
-    channels=3,
-    preprocessing="caffe",
-    stages={
-        "conv1": "conv1",
-        "pool1": "pool1",
-        "conv2": "conv2",
-        "pool2": "pool2",
-        "conv3": "conv3",
-        "conv4": "conv4",
-        "conv5": "conv5",
-        "pool5": "pool5",
-    },
-    twin=None,
-    description="AlexNet (Krizhevsky et al., 2012), single stream, 227x227, ReLU, dropout; 62,378,344 params.",
-)

@@ -20,13 +20,17 @@ from keras_cnn.models._common import (
     scale_width,
     validate_common,
 )
-from keras_cnn.models.registry import register_model
+from keras_cnn.models.identity import registered_builder
+from keras_cnn.models.specs import get_model_spec
 
 # (filters, kernel, stride) per conv layer; all "valid" (p = 0).
 COURSE_CONVNET = ((10, 3, 1), (20, 5, 2), (40, 5, 2))
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 
+SPEC = get_model_spec("course_convnet")
 
+
+@registered_builder("course_convnet")
 def CourseConvNet(
     include_top=True,
     weights=None,
@@ -69,7 +73,8 @@ def CourseConvNet(
         >>> model.get_layer("flatten").output.shape
         (None, 1960)
     """
-    validate_common(
+    weights = validate_common(
+        arch="course_convnet",
         include_top=include_top,
         weights=weights,
         classes=classes,
@@ -80,7 +85,7 @@ def CourseConvNet(
     wm = check_width_multiplier(width_multiplier)
     check_choice("activation", activation, ACTIVATIONS)
     img_input, inputs = make_inputs(
-        input_shape, input_tensor, default_size=39, min_size=15, include_top=include_top, weights=weights
+        input_shape, input_tensor, default_size=SPEC.default_size, min_size=SPEC.min_size, include_top=include_top, weights=weights
     )
     x = img_input  # 39x39x3
     for i, (filters, kernel, stride) in enumerate(COURSE_CONVNET, start=1):
@@ -97,17 +102,3 @@ def CourseConvNet(
     else:
         x = pooled_features(x, pooling)
     return finish_model(inputs, x, name=name, weights=weights, arch="course_convnet", include_top=include_top)
-
-
-register_model(
-    "course_convnet",
-    CourseConvNet,
-    family="course",
-    default_size=39,
-    min_size=15,
-    channels=3,
-    preprocessing="unit",
-    stages={"conv1": "conv1", "conv2": "conv2", "conv3": "conv3"},
-    twin=None,
-    description="The lecture's small ConvNet: 39x39x3 -> 37x37x10 -> 17x17x20 -> 7x7x40 (1960) -> softmax.",
-)

@@ -19,7 +19,8 @@ from keras_cnn.models._common import (
     scale_width,
     validate_common,
 )
-from keras_cnn.models.registry import register_model
+from keras_cnn.models.identity import registered_builder
+from keras_cnn.models.specs import get_model_spec
 
 # The architecture as data: conv (filters, kernel) each followed by a 2x2/2 average pool,
 # then the hidden fully connected widths.
@@ -27,7 +28,10 @@ LENET5_CONVS = ((6, 5), (16, 5))
 LENET5_FC = (120, 84)
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
 
+SPEC = get_model_spec("lenet5")
 
+
+@registered_builder("lenet5")
 def LeNet5(
     include_top=True,
     weights=None,
@@ -73,7 +77,8 @@ def LeNet5(
         >>> model.count_params()
         61706
     """
-    validate_common(
+    weights = validate_common(
+        arch="lenet5",
         include_top=include_top,
         weights=weights,
         classes=classes,
@@ -84,8 +89,8 @@ def LeNet5(
     wm = check_width_multiplier(width_multiplier)
     check_choice("activation", activation, ACTIVATIONS)
     img_input, inputs = make_inputs(
-        input_shape, input_tensor, default_size=32, min_size=16, include_top=include_top, weights=weights,
-        channels=1,
+        input_shape, input_tensor, default_size=SPEC.default_size, min_size=SPEC.min_size, include_top=include_top, weights=weights,
+        channels=SPEC.channels,
     )
     x = img_input  # 32x32x1
     for i, (filters, kernel) in enumerate(LENET5_CONVS, start=1):
@@ -105,17 +110,3 @@ def LeNet5(
     else:
         x = pooled_features(x, pooling)
     return finish_model(inputs, x, name=name, weights=weights, arch="lenet5", include_top=include_top)
-
-
-register_model(
-    "lenet5",
-    LeNet5,
-    family="lenet",
-    default_size=32,
-    min_size=16,
-    channels=1,
-    preprocessing="unit",
-    stages={"conv1": "conv1", "pool1": "pool1", "conv2": "conv2", "pool2": "pool2"},
-    twin=None,
-    description="LeNet-5 (LeCun et al., 1998): 32x32x1, two conv+avg-pool, FC 120-84, tanh; 61,706 params.",
-)

@@ -21,7 +21,8 @@ from keras_cnn.models._common import (
     scale_width,
     validate_common,
 )
-from keras_cnn.models.registry import register_model
+from keras_cnn.models.identity import registered_builder
+from keras_cnn.models.specs import get_model_spec
 
 # depth -> (block kind, blocks per stage conv2..conv5) (He et al., 2016, table 1).
 RESNET_DEPTHS = {
@@ -35,6 +36,8 @@ RESNET_WIDTHS = (64, 128, 256, 512)
 STEMS = ("imagenet", "small")
 MODEL_SHORTCUTS = ("auto", "projection", "none")
 _TWINS = {50: "ResNet50", 101: "ResNet101", 152: "ResNet152"}
+
+SPEC = get_model_spec("resnet50")  # the family's input size (resnet50)
 
 # Per-layout settings of the convolutions, BN and the bottleneck's stride placement.
 _LAYOUTS = {
@@ -178,7 +181,8 @@ def build_resnet(
         arch = "plain34"
     else:
         arch = f"resnet{key}"
-    validate_common(
+    weights = validate_common(
+        arch=arch,
         include_top=include_top,
         weights=weights,
         classes=classes,
@@ -186,12 +190,9 @@ def build_resnet(
         classifier_activation=classifier_activation,
         dropout=dropout,
         twin=_TWINS[key] if is_twin else None,
-        # torchvision's layout as timm publishes it ("imagenet" -> timm's weights for ResNet-18/34/50)
-        arch=arch if (not keras_layout and wm == 1.0 and stem == "imagenet" and shortcut == "auto"
-                      and default_widths) else None,
     )
     strided_stages = len(stage_depths) - 1
-    default_size, min_size = (224, 4 * 2**strided_stages) if stem == "imagenet" else (32, 2**strided_stages)
+    default_size, min_size = (SPEC.default_size, 4 * 2**strided_stages) if stem == "imagenet" else (32, 2**strided_stages)
     img_input, inputs = make_inputs(
         input_shape, input_tensor, default_size=default_size, min_size=min_size, include_top=include_top,
         weights=weights,
@@ -259,6 +260,7 @@ def _variant(depth, include_top, weights, input_tensor, input_shape, pooling, cl
     )
 
 
+@registered_builder("resnet18")
 def ResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None, classes=1000,
              classifier_activation="softmax", name="resnet18", dropout=0.0, **kwargs):
     """ResNet-18 (He et al., 2016), torchvision layout: 11,689,512 trainable parameters.
@@ -276,6 +278,7 @@ def ResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None
                     classifier_activation, name, dropout, kwargs)
 
 
+@registered_builder("resnet34")
 def ResNet34(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None, classes=1000,
              classifier_activation="softmax", name="resnet34", dropout=0.0, **kwargs):
     """ResNet-34 (He et al., 2016), torchvision layout: 21,797,672 trainable parameters.
@@ -290,6 +293,7 @@ def ResNet34(include_top=True, weights=None, input_tensor=None, input_shape=None
                     classifier_activation, name, dropout, kwargs)
 
 
+@registered_builder("plain34")
 def Plain34(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None, classes=1000,
             classifier_activation="softmax", name="plain34", dropout=0.0, **kwargs):
     """The 34-layer plain network of He et al. (2016, figure 3 middle; table 2 "plain").
@@ -307,6 +311,7 @@ def Plain34(include_top=True, weights=None, input_tensor=None, input_shape=None,
                     classifier_activation, name, dropout, kwargs, shortcut="none")
 
 
+@registered_builder("resnet50")
 def ResNet50Custom(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
                    classes=1000, classifier_activation="softmax", name="resnet50", dropout=0.0, **kwargs):
     """ResNet-50 (He et al., 2016): keras.applications.ResNet50's twin, 25,636,712 parameters.
@@ -323,6 +328,7 @@ def ResNet50Custom(include_top=True, weights=None, input_tensor=None, input_shap
                     classifier_activation, name, dropout, kwargs)
 
 
+@registered_builder("resnet101")
 def ResNet101Custom(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
                     classes=1000, classifier_activation="softmax", name="resnet101", dropout=0.0, **kwargs):
     """ResNet-101 (He et al., 2016): keras.applications.ResNet101's twin, 44,707,176 parameters.
@@ -338,6 +344,7 @@ def ResNet101Custom(include_top=True, weights=None, input_tensor=None, input_sha
                     classifier_activation, name, dropout, kwargs)
 
 
+@registered_builder("resnet152")
 def ResNet152Custom(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
                     classes=1000, classifier_activation="softmax", name="resnet152", dropout=0.0, **kwargs):
     """ResNet-152 (He et al., 2016): keras.applications.ResNet152's twin, 60,419,944 parameters.
@@ -351,32 +358,3 @@ def ResNet152Custom(include_top=True, weights=None, input_tensor=None, input_sha
     kwargs.setdefault("keras_layout", True)
     return _variant(152, include_top, weights, input_tensor, input_shape, pooling, classes,
                     classifier_activation, name, dropout, kwargs)
-
-
-def _register(name, builder, depth, *, family, preprocessing, twin, description):
-    register_model(
-        name,
-        builder,
-        family=family,
-        default_size=224,
-        min_size=32,
-        channels=3,
-        preprocessing=preprocessing,
-        stages=resnet_stage_names(RESNET_DEPTHS[depth][1]),
-        twin=twin,
-        description=description,
-    )
-
-
-_register("plain34", Plain34, 34, family="plain", preprocessing="torch", twin=None,
-          description="Plain-34 (He et al., 2016): ResNet-34 without shortcuts, the degradation baseline.")
-_register("resnet18", ResNet18, 18, family="resnet", preprocessing="torch", twin=None,
-          description="ResNet-18 (He et al., 2016), basic blocks, torchvision layout; 11,689,512 params.")
-_register("resnet34", ResNet34, 34, family="resnet", preprocessing="torch", twin=None,
-          description="ResNet-34 (He et al., 2016), basic blocks, torchvision layout; 21,797,672 params.")
-_register("resnet50", ResNet50Custom, 50, family="resnet", preprocessing="caffe", twin="ResNet50",
-          description="ResNet-50 (He et al., 2016), keras.applications twin; 25,636,712 params.")
-_register("resnet101", ResNet101Custom, 101, family="resnet", preprocessing="caffe", twin="ResNet101",
-          description="ResNet-101 (He et al., 2016), keras.applications twin; 44,707,176 params.")
-_register("resnet152", ResNet152Custom, 152, family="resnet", preprocessing="caffe", twin="ResNet152",
-          description="ResNet-152 (He et al., 2016), keras.applications twin; 60,419,944 params.")

@@ -20,13 +20,16 @@ from keras_cnn.models._common import (
     scale_width,
     validate_common,
 )
-from keras_cnn.models.registry import register_model
+from keras_cnn.models.identity import registered_builder
+from keras_cnn.models.specs import get_model_spec
 
 VGG_WIDTHS = (64, 128, 256, 512, 512)
 # Convs per block of the paper's configurations A (11), B (13), D (16), E (19).
 VGG_DEPTHS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
 VGG_FC = (4096, 4096)
 _TWINS = {16: "VGG16", 19: "VGG19"}
+
+SPEC = get_model_spec("vgg16")  # the family's input size (vgg16)
 
 
 def _parse_config(config):
@@ -114,7 +117,8 @@ def build_vgg(
         raise ValueError(f"`batch_norm` must be True or False. Received: batch_norm={batch_norm!r}")
     is_twin = depth in _TWINS and wm == 1.0 and fc_units == VGG_FC and not batch_norm
     arch = f"vgg{depth}" if depth is not None else "vgg_custom"
-    validate_common(
+    weights = validate_common(
+        arch=arch,
         include_top=include_top,
         weights=weights,
         classes=classes,
@@ -126,7 +130,7 @@ def build_vgg(
     img_input, inputs = make_inputs(
         input_shape,
         input_tensor,
-        default_size=224,
+        default_size=SPEC.default_size,
         min_size=2 ** len(blocks),
         include_top=include_top,
         weights=weights,
@@ -150,6 +154,7 @@ def build_vgg(
     return finish_model(inputs, x, name=name or arch, weights=weights, arch=arch, include_top=include_top)
 
 
+@registered_builder("vgg16")
 def VGG16Custom(
     include_top=True,
     weights=None,
@@ -179,6 +184,7 @@ def VGG16Custom(
     )
 
 
+@registered_builder("vgg19")
 def VGG19Custom(
     include_top=True,
     weights=None,
@@ -205,31 +211,3 @@ def VGG19Custom(
         pooling=pooling, classes=classes, classifier_activation=classifier_activation, name=name,
         dropout=dropout, **kwargs,
     )
-
-
-_VGG_STAGES = {f"block{b}": f"block{b}_pool" for b in range(1, 6)}
-
-register_model(
-    "vgg16",
-    VGG16Custom,
-    family="vgg",
-    default_size=224,
-    min_size=32,
-    channels=3,
-    preprocessing="caffe",
-    stages=_VGG_STAGES,
-    twin="VGG16",
-    description="VGG-16 (Simonyan & Zisserman, 2015), keras.applications twin; 138,357,544 params.",
-)
-register_model(
-    "vgg19",
-    VGG19Custom,
-    family="vgg",
-    default_size=224,
-    min_size=32,
-    channels=3,
-    preprocessing="caffe",
-    stages=_VGG_STAGES,
-    twin="VGG19",
-    description="VGG-19 (Simonyan & Zisserman, 2015), keras.applications twin; 143,667,240 params.",
-)
