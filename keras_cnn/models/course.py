@@ -1,4 +1,4 @@
-"""The small ConvNet of the lecture notes (SPEC section 1).
+"""The small ConvNet of the lecture notes (Ng, Convolutional Neural Networks, deeplearning.ai, week 1).
 
 39x39x3 -> conv 3x3/1 x10 -> 37x37x10 -> conv 5x5/2 x20 -> 17x17x20 -> conv 5x5/2 x40
 -> 7x7x40 = 1960 features -> softmax. Every conv layer is convolution + bias + activation;
