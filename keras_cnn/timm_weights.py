@@ -71,13 +71,12 @@ class TimmWeights:
         network: our registry name, e.g. "resnet18".
         build_args: builder arguments the network needs for these weights besides the
             registry's, e.g. ``{"keras_layout": False}`` for torchvision's ResNet-50.
-        input_size: training resolution (timm's ``input_size``).
-        eval_size: resolution of the published accuracy (timm's ``test_input_size`` if any).
+        input_size: timm's ``input_size`` for these weights, the resolution of ``top1``/``top5``.
         crop_pct: center-crop fraction of the published evaluation.
         interpolation: resize interpolation of the published evaluation.
         preprocessing: our `Preprocess` mode for these weights: "torch" (x / 255, minus the
             ImageNet mean, over its std) or "tf" (x / 127.5 - 1).
-        top1: ImageNet-1k validation top-1 (%) in timm's ``results-imagenet.csv`` at ``eval_size``.
+        top1: ImageNet-1k validation top-1 (%) in timm's ``results-imagenet.csv`` at ``input_size``.
         top5: the same for top-5.
         license: the license timm states for the weights.
         origin: who trained them.
@@ -87,7 +86,6 @@ class TimmWeights:
     network: str
     build_args: dict
     input_size: int
-    eval_size: int
     crop_pct: float
     interpolation: str
     preprocessing: str
@@ -115,35 +113,34 @@ class TimmWeights:
         return f"https://huggingface.co/{self.repo_id}/resolve/main/{self.filename}"
 
 
-def _record(tag, network, *, top1, top5, eval_size=224, input_size=224, crop_pct=0.875,
-            interpolation="bilinear", license="bsd-3-clause", origin="torchvision", build_args=None):
+def _record(tag, network, *, top1, top5, input_size=224, crop_pct=0.875, interpolation="bilinear",
+            license="BSD-3-Clause", origin="torchvision", build_args=None):
     return TimmWeights(
         tag=tag, network=network, build_args=types.MappingProxyType(dict(build_args or {})),
-        input_size=input_size, eval_size=eval_size, crop_pct=crop_pct, interpolation=interpolation,
+        input_size=input_size, crop_pct=crop_pct, interpolation=interpolation,
         preprocessing="torch", top1=top1, top5=top5, license=license, origin=origin,
     )
 
 
 _TV50 = {"keras_layout": False}
-_RSB = dict(crop_pct=1.0, interpolation="bicubic", license="apache-2.0", origin="timm (Wightman et al., 2021)")
+_RSB = dict(crop_pct=0.95, interpolation="bicubic", license="Apache-2.0", origin="timm (Wightman et al., 2021)")
 
 # The first record of a network is what weights="imagenet" means for a build without a
 # keras.applications twin (torchvision's weights).
-# Accuracy: timm's results/results-imagenet.csv (top1, top5 at eval_size); crop, interpolation,
-# license: the weights' pretrained_cfg in timm/models/resnet.py and vgg.py. All use timm's
+# Accuracy: timm's results/results-imagenet.csv (top1, top5) at the weights' input_size (timm also
+# lists the a1 weights at 288, tv2 at 224); crop, interpolation, license: the weights'
+# pretrained_cfg in timm/models/resnet.py and vgg.py. All use timm's
 # IMAGENET_DEFAULT_MEAN / _STD, i.e. our "torch" preprocessing.
 TIMM_WEIGHTS = {
     r.tag: r
     for r in (
         _record("resnet18.tv_in1k", "resnet18", top1=69.752, top5=89.082),
-        _record("resnet18.a1_in1k", "resnet18", top1=73.164, top5=91.054, eval_size=288, **_RSB),
+        _record("resnet18.a1_in1k", "resnet18", top1=71.504, top5=90.086, **_RSB),
         _record("resnet34.tv_in1k", "resnet34", top1=73.298, top5=91.422),
-        _record("resnet34.a1_in1k", "resnet34", top1=77.930, top5=93.758, eval_size=288, **_RSB),
+        _record("resnet34.a1_in1k", "resnet34", top1=76.420, top5=92.896, **_RSB),
         _record("resnet50.tv_in1k", "resnet50", top1=76.156, top5=92.866, build_args=_TV50),
-        _record("resnet50.tv2_in1k", "resnet50", top1=80.846, top5=95.430, input_size=176, crop_pct=0.965,
-                build_args=_TV50),
-        _record("resnet50.a1_in1k", "resnet50", top1=81.240, top5=95.112, eval_size=288, build_args=_TV50,
-                **_RSB),
+        _record("resnet50.tv2_in1k", "resnet50", top1=79.434, top5=94.640, input_size=176, build_args=_TV50),
+        _record("resnet50.a1_in1k", "resnet50", top1=80.382, top5=94.598, build_args=_TV50, **_RSB),
         _record("vgg16.tv_in1k", "vgg16", top1=71.594, top5=90.398),
         _record("vgg19.tv_in1k", "vgg19", top1=72.400, top5=90.878),
     )
@@ -703,13 +700,12 @@ def _register():
     for r in TIMM_WEIGHTS.values():
         if r.tag in WEIGHTS_SPECS:
             continue
-        eval_note = f", evaluated at {r.eval_size}" if r.eval_size != r.input_size else ""
         add_weights_spec(WeightsSpec(
             name=r.tag, arch=r.network, source="timm",
             files=(WeightsFileSpec(r.filename, r.url, include_top=None, hash_algorithm="sha256"),),
             input_size=r.input_size, preprocessing=r.preprocessing, license=r.license, top1=r.top1, top5=r.top5,
             build_args=dict(r.build_args), hf_repo=r.repo_id,
-            description=f"{r.origin} ImageNet-1k weights via timm ({r.interpolation}, crop {r.crop_pct}{eval_note})",
+            description=f"{r.origin} ImageNet-1k weights via timm ({r.interpolation} resize, crop {r.crop_pct})",
         ))
     register_weights_loader("timm", _load_record)
 

@@ -371,7 +371,6 @@ def build_transfer_model(
         ...                              weights="imagenet", input_shape=(224, 224, 3))
     """
     from keras_cnn.layers.preprocess import MODES, Preprocess
-    from keras_cnn.models.registry import get_model_entry
 
     regime = _check_regime(regime)
     check_positive_int("num_classes", num_classes)

@@ -799,7 +799,7 @@ def load_weights(model, weights, *, arch, include_top):
         return model
     text = os.fspath(weights)
     if not os.path.exists(text):
-        from keras_cnn.models.specs import MODEL_SPECS, WEIGHTS_SPECS
+        from keras_cnn.models.specs import MODEL_SPECS
 
         looks_like_path = os.sep in text or text.endswith((".h5", ".keras", ".safetensors"))
         if looks_like_path:

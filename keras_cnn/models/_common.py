@@ -7,6 +7,7 @@ here; we add checks keras lacks (``pooling``, ``dropout``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import keras
@@ -235,3 +236,92 @@ def check_width_multiplier(width_multiplier):
 def scale_width(channels, width_multiplier):
     """``channels * width_multiplier``, rounded to the nearest int, at least 1."""
     return max(1, int(round(channels * width_multiplier)))
+
+
+@dataclasses.dataclass
+class Build:
+    """One network being built: keras.applications' shared arguments, validated once.
+
+    Every builder starts with :func:`start` and ends with :meth:`classifier` + :meth:`finish`,
+    so the argument rules, the input, the top and the weights are written once for the zoo.
+    """
+
+    arch: str
+    include_top: bool
+    weights: object
+    pooling: object
+    classes: int
+    classifier_activation: object
+    dropout: float
+    name: str
+    inputs: object
+
+    def classifier(self, x, *, fc=None, fc_activation="relu", regularizer=None):
+        """The top, or the ``pooling`` of the features when ``include_top=False``.
+
+        Args:
+            x: the last feature map.
+            fc: None for global average pooling -> dropout "top_dropout" -> "predictions" (the
+                ResNet / GoogLeNet / Inception top); else ``[(name, units), ...]`` hidden dense
+                layers after "flatten", each followed by dropout "<name>_dropout" (LeNet,
+                AlexNet, VGG; an empty list puts "top_dropout" after "flatten").
+            fc_activation: activation of the hidden dense layers.
+            regularizer: kernel regularizer of the classifier.
+        """
+        if not self.include_top:
+            return pooled_features(x, self.pooling)
+        if fc is None:
+            x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        else:
+            x = keras.layers.Flatten(name="flatten")(x)
+            for fc_name, units in fc:
+                x = keras.layers.Dense(units, activation=fc_activation, name=fc_name)(x)
+                if self.dropout:
+                    x = keras.layers.Dropout(self.dropout, name=f"{fc_name}_dropout")(x)
+        if self.dropout and not fc:
+            x = keras.layers.Dropout(self.dropout, name="top_dropout")(x)
+        return keras.layers.Dense(
+            self.classes, activation=self.classifier_activation, kernel_regularizer=regularizer, name="predictions"
+        )(x)
+
+    def finish(self, x, aux_outputs=None):
+        """The Functional model, its weights loaded (see :func:`finish_model`)."""
+        return finish_model(
+            self.inputs, x, name=self.name or self.arch, weights=self.weights, arch=self.arch,
+            include_top=self.include_top, aux_outputs=aux_outputs or None,
+        )
+
+
+def start(arch, args, *, twin=None, default_size=None, min_size=None):
+    """Validate a builder's keras.applications arguments and make its input.
+
+    Args:
+        arch: registry name (sizes default to its spec), or a custom build's name.
+        args: the builder's ``locals()`` (``include_top``, ``weights``, ``input_tensor``,
+            ``input_shape``, ``pooling``, ``classes``, ``classifier_activation``, ``name``,
+            ``dropout``).
+        twin: the keras.applications class this build is layer for layer, or None.
+        default_size, min_size: override the spec's (variants such as a small stem).
+
+    Returns:
+        ``(build, x)``: a :class:`Build` and the input tensor (after the identity layer).
+    """
+    from keras_cnn.models.specs import MODEL_SPECS
+
+    spec = MODEL_SPECS.get(arch)
+    weights = validate_common(
+        arch=arch, include_top=args["include_top"], weights=args["weights"], classes=args["classes"],
+        pooling=args["pooling"], classifier_activation=args["classifier_activation"],
+        dropout=args.get("dropout", 0.0), twin=twin,
+    )
+    x, inputs = make_inputs(
+        args["input_shape"], args["input_tensor"],
+        default_size=default_size or spec.default_size, min_size=min_size or spec.min_size,
+        include_top=args["include_top"], weights=weights, channels=spec.channels if spec else 3,
+    )
+    build = Build(
+        arch=arch, include_top=args["include_top"], weights=weights, pooling=args["pooling"],
+        classes=args["classes"], classifier_activation=args["classifier_activation"],
+        dropout=args.get("dropout", 0.0), name=args["name"], inputs=inputs,
+    )
+    return build, x

@@ -151,15 +151,7 @@ def build_googlenet(
         >>> model = build_googlenet(input_shape=(32, 32, 3), classes=10, stem="small",
         ...                         width_multiplier=0.25)
     """
-    weights = _common.validate_common(
-        arch="googlenet",
-        include_top=include_top,
-        weights=weights,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-    )
+    build, x = _common.start("googlenet", locals(), min_size=MIN_SIZE if stem == "imagenet" else MIN_SIZE_SMALL_STEM)
     _common.check_aux(aux_logits, include_top, "GoogLeNet")
     width_multiplier = _common.check_width_multiplier(width_multiplier)
     reduction_ratio = _check_positive_number("reduction_ratio", reduction_ratio)
@@ -169,14 +161,6 @@ def build_googlenet(
     if not isinstance(use_bn, bool):
         raise ValueError(f"`use_bn` must be True or False. Received: use_bn={use_bn!r}")
 
-    img_input, inputs = _common.make_inputs(
-        input_shape,
-        input_tensor,
-        default_size=DEFAULT_SIZE,
-        min_size=MIN_SIZE if stem == "imagenet" else MIN_SIZE_SMALL_STEM,
-        include_top=include_top,
-        weights=weights,
-    )
     conv = dict(use_bn=use_bn)
 
     def w(channels):
@@ -187,13 +171,13 @@ def build_googlenet(
 
     # Stem: 224x224x3 -> 28x28x192 (imagenet) or HxWx3 -> HxWx192 (small).
     if stem == "imagenet":
-        x = ConvBN(w(64), 7, strides=2, name="conv1", **conv)(img_input)  # 112x112x64
+        x = ConvBN(w(64), 7, strides=2, name="conv1", **conv)(x)  # 112x112x64
         x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)  # 56x56x64
         x = ConvBN(w(64), 1, name="conv2_reduce", **conv)(x)
         x = ConvBN(w(192), 3, name="conv2", **conv)(x)  # 56x56x192
         x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)  # 28x28x192
     else:
-        x = ConvBN(w(192), 3, name="conv1", **conv)(img_input)  # HxWx192
+        x = ConvBN(w(192), 3, name="conv1", **conv)(x)  # HxWx192
 
     aux_outputs = {}
     stages = _module_rows(modules_per_stage)
@@ -221,17 +205,9 @@ def build_googlenet(
                         )(x)
     # 7x7x1024 at 224 px
 
-    if include_top:
-        x = _common.gap_classifier(
-            x, classes=classes, classifier_activation=classifier_activation, dropout=dropout
-        )
-    else:
-        x = _common.pooled_features(x, pooling)
+    x = build.classifier(x)
     aux_outputs = {k: aux_outputs[k] for k in sorted(aux_outputs)}
-    return _common.finish_model(
-        inputs, x, name=name, weights=weights, arch="googlenet", include_top=include_top,
-        aux_outputs=aux_outputs or None,
-    )
+    return build.finish(x, aux_outputs)
 
 
 @registered_builder("googlenet")

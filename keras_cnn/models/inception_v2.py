@@ -166,33 +166,17 @@ def InceptionV2(
         >>> model = InceptionV2(input_shape=(32, 32, 3), classes=10, stem="small",
         ...                     width_multiplier=0.125)
     """
-    weights = _common.validate_common(
-        arch="inception_v2",
-        include_top=include_top,
-        weights=weights,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-    )
+    build, x = _common.start("inception_v2", locals(), min_size=MIN_SIZE if stem == "imagenet" else MIN_SIZE_SMALL_STEM)
     _common.check_aux(aux_logits, include_top, "InceptionV2")
     width_multiplier = _common.check_width_multiplier(width_multiplier)
     modules_per_stage = _check_modules_per_stage((3, 5, 2) if modules_per_stage is None else modules_per_stage)
     check_choice("five_by_five", five_by_five, FIVE_BY_FIVE)
     check_choice("stem", stem, tuple(STEMS))
-    img_input, inputs = _common.make_inputs(
-        input_shape,
-        input_tensor,
-        default_size=DEFAULT_SIZE,
-        min_size=MIN_SIZE if stem == "imagenet" else MIN_SIZE_SMALL_STEM,
-        include_top=include_top,
-        weights=weights,
-    )
 
     def w(channels):
         return _common.scale_width(channels, width_multiplier)
 
-    x = apply_conv_stem(img_input, STEMS[stem], width_multiplier=width_multiplier, **BN)  # 35x35x288 at 299 px
+    x = apply_conv_stem(x, STEMS[stem], width_multiplier=width_multiplier, **BN)  # 35x35x288 at 299 px
     aux_outputs = {}
     for (grid, kind, rows, reduction), n in zip(INCEPTION_V2_GRIDS, modules_per_stage):
         if reduction is not None:
@@ -214,13 +198,5 @@ def InceptionV2(
             )(x)
     # 8x8x2048 at 299 px
 
-    if include_top:
-        x = _common.gap_classifier(
-            x, classes=classes, classifier_activation=classifier_activation, dropout=dropout
-        )
-    else:
-        x = _common.pooled_features(x, pooling)
-    return _common.finish_model(
-        inputs, x, name=name, weights=weights, arch="inception_v2", include_top=include_top,
-        aux_outputs=aux_outputs or None,
-    )
+    x = build.classifier(x)
+    return build.finish(x, aux_outputs)

@@ -171,27 +171,10 @@ def InceptionV3Custom(
         >>> model.output.shape
         (None, 2048)
     """
-    weights = _common.validate_common(
-        arch="inception_v3",
-        include_top=include_top,
-        weights=weights,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        twin="InceptionV3",
-    )
+    build, x = _common.start("inception_v3", locals(), twin="InceptionV3")
     _common.check_aux(aux_logits, include_top, "InceptionV3Custom")
-    img_input, inputs = _common.make_inputs(
-        input_shape,
-        input_tensor,
-        default_size=DEFAULT_SIZE,
-        min_size=MIN_SIZE,
-        include_top=include_top,
-        weights=weights,
-    )
 
-    x = apply_conv_stem(img_input, INCEPTION_V3_STEM, **BN)  # 35x35x192
+    x = apply_conv_stem(x, INCEPTION_V3_STEM, **BN)  # 35x35x192
     aux_outputs = {}
     for block_name, (kind, branches) in INCEPTION_V3_BLOCKS.items():
         if kind == "reduction":
@@ -204,13 +187,5 @@ def InceptionV3Custom(
             )(x)
     # 8x8x2048 at 299 px
 
-    if include_top:
-        x = _common.gap_classifier(
-            x, classes=classes, classifier_activation=classifier_activation, dropout=dropout
-        )
-    else:
-        x = _common.pooled_features(x, pooling)
-    return _common.finish_model(
-        inputs, x, name=name, weights=weights, arch="inception_v3", include_top=include_top,
-        aux_outputs=aux_outputs or None,
-    )
+    x = build.classifier(x)
+    return build.finish(x, aux_outputs)

@@ -11,24 +11,14 @@ import keras
 
 from keras_cnn._validation import check_choice
 from keras_cnn.layers.conv import ConvBN
-from keras_cnn.models._common import (
-    check_width_multiplier,
-    finish_model,
-    make_inputs,
-    pooled_features,
-    scale_width,
-    validate_common,
-)
+from keras_cnn.models._common import check_width_multiplier, scale_width, start
 from keras_cnn.models.identity import registered_builder
-from keras_cnn.models.specs import get_model_spec
 
 # The architecture as data: conv (filters, kernel) each followed by a 2x2/2 average pool,
 # then the hidden fully connected widths.
 LENET5_CONVS = ((6, 5), (16, 5))
 LENET5_FC = (120, 84)
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
-
-SPEC = get_model_spec("lenet5")
 
 
 @registered_builder("lenet5")
@@ -77,22 +67,10 @@ def LeNet5(
         >>> model.count_params()
         61706
     """
-    weights = validate_common(
-        arch="lenet5",
-        include_top=include_top,
-        weights=weights,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-    )
+    build, x = start("lenet5", locals())
     wm = check_width_multiplier(width_multiplier)
     check_choice("activation", activation, ACTIVATIONS)
-    img_input, inputs = make_inputs(
-        input_shape, input_tensor, default_size=SPEC.default_size, min_size=SPEC.min_size, include_top=include_top, weights=weights,
-        channels=SPEC.channels,
-    )
-    x = img_input  # 32x32x1
+    # 32x32x1
     for i, (filters, kernel) in enumerate(LENET5_CONVS, start=1):
         x = ConvBN(
             scale_width(filters, wm), kernel, padding="valid", use_bn=False, activation=activation,
@@ -100,13 +78,6 @@ def LeNet5(
         )(x)
         x = keras.layers.AveragePooling2D(2, strides=2, name=f"pool{i}")(x)
     # 32 -> conv1 28x28x6 -> pool1 14x14x6 -> conv2 10x10x16 -> pool2 5x5x16
-    if include_top:
-        x = keras.layers.Flatten(name="flatten")(x)  # 400 features
-        for i, units in enumerate(LENET5_FC, start=1):
-            x = keras.layers.Dense(scale_width(units, wm), activation=activation, name=f"fc{i}")(x)
-            if dropout:
-                x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
-        x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        x = pooled_features(x, pooling)
-    return finish_model(inputs, x, name=name, weights=weights, arch="lenet5", include_top=include_top)
+    fc = [(f"fc{i}", scale_width(units, wm)) for i, units in enumerate(LENET5_FC, start=1)]  # after 400 features
+    x = build.classifier(x, fc=fc, fc_activation=activation)
+    return build.finish(x)

@@ -13,14 +13,7 @@ import keras
 
 from keras_cnn._validation import check_choice, check_fraction
 from keras_cnn.layers.residual import BLOCK_KINDS, ResidualBlock
-from keras_cnn.models._common import (
-    check_width_multiplier,
-    finish_model,
-    make_inputs,
-    pooled_features,
-    scale_width,
-    validate_common,
-)
+from keras_cnn.models._common import check_width_multiplier, scale_width, start
 from keras_cnn.models.identity import registered_builder
 from keras_cnn.models.specs import get_model_spec
 
@@ -181,28 +174,14 @@ def build_resnet(
         arch = "plain34"
     else:
         arch = f"resnet{key}"
-    weights = validate_common(
-        arch=arch,
-        include_top=include_top,
-        weights=weights,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        twin=_TWINS[key] if is_twin else None,
-    )
     strided_stages = len(stage_depths) - 1
     default_size, min_size = (SPEC.default_size, 4 * 2**strided_stages) if stem == "imagenet" else (32, 2**strided_stages)
-    img_input, inputs = make_inputs(
-        input_shape, input_tensor, default_size=default_size, min_size=min_size, include_top=include_top,
-        weights=weights,
-    )
+    build, x = start(arch, locals(), twin=_TWINS[key] if is_twin else None, default_size=default_size, min_size=min_size)
     layout = _LAYOUTS[keras_layout]
     regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
     stem_width = scale_width(stage_widths[0], wm)
 
     # Stem. ImageNet: 224 -> conv1 112x112x64 -> pool1 56x56x64. Small: 32 -> 32x32x64.
-    x = img_input
     if stem == "imagenet":
         x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(x)
         kernel, strides, padding = 7, 2, "valid"
@@ -235,16 +214,8 @@ def build_resnet(
                 **layout,
             )(x)
 
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        if dropout:
-            x = keras.layers.Dropout(dropout, name="top_dropout")(x)
-        x = keras.layers.Dense(
-            classes, activation=classifier_activation, kernel_regularizer=regularizer, name="predictions"
-        )(x)
-    else:
-        x = pooled_features(x, pooling)
-    return finish_model(inputs, x, name=name or arch, weights=weights, arch=arch, include_top=include_top)
+    x = build.classifier(x, regularizer=regularizer)
+    return build.finish(x)
 
 
 def _variant(depth, include_top, weights, input_tensor, input_shape, pooling, classes,

@@ -195,8 +195,8 @@ def _resnet_stages(depth):
     return {"stem": "conv1_relu", **{f"conv{s + 2}": f"conv{s + 2}_block{n}" for s, n in enumerate(blocks)}}
 
 
-_HE2016 = "He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016, table 1"
-_SZEGEDY2015 = "Szegedy et al. Rethinking the Inception Architecture for Computer Vision. CVPR 2016"
+_HE2016 = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016, table 1"
+_SZEGEDY2015 = "Szegedy et al., Rethinking the Inception Architecture for Computer Vision, CVPR 2016"
 
 _ZOO = (
     ModelSpec(
@@ -204,7 +204,7 @@ _ZOO = (
         default_size=39, min_size=15, channels=3, preprocessing="unit",
         stages={"conv1": "conv1", "conv2": "conv2", "conv3": "conv3"},
         num_params=44_950, trainable_params=44_950,
-        paper="Ng, deeplearning.ai Convolutional Neural Networks, week 1 (the example ConvNet)",
+        paper="Ng, Convolutional Neural Networks (deeplearning.ai), week 1: the example ConvNet",
         description="The lecture's small ConvNet: 39x39x3 -> 37x37x10 -> 17x17x20 -> 7x7x40 (1960) -> softmax.",
     ),
     ModelSpec(
@@ -212,7 +212,7 @@ _ZOO = (
         default_size=32, min_size=16, channels=1, preprocessing="unit",
         stages={"conv1": "conv1", "pool1": "pool1", "conv2": "conv2", "pool2": "pool2"},
         num_params=61_706, trainable_params=61_706,
-        paper="LeCun, Bottou, Bengio, Haffner. Gradient-Based Learning Applied to Document Recognition. Proc. IEEE 1998, section II.B",
+        paper="LeCun et al., Gradient-Based Learning Applied to Document Recognition, Proc. IEEE 1998, section II.B",
         description="LeNet-5: 32x32x1, two conv + average-pool stages, FC 120-84, tanh.",
     ),
     ModelSpec(
@@ -221,7 +221,7 @@ _ZOO = (
         stages={"conv1": "conv1", "pool1": "pool1", "conv2": "conv2", "pool2": "pool2",
                 "conv3": "conv3", "conv4": "conv4", "conv5": "conv5", "pool5": "pool5"},
         num_params=62_378_344, trainable_params=62_378_344,
-        paper="Krizhevsky, Sutskever, Hinton. ImageNet Classification with Deep Convolutional Neural Networks. NIPS 2012, section 3.5",
+        paper="Krizhevsky et al., ImageNet Classification with Deep Convolutional Neural Networks, NIPS 2012, section 3.5",
         description="AlexNet, single stream, 227x227, ReLU, local response normalisation, dropout.",
     ),
     ModelSpec(
@@ -229,7 +229,7 @@ _ZOO = (
         default_size=224, min_size=32, preprocessing="caffe",
         stages={f"block{b}": f"block{b}_pool" for b in range(1, 6)},
         num_params=138_357_544, trainable_params=138_357_544, twin="VGG16",
-        paper="Simonyan, Zisserman. Very Deep Convolutional Networks for Large-Scale Image Recognition. ICLR 2015, table 1 (D)",
+        paper="Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015, table 1 (D)",
         description="VGG-16, keras.applications twin.",
     ),
     ModelSpec(
@@ -237,7 +237,7 @@ _ZOO = (
         default_size=224, min_size=32, preprocessing="caffe",
         stages={f"block{b}": f"block{b}_pool" for b in range(1, 6)},
         num_params=143_667_240, trainable_params=143_667_240, twin="VGG19",
-        paper="Simonyan, Zisserman. Very Deep Convolutional Networks for Large-Scale Image Recognition. ICLR 2015, table 1 (E)",
+        paper="Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015, table 1 (E)",
         description="VGG-19, keras.applications twin.",
     ),
     ModelSpec(
@@ -283,7 +283,7 @@ _ZOO = (
         stages={"conv1": "conv1", "conv2": "conv2", "inception3": "inception_3b",
                 "inception4": "inception_4e", "inception5": "inception_5b"},
         num_params=6_998_552, trainable_params=6_998_552,
-        paper="Szegedy et al. Going Deeper with Convolutions. CVPR 2015, table 1",
+        paper="Szegedy et al., Going Deeper with Convolutions, CVPR 2015, table 1",
         description="GoogLeNet / Inception-v1: 9 Inception modules, 2 auxiliary heads.",
     ),
     ModelSpec(
@@ -476,3 +476,45 @@ def get_weights_spec(name, arch=None):
         + (f" for {arch!r}" if arch else "")
         + f". Known: {known or 'none for this network'}"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The README's tables are generated from the records (tests/test_readme_tables.py checks them).
+
+
+def _builder_name(spec):
+    return spec.builder_path.rpartition(":")[2]
+
+
+def zoo_markdown():
+    """The README's model table, from :data:`MODEL_SPECS`."""
+    lines = [
+        "| name | function | params (trainable) | input (min) | preprocessing | twin | aux | reference |",
+        "|---|---|---:|---|---|---|---:|---|",
+    ]
+    for spec in MODEL_SPECS.values():
+        size = f"{spec.default_size}x{spec.default_size}x{spec.channels} ({spec.min_size})"
+        params = f"{spec.num_params:,}" if spec.num_params else "?"
+        if spec.trainable_params and spec.trainable_params != spec.num_params:
+            params += f" ({spec.trainable_params:,})"
+        lines.append(
+            f"| `{spec.name}` | `{_builder_name(spec)}` | {params} | {size} | {spec.preprocessing} | "
+            f"{spec.twin or '-'} | {spec.aux_heads} | {spec.paper} |"
+        )
+    return "\n".join(lines)
+
+
+def weights_markdown():
+    """The README's pretrained-weights table, from :data:`WEIGHTS_SPECS`."""
+    _ensure_extensions()
+    lines = [
+        "| weights | network | source | input | preprocessing | top-1 / top-5 (%) | license |",
+        "|---|---|---|---:|---|---|---|",
+    ]
+    for w in WEIGHTS_SPECS.values():
+        acc = "-" if w.top1 is None else f"{w.top1:.1f}" + ("" if w.top5 is None else f" / {w.top5:.1f}")
+        args = "".join(f", {k}={v!r}" for k, v in w.build_args.items())
+        lines.append(
+            f"| `{w.name}` | `{w.arch}`{args} | {w.source} | {w.input_size} | {w.preprocessing} | {acc} | {w.license} |"
+        )
+    return "\n".join(lines)
