@@ -215,8 +215,9 @@ def get_timm_file(tag, cache_dir=None, *, local_files_only=None, timeout=None):
 
     Uses ``huggingface_hub.hf_hub_download`` and so its cache (``$HF_HUB_CACHE``, default
     ``~/.cache/huggingface/hub``) and its offline mode: with ``HF_HUB_OFFLINE=1`` (read at each
-    call) or ``local_files_only=True`` only the cache is looked at. The Hub is given
-    ``timeout`` seconds to answer, so nothing hangs without a network.
+    call) or ``local_files_only=True`` only the cache is looked at, at once. Otherwise each
+    request to the Hub waits at most ``timeout`` seconds and huggingface_hub retries five times
+    with backoff, so without a network the error comes after about half a minute, never a hang.
 
     Args:
         tag: "resnet18.tv_in1k" or "timm:resnet18.tv_in1k" (a key of :data:`TIMM_WEIGHTS`).
