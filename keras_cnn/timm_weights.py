@@ -694,9 +694,8 @@ def _load_record(model, record, *, include_top):
 
 
 def _register():
-    """Register :data:`TIMM_WEIGHTS` as `keras_cnn.models.WeightsSpec` records and their loader."""
+    """Register :data:`TIMM_WEIGHTS` as `keras_cnn.models.WeightsSpec` records."""
     from keras_cnn.models.specs import WEIGHTS_SPECS, WeightsFileSpec, WeightsSpec, add_weights_spec
-    from keras_cnn.weights import register_weights_loader
 
     for r in TIMM_WEIGHTS.values():
         if r.tag in WEIGHTS_SPECS:
@@ -708,7 +707,8 @@ def _register():
             build_args=dict(r.build_args), hf_repo=r.repo_id,
             description=f"{r.origin} ImageNet-1k weights via timm ({r.interpolation} resize, crop {r.crop_pct})",
         ))
-    register_weights_loader("timm", _load_record)
+    # The loader is found by `keras_cnn.weights` (source "timm" -> this module's `_load_record`),
+    # so registering the records imports neither Keras nor TensorFlow (`keras-cnn list` stays instant).
 
 
 _register()

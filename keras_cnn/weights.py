@@ -767,6 +767,8 @@ def resolve_named_weights(weights, arch):
     text = os.fspath(weights)
     if os.path.exists(text):
         return None
+    if text.startswith("timm:"):  # timm's own spelling of a tag
+        text = text[len("timm:"):]
     return get_weights_spec(text, arch=arch)
 
 
@@ -813,6 +815,11 @@ def load_weights(model, weights, *, arch, include_top):
         loader = _SOURCE_LOADERS.get(record.source)
         if loader is None:
             raise ValueError(f"No loader for weights source {record.source!r} ({record.name}).")
+        if isinstance(loader, str):
+            import importlib
+
+            module, _, attr = loader.partition(":")
+            loader = getattr(importlib.import_module(module), attr)
         return loader(model, record, include_top=include_top)
     path = check_existing_path("weights", text)
     from keras_cnn import timm_weights
@@ -862,8 +869,8 @@ def _registry_name(arch):
 
 
 #: Loaders for weights records of sources other than keras.applications:
-#: ``source -> fn(model, record, *, include_top) -> model``. Modules that add records register here.
-_SOURCE_LOADERS = {}
+#: ``source -> fn(model, record, *, include_top) -> model`` (or ``"module:function"``, imported on use).
+_SOURCE_LOADERS = {"timm": "keras_cnn.timm_weights:_load_record"}
 
 
 def register_weights_loader(source, loader):

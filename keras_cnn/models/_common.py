@@ -207,8 +207,10 @@ def _record_weights(model, arch, weights):
     else:
         path = os.fspath(weights)
         label = f"file:{os.path.basename(path)}"
-        if path.endswith(".safetensors"):
-            mode = "torch"  # timm / torchvision weights
+        from keras_cnn.timm_weights import is_safetensors_file
+
+        if is_safetensors_file(path):
+            mode = "torch"  # timm's files hold torchvision-preprocessed ImageNet weights
     layer.weights_source = label
     layer.preprocessing = mode
 
