@@ -9,7 +9,6 @@ Example:
 """
 
 from keras_cnn.export.client import (
-    MissingExtraError,
     Prediction,
     ServingError,
     predict_grpc,
@@ -31,7 +30,9 @@ from keras_cnn.export.saved_model import (
 )
 from keras_cnn.export.serving_config import (
     ServedModel,
+    batching_parameters,
     batching_parameters_text,
+    models_config,
     models_config_from_exports,
     models_config_text,
     scan_exports,
@@ -39,7 +40,7 @@ from keras_cnn.export.serving_config import (
     write_models_config,
 )
 from keras_cnn.export.verify import Check, VerifyReport, read_signatures, verify_export
-from keras_cnn.export.warmup import decode_predict_log, encode_predict_log, read_warmup_requests, write_warmup_requests
+from keras_cnn.export.warmup import predict_log, read_warmup_requests, request_inputs, write_warmup_requests
 
 __all__ = [
     "BYTES_INPUT",
@@ -47,28 +48,29 @@ __all__ = [
     "Check",
     "DEFAULT_SIGNATURE",
     "IMAGES_INPUT",
-    "MissingExtraError",
     "OUTPUT_NAMES",
     "Prediction",
     "ServedModel",
     "ServingError",
     "VerifyReport",
+    "batching_parameters",
     "batching_parameters_text",
-    "decode_predict_log",
-    "encode_predict_log",
     "export_for_serving",
     "load_class_names",
     "models_config_from_exports",
+    "models_config",
     "models_config_text",
     "next_version",
     "predict_grpc",
     "predict_keras",
     "predict_rest",
+    "predict_log",
     "predict_saved_model",
     "read_class_names",
     "read_metadata",
     "read_signatures",
     "read_warmup_requests",
+    "request_inputs",
     "scan_exports",
     "verify_export",
     "write_batching_parameters",

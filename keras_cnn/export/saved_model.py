@@ -423,9 +423,9 @@ def export_for_serving(
             records = []
             for size in batch_sizes:
                 images = rng.integers(0, 256, (size, height, width, channels)).astype("float32")
-                records.append(_warmup.encode_predict_log(name, DEFAULT_SIGNATURE, {IMAGES_INPUT: images}))
+                records.append(_warmup.predict_log(name, DEFAULT_SIGNATURE, {IMAGES_INPUT: images}))
                 pngs = [encode_png(image) for image in images]
-                records.append(_warmup.encode_predict_log(name, BYTES_SIGNATURE, {BYTES_INPUT: pngs}))
+                records.append(_warmup.predict_log(name, BYTES_SIGNATURE, {BYTES_INPUT: pngs}))
             _warmup.write_warmup_requests(tmp / _warmup.ASSETS_EXTRA / _warmup.WARMUP_FILENAME, records)
 
         info = {
