@@ -390,5 +390,9 @@ def test_cli_export(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("keras-cnn export: error: ") and "already exists" in err
     assert cli.main(argv + ["--version", "1", "--overwrite"]) == 0
+    assert "graph: optimized (weights frozen, 0 BatchNormalization(s) folded" in capsys.readouterr().out
+    assert cli.main(argv + ["--version", "2", "--no-optimize"]) == 0
+    assert "graph: plain (--no-optimize)" in capsys.readouterr().out
+    assert read_metadata(base / "clinet" / "2")["optimized"] is None
     assert cli.main(["export", str(tmp_path / "nope.keras")]) == 2
     assert "keras-cnn export: error: `model` must be an existing file" in capsys.readouterr().err
