@@ -64,7 +64,16 @@ def frozen_graph(model, input_shape):
 
     function = tf.function(lambda images: model(images, training=False))
     concrete = function.get_concrete_function(tf.TensorSpec((None, *input_shape), tf.float32, name="images"))
-    frozen = convert_variables_to_constants_v2(concrete)
+    # Freezing exports the traced graph's collections for grappler and logs a harmless "Issue
+    # encountered when serializing ..." warning for Keras' non-proto collection entries (TF's
+    # message says as much); keep it off the user's terminal.
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        frozen = convert_variables_to_constants_v2(concrete)
+    finally:
+        logger.setLevel(level)
     (inp,) = frozen.inputs
     (out,) = frozen.outputs
     return frozen.graph.as_graph_def(), inp.name, out.name
@@ -116,7 +125,7 @@ def fold_batch_norms(graph_def, output_name):
     """Fold per-channel affine chains after convolutions into the convolutions (see module doc).
 
     Returns:
-        ``(new_graph_def, folded_count, unfolded_muls)``.
+        ``(new_graph_def, folded_count, unfolded_muls)``; ``graph_def`` itself is edited.
     """
     import tensorflow as tf
 
@@ -176,9 +185,8 @@ def fold_batch_norms(graph_def, output_name):
     with tf.compat.v1.Session(graph=graph) as session:
         values = dict(zip(fetch, session.run(list(fetch.values()))))
 
-    nodes = {node.name: node for node in graph_def.node}
-    new = tf.compat.v1.GraphDef()
-    new.CopyFrom(graph_def)
+    activation_muls = _count_activation_muls(graph, constants)  # each plan folds exactly one of them
+    new = graph_def  # edited in place: the caller's frozen graph is not used again
     by_name = {node.name: node for node in new.node}
     for plan in plans:
         conv = plan["conv"]
@@ -205,7 +213,7 @@ def fold_batch_norms(graph_def, output_name):
         conv_node = by_name[conv.name]
         conv_node.input[1] = w_name
         last = by_name[plan["last"].name]
-        controls = [i for i in nodes[plan["last"].name].input if i.startswith("^")]
+        controls = [i for i in last.input if i.startswith("^")]
         last.op = "BiasAdd"
         del last.input[:]
         last.input.extend([conv.name, b_name, *controls])
@@ -219,11 +227,9 @@ def fold_batch_norms(graph_def, output_name):
         if len(keep) != len(node.input):
             del node.input[:]
             node.input.extend(keep)
+    del graph
     pruned = tf.compat.v1.graph_util.extract_sub_graph(new, [output_op])
-    check = tf.Graph()
-    with check.as_default():
-        tf.graph_util.import_graph_def(pruned, name="")
-    return pruned, len(plans), _count_activation_muls(check, _variable_free(check))
+    return pruned, len(plans), activation_muls - len(plans)
 
 
 def _const_node(name, array):
