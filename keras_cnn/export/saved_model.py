@@ -173,7 +173,8 @@ def inference_model(model):
                 f"serve. Received: outputs={sorted(output)}"
             )
         head = output["predictions"]
-        model = keras.Model(model.inputs, head, name=model.name)
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # call it with a tensor, not a list
+        model = keras.Model(inputs, head, name=model.name)
     elif isinstance(output, (list, tuple)):
         raise ValueError(
             f"`model` must have one output (or a dict with 'predictions'). Received: {len(output)} outputs"
@@ -191,8 +192,10 @@ def _has_output(model):
 
 def _outputs_logits(model) -> bool:
     """True when the layer producing the output has a linear activation (logits)."""
+    from keras_cnn._compat.keras_ import producing_layer
+
     try:
-        layer = model.output._keras_history[0]
+        layer = producing_layer(model.output)
     except (AttributeError, IndexError, ValueError):
         return False
     activation = getattr(layer, "activation", None)
@@ -201,12 +204,10 @@ def _outputs_logits(model) -> bool:
 
 
 def _preprocessing_mode(model):
+    from keras_cnn._compat.keras_ import all_sublayers
     from keras_cnn.layers.preprocess import Preprocess
 
-    try:
-        layers = list(model._flatten_layers(include_self=False, recursive=True))
-    except (AttributeError, TypeError):
-        layers = list(getattr(model, "layers", []))
+    layers = all_sublayers(model)
     modes = [layer.mode for layer in layers if isinstance(layer, Preprocess)]
     return modes[0] if modes else None
 
