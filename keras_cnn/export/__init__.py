@@ -27,6 +27,7 @@ from keras_cnn.export.saved_model import (
     next_version,
     read_class_names,
     read_metadata,
+    remove_stale_temporaries,
 )
 from keras_cnn.export.serving_config import (
     ServedModel,
@@ -69,6 +70,7 @@ __all__ = [
     "read_class_names",
     "read_metadata",
     "read_signatures",
+    "remove_stale_temporaries",
     "read_warmup_requests",
     "request_inputs",
     "scan_exports",

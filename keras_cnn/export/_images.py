@@ -115,7 +115,7 @@ def decode_item(item, height=None, width=None, channels=0):
         if height is not None:
             image = tf.image.resize(image, (height, width))
         return image.numpy()
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, tf.errors.OutOfRangeError) as err:
+    except tf.errors.OpError as err:  # corrupt, truncated, too large, ...: this image only
         msg = (getattr(err, "message", "") or str(err)).strip().splitlines()
         item.error = "could not be decoded as an image" + (f" ({msg[0]})" if msg else "")
         return None
