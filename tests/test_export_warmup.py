@@ -1,5 +1,7 @@
 """Warm-up records: TF Serving's PredictionLog messages (tensorflow-serving-api) in a TFRecord file."""
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -38,7 +40,7 @@ def test_predict_log_is_the_real_message():
 def test_no_hand_written_protobuf_encoding_remains():
     import keras_cnn.export.warmup as module
 
-    source = open(module.__file__, encoding="utf-8").read()
+    source = Path(module.__file__).read_text(encoding="utf-8")
     for needle in ("varint", "wire type", "<< 3", "_iter_fields"):
         assert needle not in source, needle
 

@@ -30,9 +30,8 @@ def tiny_model():
     return keras.Model(inputs, outputs, name="pnet")
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("predict")
+def make_setup(root):
+    """A tiny trained-like run (model.keras + class_names.json), its export, and test images under root."""
     model = tiny_model()
     run = root / "runs" / "pnet"
     run.mkdir(parents=True)
@@ -50,6 +49,11 @@ def setup(tmp_path_factory):
     not_image = root / "notes.txt"
     not_image.write_text("definitely not an image")
     return {"root": root, "run": run, "path": path, "images": images, "not_image": not_image, "model": model}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    return make_setup(tmp_path_factory.mktemp("predict"))
 
 
 def reference(setup):

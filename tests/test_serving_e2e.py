@@ -28,7 +28,12 @@ from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, predict
 
 from keras_cnn import cli
 from keras_cnn.export import ServingError, predict_grpc, predict_rest
-from tests.test_predict import NAMES, assert_matches_reference, reference, setup  # noqa: F401 - setup: fixture
+from tests.test_predict import NAMES, assert_matches_reference, make_setup, reference
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    return make_setup(tmp_path_factory.mktemp("serving_e2e"))
 
 
 def _signature_defs(export_path):
@@ -79,7 +84,7 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
             return None
         return match.group(3)
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         if self.route("GET") == "/metadata":
             defs = {k: json_format.MessageToDict(v, preserving_proto_field_name=True)
                     for k, v in self.server.signature_defs.items()}
@@ -87,7 +92,7 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
                                             "signature_name": ""},
                              "metadata": {"signature_def": {"signature_def": defs}}})
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         if self.route("POST") is None:
             return
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -230,7 +235,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         if spec.name != self.model_name or (spec.HasField("version") and spec.version.value != self.version):
             context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: {spec.name}")
 
-    def Predict(self, request, context):  # noqa: N802 - the generated method name
+    def Predict(self, request, context):  # the generated method name
         self.requests.append(request)
         self._check_spec(request.model_spec, context)
         name = request.model_spec.signature_name or "serving_default"
@@ -249,7 +254,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.outputs[key].CopyFrom(tf.make_tensor_proto(value.numpy()))
         return response
 
-    def GetModelMetadata(self, request, context):  # noqa: N802
+    def GetModelMetadata(self, request, context):
         self._check_spec(request.model_spec, context)
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         defs = get_model_metadata_pb2.SignatureDefMap()

@@ -117,7 +117,7 @@ def main(argv=None):
             for batch in args.batches:
                 x = tf.constant(rng.uniform(0, 255, (batch, size, size, 3)).astype("float32"))
 
-                def call(cand, x=x):
+                def call(cand, x=x, signatures=signatures):
                     signature, alias, output = signatures[cand]
                     return signature(**{alias: x})[output].numpy()
 
@@ -125,7 +125,7 @@ def main(argv=None):
                 diffs = {cand: float(np.max(np.abs(call(cand) - reference))) for cand in signatures}
                 cpu = {cand: [] for cand in signatures}
 
-                def timed(cand):
+                def timed(cand, call=call, cpu=cpu):
                     start = time.process_time()
                     call(cand)
                     cpu[cand].append(time.process_time() - start)

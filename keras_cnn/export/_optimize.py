@@ -202,7 +202,7 @@ def fold_batch_norms(graph_def, output_name):
         if conv.type == "Conv2D":
             folded_w = weights * scale
         else:  # depthwise: output channel = in_channel * multiplier + m
-            h, w, cin, mult = weights.shape
+            _, _, cin, mult = weights.shape
             folded_w = weights * scale.reshape(cin, mult)
         folded_b = bias * scale + offset
         w_name, b_name = f"{conv.name}/bn_folded_filter", f"{conv.name}/bn_folded_bias"
@@ -243,12 +243,11 @@ def _const_node(name, array):
 
 def _count_activation_muls(graph, constants):
     """Mul nodes scaling a 4-D activation map by a constant (BatchNormalizations left unfolded)."""
-    count = 0
-    for op in graph.get_operations():
-        if op.type == "Mul" and op.name not in constants and op.outputs[0].shape.rank == 4:
-            if any(t.op.name in constants for t in op.inputs):
-                count += 1
-    return count
+    return sum(
+        1 for op in graph.get_operations()
+        if op.type == "Mul" and op.name not in constants and op.outputs[0].shape.rank == 4
+        and any(t.op.name in constants for t in op.inputs)
+    )
 
 
 def optimized_inference_graph(model, input_shape) -> OptimizedGraph:

@@ -149,7 +149,7 @@ def predictions_from_rows(rows, sources, *, top_k=5, class_names=None) -> list[P
                 "is this a keras_cnn export?"
             )
 
-        def name_of(index):
+        def name_of(index, known=known):
             if class_names is not None and 0 <= index < len(class_names):
                 return class_names[index]
             return known.get(index, str(index))
