@@ -170,7 +170,7 @@ def test_optimized_graph_folds_batchnorm_and_matches(tmp_path):
     fast = export_for_serving(model, tmp_path, "fast", warmup=False)
     plain = export_for_serving(model, tmp_path, "plain", warmup=False, optimize=False)
     assert read_metadata(fast)["optimized"] == {"frozen": True, "batchnorms_folded": 3, "activation_scalings_left": 1}
-    assert read_metadata(plain)["optimized"] is None
+    assert read_metadata(plain)["optimized"] is None and read_metadata(plain)["optimize_error"] is None
     x = raw_images(3)
     expected = model(x, training=False).numpy()
     for path in (fast, plain):
@@ -186,6 +186,23 @@ def test_optimized_graph_folds_batchnorm_and_matches(tmp_path):
     plain_vars = [name for name, _ in tf.train.list_variables(str(plain / "variables" / "variables"))]
     assert not any(name.startswith("_all_variables/") for name in plain_vars)  # each variable stored once
     assert len([n for n in plain_vars if n != "_CHECKPOINTABLE_OBJECT_GRAPH"]) == len(model.weights)
+
+
+def test_optimizer_failure_falls_back_to_the_plain_graph_loudly(tmp_path, monkeypatch):
+    from keras_cnn.export import _optimize
+
+    def fail(*args, **kwargs):
+        raise ValueError("Cannot freeze op StatefulFoo")
+
+    monkeypatch.setattr(_optimize, "optimized_inference_graph", fail)
+    model = bn_model()
+    with pytest.warns(UserWarning, match=r"optimized serving graph could not be built \(ValueError: Cannot freeze"):
+        path = export_for_serving(model, tmp_path, "fallback", warmup=False)
+    meta = read_metadata(path)
+    assert meta["optimized"] is None and meta["optimize_error"] == "ValueError: Cannot freeze op StatefulFoo"
+    x = raw_images(2)
+    got = tf.saved_model.load(str(path)).signatures[DEFAULT_SIGNATURE](images=tf.constant(x))["probabilities"]
+    np.testing.assert_allclose(got.numpy(), model(x, training=False).numpy(), atol=1e-5)
 
 
 def test_export_is_readable_by_others_and_respects_umask(exported, tmp_path):

@@ -81,6 +81,8 @@ def run(args):
     if optimized:
         print(f"  graph: optimized (weights frozen, {optimized['batchnorms_folded']} BatchNormalization(s) folded "
               "into convolutions)")
+    elif info.get("optimize_error"):
+        print(f"  graph: plain (the optimized graph could not be built: {info['optimize_error']})")
     else:
         print("  graph: plain (--no-optimize)")
     if args.verify:

@@ -395,7 +395,10 @@ def export_for_serving(
         optimize: write the optimized inference graph: weights frozen to constants and every
             BatchNormalization that follows a convolution folded into it (see
             `keras_cnn.export._optimize`); the folded graph is checked against the model before
-            it is written. False: the plain graph reading the model's variables. Default True.
+            it is written. Should that fail (an op that cannot be frozen, over 1.5 GB of weights,
+            a mismatch), the plain graph is written instead with a warning, and the reason is
+            kept as ``optimize_error`` in the metadata. False: the plain graph reading the
+            model's variables. Default True.
 
     Returns:
         ``pathlib.Path`` of the version directory.
@@ -403,8 +406,7 @@ def export_for_serving(
     Raises:
         FileExistsError: the version exists and ``overwrite`` is False.
         ValueError: unsupported model (not one image input, several outputs), class names that
-            do not match the number of classes, a bad name/version/top_k, or (``optimize``) a
-            graph too large to freeze (over 1.5 GB of weights: export with optimize=False).
+            do not match the number of classes, a bad name/version/top_k.
 
     Example:
         >>> path = export_for_serving(model, "saved_models", "lenet5", class_names=names)
@@ -456,18 +458,17 @@ def export_for_serving(
     ) as tmp:
         owner = tmp / _OWNER_FILE
         owner.write_text(json.dumps({"pid": os.getpid(), "started": _process_start_time()}), encoding="utf-8")
-        optimized = None
+        optimized, optimize_error, network = None, None, None
         if optimize:
-            from keras_cnn.export import _optimize
-
-            optimized = _optimize.optimized_inference_graph(serve_model, (height, width, channels))
-            if optimized.graph_def.ByteSize() > 1.5 * 2**30:
-                raise ValueError("`optimize=True` needs the weights inside one GraphDef (protobuf's 2 GB "
-                                 f"limit); this model has {optimized.graph_def.ByteSize() / 2**30:.1f} GB. "
-                                 "Export with optimize=False.")
-            network = _optimize.graph_function(optimized, (height, width, channels))
-            _check_optimized(serve_model, network, (height, width, channels))
-        else:
+            try:
+                optimized, network = _optimized_network(serve_model, (height, width, channels))
+            except (ValueError, RuntimeError, TypeError, tf.errors.OpError) as err:
+                # Never lose an export (e.g. the one at the end of a long training run) to the
+                # optimizer: fall back to the plain graph, loudly, and record why.
+                optimize_error = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                warnings.warn(f"the optimized serving graph could not be built ({optimize_error}); "
+                              "exported the plain graph instead (optimize=False)", stacklevel=2)
+        if network is None:
             network = tf.function(lambda images: serve_model(images, training=False),
                                   input_signature=[tf.TensorSpec((None, height, width, channels), tf.float32)],
                                   ).get_concrete_function()
@@ -562,6 +563,7 @@ def export_for_serving(
                 "batchnorms_folded": optimized.folded,
                 "activation_scalings_left": optimized.batch_norms_left,
             },
+            "optimize_error": optimize_error,
             "metadata": user_metadata,
             "packages": _package_versions(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -570,6 +572,20 @@ def export_for_serving(
         owner.unlink()
         _make_readable(tmp)
     return target
+
+
+def _optimized_network(serve_model, input_shape):
+    """``(OptimizedGraph, concrete function)`` of the frozen, BN-folded model, checked against it."""
+    from keras_cnn.export import _optimize
+
+    optimized = _optimize.optimized_inference_graph(serve_model, input_shape)
+    size = optimized.graph_def.ByteSize()
+    if size > 1.5 * 2**30:
+        raise ValueError(f"the frozen graph holds {size / 2**30:.1f} GB of weights; one GraphDef is limited "
+                         "to 2 GB (protobuf)")
+    network = _optimize.graph_function(optimized, input_shape)
+    _check_optimized(serve_model, network, input_shape)
+    return optimized, network
 
 
 def _check_optimized(serve_model, network, input_shape, atol=1e-4):

@@ -256,6 +256,8 @@ def verify_export(path, *, model=None, samples=None, atol=1e-4, saved_model_cli=
                       "BatchNormalization(s) folded into convolutions")
             if optimized.get("activation_scalings_left"):
                 detail += f", {optimized['activation_scalings_left']} not after a convolution (kept)"
+        elif metadata.get("optimize_error"):
+            detail = f"plain: the optimized graph could not be built ({metadata['optimize_error']})"
         else:
             detail = "plain (exported with optimize=False): reads the model's variables"
         add("serving graph", True, detail)
