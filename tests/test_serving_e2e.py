@@ -44,7 +44,7 @@ def _signature_defs(export_path):
 # --------------------------------------------------------------------------- REST
 
 
-class FakeTFServing(http.server.ThreadingHTTPServer):
+class RestServer(http.server.ThreadingHTTPServer):
     """TF Serving's REST predict + metadata semantics (api_rest, json_tensor.cc) on a real SavedModel."""
 
     def __init__(self, export_path, model_name, version, *, error=None):
@@ -52,14 +52,14 @@ class FakeTFServing(http.server.ThreadingHTTPServer):
         self.model_name, self.version, self.error = model_name, version, error
         self.requests = []
         self.signature_defs = _signature_defs(export_path)
-        super().__init__(("127.0.0.1", 0), FakeHandler)
+        super().__init__(("127.0.0.1", 0), RestHandler)
 
     @property
     def url(self):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-class FakeHandler(http.server.BaseHTTPRequestHandler):
+class RestHandler(http.server.BaseHTTPRequestHandler):
     PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?(:predict|/metadata)$")
 
     def log_message(self, *args):  # keep pytest output clean
@@ -137,11 +137,11 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def fake_server(setup):
+def rest_server(setup):
     servers = []
 
     def start(**kwargs):
-        server = FakeTFServing(setup["path"], "pnet", 1, **kwargs)
+        server = RestServer(setup["path"], "pnet", 1, **kwargs)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return server
@@ -152,8 +152,8 @@ def fake_server(setup):
         server.server_close()
 
 
-def test_rest_bytes_signature_request_and_answer(setup, fake_server):
-    server = fake_server()
+def test_rest_bytes_signature_request_and_answer(setup, rest_server):
+    server = rest_server()
     predictions = predict_rest(server.url, "pnet", setup["images"], top_k=4)
     assert_matches_reference(predictions, setup, k=4)
     (body,) = server.requests
@@ -166,8 +166,8 @@ def test_rest_bytes_signature_request_and_answer(setup, fake_server):
         predict_rest(server.url, "pnet", setup["images"][:1], version=2)
 
 
-def test_rest_float_signature_via_metadata(setup, fake_server):
-    server = fake_server()
+def test_rest_float_signature_via_metadata(setup, rest_server):
+    server = rest_server()
     predictions = predict_rest(server.url, "pnet", setup["images"], signature="serving_default")
     assert_matches_reference(predictions, setup, atol=1e-4)
     (body,) = server.requests
@@ -177,8 +177,8 @@ def test_rest_float_signature_via_metadata(setup, fake_server):
         predict_rest(server.url, "pnet", setup["images"], signature="nope")
 
 
-def test_cli_rest_end_to_end(setup, fake_server, capsys):
-    server = fake_server()
+def test_cli_rest_end_to_end(setup, rest_server, capsys):
+    server = rest_server()
     images = [str(f) for f in setup["images"]]
     best = NAMES[int(reference(setup)[0].argmax())]
     argv = ["predict", images[0], str(setup["not_image"]), images[2], "--server", server.url, "--model", "pnet",
@@ -192,8 +192,8 @@ def test_cli_rest_end_to_end(setup, fake_server, capsys):
     assert cli.main(["predict", *images, "--server", server.url, "--model", "pnet"]) == 0
 
 
-def test_rest_errors_surface_clearly(setup, fake_server, capsys):
-    server = fake_server(error="Input to reshape is a tensor with 10 values")
+def test_rest_errors_surface_clearly(setup, rest_server, capsys):
+    server = rest_server(error="Input to reshape is a tensor with 10 values")
     # HTTP 400 is a rejected input: each image is retried alone and reported with the server's reason
     results = predict_rest(server.url, "pnet", setup["images"][:2])
     assert [r.ok for r in results] == [False, False] and len(server.requests) == 3
@@ -310,7 +310,7 @@ def test_cli_grpc_end_to_end(setup, grpc_service, capsys):
 
 def test_grpc_rejected_image_is_retried_alone(setup, grpc_service, tmp_path):
     """An image the server rejects (INVALID_ARGUMENT for the whole batch) costs only itself."""
-    odd = tmp_path / "odd.png"  # decodes locally, but as 16-bit PNG; the fake rejects it like a bad input
+    odd = tmp_path / "odd.png"  # decodes locally, but as 16-bit PNG; this server rejects it as bad input
     odd.write_bytes(tf.io.encode_png(tf.zeros((5, 5, 3), tf.uint16)).numpy())
     grpc_service.reject = {odd.read_bytes()}
     seen = len(grpc_service.requests)
