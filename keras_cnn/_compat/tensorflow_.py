@@ -6,12 +6,11 @@ from __future__ import annotations
 def convert_variables_to_constants_v2(concrete_function):
     """Freeze a ConcreteFunction: its captured variables become Const nodes, calls are inlined.
 
-    Used by `keras_cnn.export` (``optimize=True``) to get the inference graph with the weights
-    as constants, so that BatchNormalization can be folded into the preceding convolutions.
-    TF 2 has no public freezing API: ``tf.compat.v1.graph_util.convert_variables_to_constants``
-    needs a v1 Session holding the variables, which a Keras 3 model does not have. This is the
-    function that ``tf.lite.TFLiteConverter.from_concrete_functions`` and TF's own
-    ``saved_model_cli`` use (tensorflow/python/framework/convert_to_constants.py).
+    Why private: TF 2 has no public freezing API (``tf.compat.v1.graph_util.
+    convert_variables_to_constants`` needs a v1 Session holding the variables, which a Keras 3
+    model does not have); ``tensorflow.python.framework.convert_to_constants`` is what TF's own
+    TFLite converter uses. `keras_cnn.export` (``optimize=True``) needs the inference graph with
+    the weights as constants to fold BatchNormalization into the preceding convolutions.
     """
     from tensorflow.python.framework import convert_to_constants
 

@@ -204,10 +204,10 @@ def _outputs_logits(model) -> bool:
 
 
 def _preprocessing_mode(model):
-    from keras_cnn._compat.keras_ import all_sublayers
+    from keras_cnn._compat.keras_ import flatten_layers
     from keras_cnn.layers.preprocess import Preprocess
 
-    layers = all_sublayers(model)
+    layers = flatten_layers(model)
     modes = [layer.mode for layer in layers if isinstance(layer, Preprocess)]
     return modes[0] if modes else None
 
