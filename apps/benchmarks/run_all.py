@@ -49,7 +49,7 @@ PLANS = {
                                "--batch", "64", "--steps", "10", "--rounds", "7", "--xla", "--mixed-precision",
                                "--graph-check"]),
         ("pipeline", "pipeline.py", ["--image-size", "224", "--batch", "128", "--models", "resnet18", "--xla"]),
-        ("serving", "serving.py", ["--models", "lenet5,resnet50:224", "--batches", "1,32,128"]),
+        ("serving", "serving.py", ["--models", "resnet50:224,inception_v3:299", "--batches", "1,32,128"]),
         ("efficiency", "efficiency.py", ["--models", "resnet50:224,vgg16:224,inception_v3:299", "--batch", "64",
                                          "--matmul-size", "8192"]),
         ("efficiency_xla", "efficiency.py", ["--models", "resnet50:224,vgg16:224,inception_v3:299", "--batch", "64",

@@ -77,3 +77,15 @@ def compute_output_spec(fn, *args, **kwargs):
     from keras.src import backend
 
     return backend.compute_output_spec(fn, *args, **kwargs)
+
+
+def producing_layer(tensor):
+    """The layer whose call produced symbolic ``tensor`` (a KerasTensor of a Functional model).
+
+    Why private: Keras 3 has no public accessor for the layer behind a KerasTensor;
+    ``_keras_history`` (layer, node index, tensor index) is what Keras' own Functional graph
+    walking uses. `keras_cnn.export` needs it to tell whether a model ends in logits (a linear
+    last layer), so that the served signature adds a softmax. Raises AttributeError, IndexError
+    or ValueError when there is none.
+    """
+    return tensor._keras_history[0]

@@ -1,3 +1,17 @@
 """Private names of tensorflow used by keras_cnn, each explained (see keras_cnn/_compat/__init__.py)."""
 
 from __future__ import annotations
+
+
+def convert_variables_to_constants_v2(concrete_function):
+    """Freeze a ConcreteFunction: its captured variables become Const nodes, calls are inlined.
+
+    Why private: TF 2 has no public freezing API (``tf.compat.v1.graph_util.
+    convert_variables_to_constants`` needs a v1 Session holding the variables, which a Keras 3
+    model does not have); ``tensorflow.python.framework.convert_to_constants`` is what TF's own
+    TFLite converter uses. `keras_cnn.export` (``optimize=True``) needs the inference graph with
+    the weights as constants to fold BatchNormalization into the preceding convolutions.
+    """
+    from tensorflow.python.framework import convert_to_constants
+
+    return convert_to_constants.convert_variables_to_constants_v2(concrete_function)
