@@ -413,3 +413,14 @@ def test_cli_export(tmp_path, capsys):
     assert read_metadata(base / "clinet" / "2")["optimized"] is None
     assert cli.main(["export", str(tmp_path / "nope.keras")]) == 2
     assert "keras-cnn export: error: `model` must be an existing file" in capsys.readouterr().err
+
+
+def test_metadata_records_the_network_identity(tmp_path):
+    from keras_cnn.models import build_model
+
+    model = build_model("lenet5", classes=3, width_multiplier=0.5)
+    meta = read_metadata(export_for_serving(model, tmp_path, warmup=False))
+    assert meta["network"]["arch"] == "lenet5" and meta["network"]["preprocessing"] == "unit"
+    assert meta["network"]["build_args"]["width_multiplier"] == 0.5 and meta["network"]["weights"] is None
+    foreign = read_metadata(export_for_serving(bn_model(), tmp_path, "foreign", warmup=False))
+    assert foreign["network"] is None

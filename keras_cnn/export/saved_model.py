@@ -8,7 +8,7 @@ Layout written by `export_for_serving` (TF Serving's ``<base_path>/<version>/``)
                                                    saved_model.pb and variables/ is empty)
       assets/class_names.txt                       one class name a line; a tracked tf asset
                                                    (it feeds the index -> name lookup table)
-      assets.extra/keras_cnn.json                  metadata: model, input size, preprocessing,
+      assets.extra/keras_cnn.json                  metadata: model and its network identity, input size, preprocessing,
                                                    classes, metrics, package versions, time
       assets.extra/tf_serving_warmup_requests      warm-up PredictionLog records (optional)
 
@@ -546,6 +546,7 @@ def export_for_serving(
             "name": name,
             "version": version,
             "model_name": keras_model.name,
+            "network": _network_identity(keras_model),
             "source": None if source is None else str(source),
             "input_shape": [height, width, channels],
             "channels": channels,
@@ -572,6 +573,18 @@ def export_for_serving(
         owner.unlink()
         _make_readable(tmp)
     return target
+
+
+def _network_identity(model):
+    """The keras_cnn identity of the exported network (registry name, build arguments, weights,
+    preprocessing), or None for a model keras_cnn did not build."""
+    from keras_cnn.models.identity import model_identity
+
+    identity = model_identity(model)
+    if identity is None:
+        return None
+    return {"arch": identity.arch, "build_args": identity.build_args, "weights": identity.weights,
+            "preprocessing": identity.preprocessing}
 
 
 def _optimized_network(serve_model, input_shape):
