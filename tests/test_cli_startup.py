@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from keras_cnn import cli
 from keras_cnn.commands._args import check_image_channels, image_size
 from keras_cnn.commands.list import ZOO, ZOO_FIELDS
 
@@ -211,3 +212,26 @@ def test_zoo_table_matches_the_registry():
     for name in ("course_convnet", "lenet5", "googlenet"):  # the cheap ones, built for real
         params = dict(zip(ZOO_FIELDS, next(r for r in ZOO if r[0] == name)))["params"]
         assert build_model(name).count_params() == params
+
+
+def test_augment_on_auto_is_the_default_and_follows_the_hardware():
+    import tensorflow as tf
+
+    from keras_cnn.data.augment import resolve_augment_on
+
+    args = cli.build_parser().parse_args(["train", "lenet5"])
+    assert args.augment_on == "auto"
+    expected = "device" if tf.config.list_physical_devices("GPU") else "cpu"
+    assert resolve_augment_on("auto") == resolve_augment_on() == expected
+    assert resolve_augment_on("device") == "device" and resolve_augment_on("cpu") == "cpu"
+    with pytest.raises(ValueError, match=r"`augment_on` must be one of \['auto', 'device', 'cpu'\]"):
+        resolve_augment_on("gpu")
+
+
+def test_parse_shape_example_matches_its_rank():
+    from keras_cnn._validation import parse_shape
+
+    with pytest.raises(ValueError, match=r"must be 2 positive ints like 224,224\. Received"):
+        parse_shape("image_size", "32", ndim=2)
+    with pytest.raises(ValueError, match=r"must be 3 positive ints like 224,224,3\. Received"):
+        parse_shape("--input-shape", "1,2", ndim=3)
