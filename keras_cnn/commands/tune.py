@@ -161,7 +161,7 @@ def run(args):
         export=not args.no_export,
         export_dir=args.export_dir,
         export_name=args.export_name,
-        image_size=check_image_channels(args.image_size, args.channels, "--channels"),
+        image_size=check_image_channels(args.image_size, args.channels, "the search (--channels)"),
         channels=args.channels,
         max_examples=args.max_examples,
         batch_size=args.batch_size,
