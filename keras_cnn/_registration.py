@@ -27,8 +27,17 @@ import sys
 import threading
 
 # The modules whose import registers every `keras.saving.register_keras_serializable` class of the
-# package: the layers, the model zoo (AlexNet's LRN layer) and the training recipes (EpochSchedule).
+# package: the layers, the model families (AlexNet's LRN layer; `keras_cnn.models` itself imports
+# them only on first use) and the training recipes (EpochSchedule). tests/test_cli_startup.py
+# checks this against every `register_keras_serializable` in the sources.
 REGISTERING_MODULES = ("keras_cnn.layers", "keras_cnn.models", "keras_cnn.training.recipes")
+
+
+def _registering_modules():
+    from keras_cnn.models import FAMILY_MODULES
+
+    families = tuple(f"keras_cnn.models.{name}" for name in FAMILY_MODULES)
+    return REGISTERING_MODULES[:2] + families + REGISTERING_MODULES[2:]
 
 _lock = threading.RLock()
 _state = {"registered": False, "pending": False, "depth": 0}
@@ -43,7 +52,7 @@ def register_now():
         _state["pending"] = False
         _uninstall()
     try:
-        for name in REGISTERING_MODULES:
+        for name in _registering_modules():
             importlib.import_module(name)
     except BaseException:
         with _lock:

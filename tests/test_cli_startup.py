@@ -21,7 +21,6 @@ import pytest
 
 from keras_cnn import cli
 from keras_cnn.commands._args import check_image_channels, image_size
-from keras_cnn.commands.list import ZOO, ZOO_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +47,7 @@ for argv in json.loads(sys.argv[1] if len(sys.argv) > 1 else {argvs!r}):
         codes.append(main(argv))
     except SystemExit as stop:
         codes.append(stop.code)
-print(json.dumps({{"codes": codes, "heavy": sorted(m for m in ("tensorflow", "keras", "numpy") if m in sys.modules)}}),
+print(json.dumps({{"codes": codes, "heavy": sorted(m for m in ("tensorflow", "keras") if m in sys.modules)}}),
       file=sys.__stdout__)
 """
 
@@ -80,12 +79,15 @@ def test_help_list_and_argument_errors_do_not_import_tensorflow():
 
 
 def test_list_without_tensorflow_shows_every_model_with_params():
+    from keras_cnn.models.specs import get_model_spec, list_models
+
     result = subprocess.run([sys.executable, "-m", "keras_cnn", "list"], capture_output=True, text=True,
                             timeout=120, cwd=ROOT, env=_env())
     assert result.returncode == 0 and result.stderr == ""
-    for row in ZOO:
-        line = next(line for line in result.stdout.splitlines() if line.startswith(row[0] + " "))
-        assert f"{row[ZOO_FIELDS.index('params')]:,}" in line
+    for name in list_models():
+        line = next(line for line in result.stdout.splitlines() if line.startswith(name + " "))
+        params = get_model_spec(name).num_params
+        assert params and f"{params:,}" in line
 
 
 def test_image_size_forms():
@@ -199,21 +201,6 @@ def test_load_model_names_a_missing_file(tmp_path):
         keras_cnn.load_model(tmp_path)
 
 
-@pytest.mark.slow
-def test_zoo_table_matches_the_registry():
-    from keras_cnn.models import build_model, get_model_entry, list_models
-
-    assert [row[0] for row in ZOO] == list_models()
-    for row in ZOO:
-        entry = get_model_entry(row[0])
-        for field, value in zip(ZOO_FIELDS, row):
-            if field != "params":
-                assert getattr(entry, field) == value, (row[0], field)
-    for name in ("course_convnet", "lenet5", "googlenet"):  # the cheap ones, built for real
-        params = dict(zip(ZOO_FIELDS, next(r for r in ZOO if r[0] == name)))["params"]
-        assert build_model(name).count_params() == params
-
-
 def test_augment_on_auto_is_the_default_and_follows_the_hardware():
     import tensorflow as tf
 
@@ -235,3 +222,23 @@ def test_parse_shape_example_matches_its_rank():
         parse_shape("image_size", "32", ndim=2)
     with pytest.raises(ValueError, match=r"must be 3 positive ints like 224,224,3\. Received"):
         parse_shape("--input-shape", "1,2", ndim=3)
+
+
+@pytest.mark.slow
+def test_every_serializable_class_of_the_sources_is_registered_after_import_keras_cnn():
+    import re
+
+    declared = set()
+    for path in (ROOT / "keras_cnn").rglob("*.py"):
+        text = path.read_text()
+        for match in re.finditer(r'register_keras_serializable\(package="keras_cnn"\)\s*\nclass (\w+)', text):
+            declared.add(f"keras_cnn>{match.group(1)}")
+    assert len(declared) >= 14
+    code = (
+        "import json, keras_cnn, keras\n"
+        "print(json.dumps(sorted(k for k in keras.saving.get_custom_objects() if k.startswith('keras_cnn>'))))"
+    )
+    result = _python(code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    registered = set(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert declared <= registered, sorted(declared - registered)
