@@ -25,7 +25,8 @@ from keras_cnn import _registration  # noqa: E402  (registers our classes whenev
 _registration.install()
 
 _LAZY = (
-    "analysis", "applications", "data", "export", "layers", "models", "training", "transfer", "tuning", "weights",
+    "analysis", "applications", "data", "export", "layers", "models", "timm_weights", "training", "transfer", "tuning",
+    "weights",
 )
 _FROM_MODELS = ("build_model", "list_models")
 
