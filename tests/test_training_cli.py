@@ -57,7 +57,6 @@ def test_cli_train_then_evaluate(cli_run, capsys):
         (["train", "lenet5", "--augment", "spin=3"], "augment"),
         (["train", "lenet5", "--strategy", "tpu_pod"], "`strategy`"),
         (["train", "lenet5", "--recipe", "learning_rate"], "--recipe"),
-        (["train", "lenet5", "--image-size", "a,b"], "`image_size`"),
         (["evaluate", "/nonexistent/run"], "run_dir_or_model"),
         (["demo", "--epochs", "0"], "`epochs`"),
     ],

@@ -36,7 +36,8 @@ C.quiet_tensorflow()
 # plan -> [(section key, script, arguments)]
 PLANS = {
     "cpu": [
-        ("twins", "twins.py", ["--graph-check", "--xla", "--control"]),
+        ("twins", "twins.py", ["--graph-check", "--xla", "--image-size", "64", "--batch", "4", "--rounds", "9"]),
+        ("twins_real", "twins.py", ["--rounds", "3"]),  # real sizes (224 / 299), batch 8, A/A control
         ("twins_mixed", "twins.py", ["--models", "resnet50", "--mixed-precision", "--no-plain", "--control",
                                      "--rounds", "5", "--steps", "1"]),
         ("pipeline", "pipeline.py", ["--xla"]),
