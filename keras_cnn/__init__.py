@@ -28,7 +28,9 @@ _LAZY = (
     "analysis", "applications", "data", "export", "layers", "models", "timm_weights", "training", "transfer", "tuning",
     "weights",
 )
-_FROM_MODELS = ("build_model", "list_models")
+_FROM_MODELS = (
+    "build_model", "get_model_spec", "get_weights_spec", "list_models", "list_weights", "model_identity",
+)
 
 
 def load_model(filepath, *, compile=True, safe_mode=True, custom_objects=None):
@@ -74,4 +76,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'keras_cnn' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "build_model", "list_models", "load_model", *_LAZY]
+__all__ = ["__version__", "load_model", *_FROM_MODELS, *_LAZY]
