@@ -58,5 +58,6 @@ def parse_shape(arg, text, *, ndim=3):
     except (TypeError, ValueError):
         shape = ()
     if len(shape) != ndim or any(s <= 0 for s in shape):
-        raise ValueError(f"`{arg}` must be {ndim} positive ints like 224,224,3. Received: {arg}={text!r}")
+        example = ",".join(("224", "224", "3", "1")[:ndim])
+        raise ValueError(f"`{arg}` must be {ndim} positive ints like {example}. Received: {arg}={text!r}")
     return shape

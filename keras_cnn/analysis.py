@@ -34,6 +34,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from keras_cnn._compat import keras_ as keras_compat
 from keras_cnn._validation import check_non_negative_int, check_positive_int, parse_shape
 
 __all__ = [
@@ -405,7 +406,7 @@ def _input_specs(model, input_shape):
 
 
 def _children(layer):
-    return list(layer._flatten_layers(include_self=False, recursive=False))
+    return keras_compat.flatten_layers(layer, recursive=False)
 
 
 def _weight_size(variable):
@@ -480,13 +481,11 @@ class _Tracer:
             self.calls.append((rel, layer, shapes, macs, is_leaf))
 
     def trace(self, inputs):
-        from keras.src import backend
-
         wrapped = [layer for _, layer in self.layers]
         try:
             for layer in wrapped:
                 self._wrap(layer)
-            return backend.compute_output_spec(lambda x: self.root(x, training=False), inputs)
+            return keras_compat.compute_output_spec(lambda x: self.root(x, training=False), inputs)
         finally:
             for layer in wrapped:
                 if "call" in vars(layer):

@@ -25,6 +25,7 @@ from keras_cnn.models.googlenet import GoogLeNet
 from keras_cnn.models.inception_v2 import InceptionV2
 from keras_cnn.models.inception_v3 import InceptionV3Custom
 from keras_cnn.models.lenet import LeNet5
+from keras_cnn.models.identity import require_identity
 from keras_cnn.models.registry import get_model_entry, list_models
 from keras_cnn.models.resnet import (
     Plain34,
@@ -67,8 +68,8 @@ def feature_extractor(model, stages=None, **build_kwargs):
     Args:
         model: a registry name (e.g. "resnet50"; built with ``include_top=False`` and, unless
             ``input_shape`` is given, a variable input size) or a `keras.Model` built by this
-            package, whose registry name is then taken from ``build_kwargs["arch"]`` or matched
-            from the model's layer names.
+            package (its registry name is read from the model's identity; for a model keras_cnn
+            did not build, pass ``arch=<registry name>`` or ``stages={...}``).
         stages: stage names to return (default: all), or a dict ``{key: layer_name}`` for
             arbitrary layers.
         **build_kwargs: passed to the builder (``weights``, ``input_shape``, ``width_multiplier``...).
@@ -97,17 +98,7 @@ def feature_extractor(model, stages=None, **build_kwargs):
     if isinstance(stages, dict):
         taps = dict(stages)
     else:
-        if arch is None:
-            candidates = [
-                n for n in list_models() if get_model_entry(n).stages
-                and set(get_model_entry(n).stages.values()) <= layer_names
-            ]
-            if not candidates:
-                raise ValueError(
-                    "Cannot tell which network `model` is; pass arch=<registry name> or stages={...}. "
-                    f"Received: model named {model.name!r}"
-                )
-            arch = max(candidates, key=lambda n: len(get_model_entry(n).stages))
+        arch, _ = require_identity(model, arch)
         all_taps = dict(get_model_entry(arch).stages)
         if stages is None:
             taps = all_taps

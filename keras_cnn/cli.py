@@ -2,6 +2,15 @@
 
 Each sub-command lives in ``keras_cnn/commands/<name>.py`` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func(args) -> int``.
+
+Start-up: neither ``import keras_cnn`` nor the command modules import TensorFlow at the top, so
+``--help``, ``CMD --help``, ``list`` and argument errors answer at once. A command that needs
+TensorFlow gets it from `import_tensorflow`, which keeps the C++ start-up lines ("Could not find
+cuda drivers...", oneDNN and CPU-feature notes, the cuInit probe) off the terminal: the full
+``tensorflow`` wheel prints them from C++ before ``TF_CPP_MIN_LOG_LEVEL`` applies, so the C-level
+stderr (fd 2) is pointed at a temporary file while TensorFlow is imported and probes its devices,
+and replayed if the import fails. ``--verbose 2`` or a ``TF_CPP_MIN_LOG_LEVEL`` set by the user
+shows them as TensorFlow prints them.
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ import argparse
 import importlib
 import os
 import sys
+import tempfile
 
 # (module, summary) in the order `keras-cnn --help` lists them.
 COMMANDS = (
@@ -28,12 +38,12 @@ COMMANDS = (
 
 
 def build_parser():
+    from keras_cnn import __version__
+
     parser = argparse.ArgumentParser(
         prog="keras-cnn",
         description="Build, train, fine-tune, tune and export the classic CNNs (keras_cnn).",
     )
-    from keras_cnn import __version__
-
     parser.add_argument("--version", action="version", version=f"keras-cnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -47,13 +57,59 @@ def build_parser():
     return parser
 
 
+def needs_tensorflow(args):
+    """False for the commands that answer without TensorFlow (`list` without ``--params``)."""
+    return not (args.command == "list" and not getattr(args, "params", False))
+
+
+def import_tensorflow(verbose=1):
+    """Import TensorFlow (and probe its devices) with its C++ start-up lines kept off stderr.
+
+    The lines are shown when ``verbose >= 2``, when the user set ``TF_CPP_MIN_LOG_LEVEL``, or when
+    the import fails (then replayed before the error propagates).
+
+    Args:
+        verbose: the command's ``--verbose`` (2 shows TensorFlow's start-up lines).
+
+    Returns:
+        The ``tensorflow`` module.
+    """
+    from keras_cnn import USER_TF_CPP_MIN_LOG_LEVEL
+
+    if "tensorflow" in sys.modules or verbose >= 2 or USER_TF_CPP_MIN_LOG_LEVEL is not None:
+        import tensorflow as tf
+
+        return tf
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as log:
+        saved = os.dup(2)
+        try:
+            os.dup2(log.fileno(), 2)
+            try:
+                import tensorflow as tf
+
+                tf.config.list_physical_devices("GPU")  # the CUDA probe prints here, not at import
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+        except BaseException:
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace"))
+            sys.stderr.flush()
+            raise
+        finally:
+            os.close(saved)
+    return tf
+
+
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if needs_tensorflow(args):
+        import_tensorflow(getattr(args, "verbose", 1) or 0)
     try:
         return int(args.func(args) or 0)
     except BaseException as err:  # noqa: BLE001 - one line per error, naming the flag (commands/_errors.py)

@@ -35,6 +35,7 @@ import os
 import keras
 import numpy as np
 
+from keras_cnn._compat import keras_ as keras_compat
 from keras_cnn._validation import check_choice, check_fraction, check_non_negative_int, check_positive_int
 
 __all__ = [
@@ -129,7 +130,7 @@ def load_base(base, *, weights=None, input_shape=None, strip_top=True):
     from keras_cnn.models.registry import get_model_entry, list_models
 
     if isinstance(base, keras.Model):
-        return base, None
+        return base, _identity_arch(base)
     if isinstance(base, (str, os.PathLike)):
         text = os.fspath(base)
         if text in list_models():
@@ -145,7 +146,7 @@ def load_base(base, *, weights=None, input_shape=None, strip_top=True):
                     f"Received: base={text!r}, weights={weights!r}"
                 )
             model = keras.models.load_model(text)
-            return (feature_model(model) if strip_top else model), None
+            return (feature_model(model) if strip_top else model), _identity_arch(model)
     raise ValueError(
         "`base` must be a registry name, a path to a .keras model or a keras.Model. "
         f"Received: base={base!r}. Known names: {list_models()}"
@@ -155,13 +156,15 @@ def load_base(base, *, weights=None, input_shape=None, strip_top=True):
 def _contains_preprocess(model):
     from keras_cnn.layers.preprocess import Preprocess
 
-    return any(isinstance(layer, Preprocess) for layer in model._flatten_layers(include_self=False))
+    return any(isinstance(layer, Preprocess) for layer in keras_compat.flatten_layers(model))
 
 
-def _guess_arch(model):
-    from keras_cnn.weights import _find_arch
+def _identity_arch(model):
+    """The registry name recorded in ``model`` (keras_cnn identity), or None."""
+    from keras_cnn.models.identity import model_identity
 
-    return _find_arch(model)
+    identity = model_identity(model)
+    return identity.arch if identity is not None else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,7 +208,7 @@ def freeze_points(base, arch=None):
     from keras_cnn.models.registry import get_model_entry
 
     points = {}
-    arch = arch or _guess_arch(base)
+    arch = arch or _identity_arch(base)
     top_names = {layer.name for layer in base.layers}
     if arch is not None:
         for stage, layer in get_model_entry(arch).stages.items():
@@ -225,7 +228,7 @@ def _resolve_freeze_until(base, freeze_until, arch):
     for layer in base.layers:
         if layer.name == freeze_until:
             return layer.name
-        if any(sub.name == freeze_until for sub in layer._flatten_layers(include_self=False)):
+        if any(sub.name == freeze_until for sub in keras_compat.flatten_layers(layer)):
             return layer.name
     raise ValueError(
         "`freeze_until` must name a stage or a layer of the base (everything up to and including "
@@ -304,7 +307,7 @@ def apply_regime(model, regime, *, base=None, freeze_until=None, trainable_block
     for layer in base.layers:
         layer.trainable = id(layer) not in frozen_ids
     if freeze_bn:
-        for layer in base._flatten_layers(include_self=False):
+        for layer in keras_compat.flatten_layers(base):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
     return FreezePlan(
@@ -368,7 +371,6 @@ def build_transfer_model(
         ...                              weights="imagenet", input_shape=(224, 224, 3))
     """
     from keras_cnn.layers.preprocess import MODES, Preprocess
-    from keras_cnn.models.registry import get_model_entry
 
     regime = _check_regime(regime)
     check_positive_int("num_classes", num_classes)
@@ -380,14 +382,16 @@ def build_transfer_model(
         if _contains_preprocess(base_model):
             mode = None
         else:
-            arch = arch or _guess_arch(base_model)
-            if arch is None:
+            from keras_cnn.weights import expected_preprocessing
+
+            try:
+                mode = expected_preprocessing(base_model, arch)
+            except ValueError:
                 raise ValueError(
                     "preprocessing='auto' needs to know the network: pass arch=<registry name>, "
                     f"preprocessing=<one of {list(MODES)}>, or preprocessing=None if the base takes "
-                    f"your pixels as they are. Received: base {base_model.name!r} (not recognised)"
-                )
-            mode = get_model_entry(arch).preprocessing
+                    f"your pixels as they are. Received: base {base_model.name!r} (not built by keras_cnn)"
+                ) from None
     elif preprocessing is None:
         mode = None
     else:

@@ -32,6 +32,7 @@ import zipfile
 
 import keras
 
+from keras_cnn._compat import keras_ as keras_compat
 from keras_cnn._validation import check_choice, check_existing_path
 
 __all__ = [
@@ -55,26 +56,15 @@ __all__ = [
 #: Overridden by the environment variable ``KERAS_CNN_DOWNLOAD_TIMEOUT``.
 DOWNLOAD_TIMEOUT = 30.0
 
-#: The keras.applications classes whose ImageNet weights this package can port.
-IMAGENET_TWINS = ("VGG16", "VGG19", "ResNet50", "ResNet101", "ResNet152", "InceptionV3")
+def _keras_weights_specs():
+    from keras_cnn.models.specs import WEIGHTS_SPECS
 
-# File names and md5 hashes that keras.applications passes to get_file as literals in VGG16(),
-# VGG19() and InceptionV3() (ResNet's are built from the module constant WEIGHTS_HASHES, reused
-# below). tests/test_weights.py checks these against the keras source, so a Keras upgrade that
-# changes them fails loudly.
-_LITERAL_FNAMES = {
-    "VGG16": ("vgg16_weights_tf_dim_ordering_tf_kernels.h5", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "VGG19": ("vgg19_weights_tf_dim_ordering_tf_kernels.h5", "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "InceptionV3": (
-        "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
-        "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    ),
-}
-_LITERAL_HASHES = {
-    "VGG16": ("64373286793e3c8b2b4e3219cbf3544b", "6d6bbae143d832006294945121d1f1fc"),
-    "VGG19": ("cbe5617147190e668d6c5d5026f83318", "253f8cb515780f3b799900260a226db6"),
-    "InceptionV3": ("9a0d58056eeedaa3f26cb7ebd46da564", "bcbd6486424b2319ff4ef7d526e38f63"),
-}
+    return [w for w in WEIGHTS_SPECS.values() if w.source == "keras.applications"]
+
+
+#: The keras.applications classes whose ImageNet weights this package can port (from the
+#: weights records of `keras_cnn.models.specs`).
+IMAGENET_TWINS = tuple(w.twin for w in _keras_weights_specs())
 
 
 class ImageNetWeightsUnavailableError(FileNotFoundError):
@@ -113,13 +103,13 @@ class WeightsFile:
 def imagenet_weights_file(twin, include_top=True):
     """The keras.applications weights file of ``twin`` (a keras class or registry name).
 
-    The URL and hash come from Keras' own modules (``keras.src.applications.vgg16.WEIGHTS_PATH``,
-    ``resnet.BASE_WEIGHTS_PATH`` + ``WEIGHTS_HASHES``, ...), so the file is the one
-    ``keras.applications.<Twin>(weights="imagenet")`` downloads.
+    Read from the network's weights record (`keras_cnn.models.get_weights_spec`), whose file
+    names, URLs and md5 hashes are those keras.applications passes to `keras.utils.get_file`
+    (a test compares them with the installed Keras).
 
     Args:
         twin: "VGG16", "VGG19", "ResNet50", "ResNet101", "ResNet152", "InceptionV3", or a
-            registry name / builder name whose entry has that ``twin``.
+            registry name / builder name whose spec has that ``twin``.
         include_top: the file with the classifier (True) or the "notop" file. Default True.
 
     Returns:
@@ -130,41 +120,25 @@ def imagenet_weights_file(twin, include_top=True):
         'resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5'
     """
     twin = _resolve_twin(twin)
-    include_top = bool(include_top)
-    if twin.startswith("ResNet"):
-        from keras.src.applications import resnet
-
-        key = twin.lower()
-        fname = f"{key}_weights_tf_dim_ordering_tf_kernels{'' if include_top else '_notop'}.h5"
-        file_hash = resnet.WEIGHTS_HASHES[key][0 if include_top else 1]
-        return WeightsFile(twin, include_top, fname, f"{resnet.BASE_WEIGHTS_PATH}{fname}", file_hash)
-    if twin == "VGG16":
-        from keras.src.applications import vgg16 as module
-    elif twin == "VGG19":
-        from keras.src.applications import vgg19 as module
-    else:
-        from keras.src.applications import inception_v3 as module
-    url = module.WEIGHTS_PATH if include_top else module.WEIGHTS_PATH_NO_TOP
-    which = 0 if include_top else 1
-    return WeightsFile(twin, include_top, _LITERAL_FNAMES[twin][which], url, _LITERAL_HASHES[twin][which])
+    record = next(w for w in _keras_weights_specs() if w.twin == twin)
+    f = record.file(include_top)
+    return WeightsFile(twin, bool(include_top), f.fname, f.url, f.file_hash)
 
 
 def _resolve_twin(name):
     """Map a keras class name, a registry name or a builder name to a twin in IMAGENET_TWINS."""
     if name in IMAGENET_TWINS:
         return name
+    from keras_cnn.models.specs import MODEL_SPECS
+
     twin = None
     if isinstance(name, str):
-        from keras_cnn.models.registry import get_model_entry, list_models
-
-        names = list_models()
-        if name in names:
-            twin = get_model_entry(name).twin
+        if name in MODEL_SPECS:
+            twin = MODEL_SPECS[name].twin
         else:
-            for n in names:
-                entry = get_model_entry(n)
-                if getattr(entry.builder, "__name__", None) == name:
-                    twin = entry.twin
+            for spec in MODEL_SPECS.values():
+                if spec.builder_path.rpartition(":")[2] == name:
+                    twin = spec.twin
                     break
     if twin not in IMAGENET_TWINS:
         raise ValueError(
@@ -180,18 +154,14 @@ def imagenet_cache_path(fname, cache_dir=None):
     Keras uses ``cache_dir`` (default ``$KERAS_HOME``, else ``~/.keras``) and falls back to
     ``/tmp/.keras`` when that folder is missing or not writable; this mirrors that rule.
     """
-    from keras.src.backend import config
-
-    base = os.path.expanduser(cache_dir if cache_dir is not None else config.keras_home())
+    base = os.path.expanduser(cache_dir if cache_dir is not None else keras_compat.keras_home())
     if not os.access(base, os.W_OK):
         base = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
     return os.path.join(base, "models", fname)
 
 
 def _preferred_cache_path(fname, cache_dir=None):
-    from keras.src.backend import config
-
-    base = os.path.expanduser(cache_dir if cache_dir is not None else config.keras_home())
+    base = os.path.expanduser(cache_dir if cache_dir is not None else keras_compat.keras_home())
     return os.path.join(base, "models", fname)
 
 
@@ -246,13 +216,11 @@ def get_imagenet_weights_file(twin, include_top=True, *, cache_dir=None, timeout
     Raises:
         ImageNetWeightsUnavailableError: not cached and the download failed.
     """
-    from keras.src.utils import file_utils
-
     spec = imagenet_weights_file(twin, include_top)
     target = imagenet_cache_path(spec.fname, cache_dir)
     aside = None
     if os.path.exists(target):
-        if file_utils.validate_file(target, spec.file_hash):
+        if keras_compat.validate_file(target, spec.file_hash):
             return target  # what get_file returns for a verified cached file, without hashing twice
         # keras re-downloads a cached file whose hash differs, and deletes it if that fails;
         # keep the user's file aside so that a failed download loses nothing.
@@ -331,7 +299,7 @@ def weighted_leaves(model):
         if id(layer) in seen:
             return
         seen.add(id(layer))
-        children = list(layer._flatten_layers(include_self=False, recursive=False))
+        children = keras_compat.flatten_layers(layer, recursive=False)
         if not children:
             if layer.weights:
                 out.append((path, layer))
@@ -356,13 +324,11 @@ def _creation_sorted(leaves):
     (by graph depth). When every leaf of a kind is auto-named, sort by that number; otherwise
     keep the traversal order.
     """
-    from keras.src.utils import naming
-
     if not leaves:
         return leaves
     keys = []
     for _, layer in leaves:
-        base = naming.to_snake_case(type(layer).__name__)
+        base = keras_compat.to_snake_case(type(layer).__name__)
         m = _AUTO_NAME.match(layer.name)
         if m is None or m.group("base") != base:
             return leaves
@@ -671,13 +637,139 @@ def _load_legacy_into_twin(model, path, twin, include_top):
     try:
         source.load_weights(path)
     except ValueError as err:
-        raise ValueError(
-            f"The weights file {path!r} does not fit keras.applications.{twin}("
-            f"include_top={include_top}, input_shape={tuple(source.input_shape[1:])}, "
-            f"classes={_model_classes(source) if include_top else None}): {err}"
-        ) from err
+        raise _mismatch(path, target, f"keras.applications.{twin}", include_top, "legacy_h5") from err
     port_weights(source, target)
     return model
+
+
+def _file_summary(path, kind):
+    """``(tensors, parameters, network)`` held by a weights file; ``network`` may be None.
+
+    ``network`` is read from a ``.keras`` file's config (its keras_cnn identity or model name)
+    or recognised from the parameter count (our specs' counts with the top, and keras.applications'
+    twins, which have the same counts).
+    """
+    from keras_cnn.models.specs import MODEL_SPECS
+
+    network = None
+    if kind == "keras":
+        import json
+
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if "config.json" in names:
+                config = json.loads(archive.read("config.json"))
+                network = _network_in_config(config)
+            if "model.weights.h5" in names:
+                with tempfile.TemporaryDirectory(prefix="keras_cnn_weights_") as tmp:
+                    inner = archive.extract("model.weights.h5", tmp)
+                    return (*_h5_summary(inner), network)
+        return 0, 0, network
+    tensors, params = _h5_summary(path)
+    for spec in MODEL_SPECS.values():
+        if spec.num_params == params:
+            network = f"{spec.name}" + (f" (keras.applications {spec.twin})" if spec.twin else "") + ", with its top"
+            break
+    return tensors, params, network
+
+
+def _h5_summary(path):
+    import h5py
+
+    sizes = []
+
+    def visit(_, obj):
+        if isinstance(obj, h5py.Dataset):
+            sizes.append(int(obj.size))
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+    return len(sizes), sum(sizes)
+
+
+def _network_in_config(config):
+    """The keras_cnn identity (or the model name) in a ``.keras`` file's config."""
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "ModelIdentity" and isinstance(node.get("config"), dict):
+                arch = node["config"].get("arch")
+                if arch:
+                    return arch
+            for value in node.values():
+                found = walk(value)
+                if found:
+                    return found
+        elif isinstance(node, list):
+            for value in node:
+                found = walk(value)
+                if found:
+                    return found
+        return None
+
+    found = walk(config)
+    if found:
+        return found
+    name = (config.get("config") or {}).get("name") if isinstance(config, dict) else None
+    return f"a model named {name!r}" if name else None
+
+
+def _mismatch(path, model, arch, include_top, kind, detail=None):
+    """One short sentence: which file, what it holds, what was expected."""
+    tensors, params, network = _file_summary(path, kind)
+    holds = f"{network}: " if network else ""
+    expected = (
+        f"{arch or model.name} (include_top={include_top}, {len(model.weights)} tensors, "
+        f"{model.count_params():,} parameters)"
+    )
+    message = (
+        f"The weights file {os.fspath(path)!r} does not fit {expected}: it holds "
+        f"{holds}{tensors} tensors, {params:,} parameters."
+    )
+    if detail:
+        message += f" ({detail})"
+    return ValueError(message)
+
+
+def _check_readable(path, kind_hint=None):
+    """The file's kind; ValueError naming ``weights`` for a truncated or unreadable file."""
+    try:
+        return weights_file_format(path)
+    except (OSError, zipfile.BadZipFile, KeyError) as err:
+        raise ValueError(
+            f"`weights` file {os.fspath(path)!r} cannot be read (truncated, corrupt or not a "
+            f"weights file: {type(err).__name__}: {_short(err, 160)}). Received: weights={os.fspath(path)!r}"
+        ) from err
+
+
+def _load_keras_file(model, path, kind):
+    """Load a Keras 3 ``.weights.h5`` / ``.keras`` file saved from ``model``'s own layout."""
+    with _with_suffix(path, ".keras" if kind == "keras" else ".weights.h5") as p:
+        model.load_weights(p)
+
+
+def _load_keras_file_into_twin(model, path, kind, twin, include_top):
+    """A Keras 3 file saved from the keras.applications twin: load it there, then port."""
+    target = _main_path(model)
+    source = _twin_for(target, twin, include_top)
+    with _with_suffix(path, ".keras" if kind == "keras" else ".weights.h5") as p:
+        source.load_weights(p)
+    port_weights(source, target)
+
+
+def resolve_named_weights(weights, arch):
+    """The :class:`keras_cnn.models.WeightsSpec` for a named ``weights`` value, or None for a path.
+
+    "imagenet", a full weights name ("resnet50.keras_in1k") or a tag of ``arch`` are names; an
+    existing file is a path. Raises ValueError for a name that matches nothing.
+    """
+    from keras_cnn.models.specs import get_weights_spec
+
+    text = os.fspath(weights)
+    if os.path.exists(text):
+        return None
+    if text.startswith("timm:"):  # timm's own spelling of a tag
+        text = text[len("timm:"):]
+    return get_weights_spec(text, arch=arch)
 
 
 def load_weights(model, weights, *, arch, include_top):
@@ -687,50 +779,103 @@ def load_weights(model, weights, *, arch, include_top):
 
     Args:
         model: the freshly built `keras.Model`.
-        weights: None (nothing to do), "imagenet" (see :func:`load_imagenet_weights`), or a
-            path to: a keras.applications ``.h5`` file (legacy layout, with or without top;
-            loaded into the keras twin and ported), a legacy ``.h5`` saved from this very
-            model, or a Keras 3 ``.weights.h5`` / ``.keras`` file saved by this package.
+        weights: None (nothing to do); "imagenet" or a weights name (see
+            `keras_cnn.models.list_weights`); or a path to: a keras.applications ``.h5`` file
+            (legacy layout, with or without top; loaded into the keras twin and ported), a Keras 3
+            ``.weights.h5`` / ``.keras`` file saved from the keras.applications twin (e.g.
+            ``keras.applications.VGG16(...).save_weights("x.weights.h5")``; loaded into the twin
+            and ported), or a ``.weights.h5`` / ``.keras`` / legacy ``.h5`` file saved from a
+            model of this package.
         arch: registry name or builder name ("resnet50" / "ResNet50Custom").
         include_top: whether ``model`` has its classifier.
 
     Returns:
         ``model``.
+
+    Raises:
+        FileNotFoundError: ``weights`` is neither a known name nor an existing file.
+        ValueError: the file cannot be read, or holds another network (one sentence naming the
+            file, what it holds and what was expected).
     """
     if weights is None:
         return model
-    if isinstance(weights, str) and weights == "imagenet":
-        return load_imagenet_weights(model, arch=arch, include_top=include_top)
-    path = check_existing_path("weights", weights)
-    kind = weights_file_format(path)
-    if kind in ("keras", "keras_weights_h5"):
-        with _with_suffix(path, ".keras" if kind == "keras" else ".weights.h5") as p:
-            try:
-                model.load_weights(p)
-            except ValueError as err:
-                raise ValueError(
-                    f"The weights file {path!r} does not fit the model {model.name!r}: {_short(err)}"
-                ) from err
-        return model
-    # Legacy layout: either saved from a model with our top-level layer names, or a
-    # keras.applications file (by order, into the twin, then ported).
-    file_layers = _legacy_layer_names(path)
-    own_layers = [layer.name for layer in model.layers if layer.weights]
+    text = os.fspath(weights)
+    if not os.path.exists(text):
+        from keras_cnn.models.specs import MODEL_SPECS
+
+        looks_like_path = os.sep in text or text.endswith((".h5", ".keras", ".safetensors"))
+        if looks_like_path:
+            from keras_cnn.models._common import WeightsFileNotFoundError
+
+            raise WeightsFileNotFoundError(f"`weights` file does not exist: {text!r}. Received: weights={text!r}")
+        registry_arch = arch if arch in MODEL_SPECS else _registry_name(arch)
+        record = resolve_named_weights(text, registry_arch)
+        if record.source == "keras.applications":
+            return load_imagenet_weights(model, arch=record.arch, include_top=include_top)
+        loader = _SOURCE_LOADERS.get(record.source)
+        if loader is None:
+            raise ValueError(f"No loader for weights source {record.source!r} ({record.name}).")
+        if isinstance(loader, str):
+            import importlib
+
+            module, _, attr = loader.partition(":")
+            loader = getattr(importlib.import_module(module), attr)
+        return loader(model, record, include_top=include_top)
+    path = check_existing_path("weights", text)
+    from keras_cnn import timm_weights
+
+    if timm_weights.is_safetensors_file(path):  # timm's files: ResNet-18/34/50 (torchvision layout), VGG-16/19
+        return timm_weights.load_timm_weights(model, path, arch=_registry_name(arch) or arch, include_top=include_top)
+    kind = _check_readable(path)
     twin = None
     try:
         twin = _resolve_twin(arch)
     except ValueError:
         pass
+    if kind in ("keras", "keras_weights_h5"):
+        try:
+            _load_keras_file(model, path, kind)
+            return model
+        except (ValueError, KeyError) as own_err:
+            if twin is None:
+                raise _mismatch(path, model, arch, include_top, kind) from own_err
+        try:
+            _load_keras_file_into_twin(model, path, kind, twin, include_top)
+        except (ValueError, KeyError) as err:
+            raise _mismatch(path, model, arch, include_top, kind) from err
+        return model
+    # Legacy layout: either saved from a model with our top-level layer names, or a
+    # keras.applications file (by order, into the twin, then ported).
+    file_layers = _legacy_layer_names(path)
+    own_layers = [layer.name for layer in model.layers if layer.weights]
     if twin is None or file_layers == own_layers:
         with _with_suffix(path, ".h5") as p:
             try:
                 model.load_weights(p)
-            except ValueError as err:
-                raise ValueError(
-                    f"The weights file {path!r} does not fit the model {model.name!r}: {_short(err)}"
-                ) from err
+            except (ValueError, KeyError) as err:
+                raise _mismatch(path, model, arch, include_top, kind) from err
         return model
     return _load_legacy_into_twin(model, path, twin, include_top)
+
+
+def _registry_name(arch):
+    """Registry name for a registry or builder name (None if unknown)."""
+    from keras_cnn.models.specs import MODEL_SPECS
+
+    for spec in MODEL_SPECS.values():
+        if arch in (spec.name, spec.builder_path.rpartition(":")[2]):
+            return spec.name
+    return None
+
+
+#: Loaders for weights records of sources other than keras.applications:
+#: ``source -> fn(model, record, *, include_top) -> model`` (or ``"module:function"``, imported on use).
+_SOURCE_LOADERS = {"timm": "keras_cnn.timm_weights:_load_record"}
+
+
+def register_weights_loader(source, loader):
+    """Register ``loader(model, record, *, include_top)`` for weights records of ``source``."""
+    _SOURCE_LOADERS[source] = loader
 
 
 def load_imagenet_weights(model, *, arch, include_top, cache_dir=None, timeout=None):
@@ -763,19 +908,6 @@ def load_imagenet_weights(model, *, arch, include_top, cache_dir=None, timeout=N
 # Preprocessing that travels with the model.
 
 
-def _find_arch(model):
-    from keras_cnn.models.registry import get_model_entry, list_models
-
-    names = {layer.name for layer in model.layers}
-    best = None
-    for n in list_models():
-        entry = get_model_entry(n)
-        if entry.stages and set(entry.stages.values()) <= names:
-            if best is None or len(entry.stages) > len(get_model_entry(best).stages):
-                best = n
-    return best
-
-
 def with_preprocessing(model, mode=None, arch=None, *, name=None):
     """Prepend the network's pixel preprocessing, so the model takes raw 0..255 pixels.
 
@@ -786,33 +918,53 @@ def with_preprocessing(model, mode=None, arch=None, *, name=None):
 
     Args:
         model: a `keras.Model` taking preprocessed pixels.
-        mode: "tf", "caffe", "torch" or "unit"; default: the registry entry's ``preprocessing``.
-        arch: registry name used to look up ``mode`` (default: recognised from the layer names
-            of ``model`` via the registry's stage taps).
+        mode: "tf", "caffe", "torch" or "unit"; default: what the model expects, read from its
+            keras_cnn identity (the preprocessing of the weights it was built with, else its
+            network's).
+        arch: registry name, for a model keras_cnn did not build (its spec's preprocessing).
         name: name of the new model; default ``"<model.name>_raw"``.
 
     Returns:
         A Functional `keras.Model` sharing ``model``'s layers and weights.
 
     Example:
-        >>> m = with_preprocessing(ResNet50Custom(weights="imagenet"), arch="resnet50")
+        >>> m = with_preprocessing(ResNet50Custom(weights="imagenet"))  # "caffe", from the model
         >>> probs = m(raw_uint8_images.astype("float32"))
     """
     from keras_cnn.layers.preprocess import MODES, Preprocess
-    from keras_cnn.models.registry import get_model_entry
 
     if not isinstance(model, keras.Model):
         raise ValueError(f"`model` must be a keras.Model. Received: model={model!r}")
     if mode is None:
-        arch = arch or _find_arch(model)
-        if arch is None:
-            raise ValueError(
-                "Cannot tell which network `model` is, so which preprocessing it needs; pass "
-                f"mode= (one of {list(MODES)}) or arch=<registry name>. Received: mode=None, arch=None"
-            )
-        mode = get_model_entry(arch).preprocessing
+        mode = expected_preprocessing(model, arch)
     check_choice("mode", mode, MODES)
     inputs = keras.Input(shape=tuple(model.input_shape[1:]), name="pixels")
     x = Preprocess(mode, name="preprocess")(inputs)
     outputs = model(x)
     return keras.Model(inputs, outputs, name=name or f"{model.name}_raw")
+
+
+def expected_preprocessing(model, arch=None):
+    """The pixel preprocessing ``model`` expects: from its identity, else ``arch``'s spec.
+
+    Args:
+        model: a `keras.Model`.
+        arch: registry name; overrides nothing when the model has an identity that agrees, and
+            is required for a model keras_cnn did not build.
+
+    Raises:
+        ValueError: the model has no keras_cnn identity and no ``arch`` was given.
+    """
+    from keras_cnn.layers.preprocess import MODES
+    from keras_cnn.models.identity import model_identity
+    from keras_cnn.models.specs import get_model_spec
+
+    identity = model_identity(model)
+    if identity is not None and (arch is None or arch == identity.arch):
+        return identity.preprocessing
+    if arch is None:
+        raise ValueError(
+            f"`model` ({model.name!r}) was not built by keras_cnn, so which preprocessing it needs "
+            f"cannot be told; pass mode= (one of {list(MODES)}) or arch=<registry name>."
+        )
+    return get_model_spec(arch).preprocessing

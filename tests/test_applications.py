@@ -54,8 +54,10 @@ def test_facade_and_registry_build_the_same_network(fn, registry_name):
 
 
 def test_facade_keras_validation_messages():
-    with pytest.raises(ValueError, match="`weights` argument should be either"):
+    with pytest.raises(FileNotFoundError, match="`weights` file does not exist: '/no/such/file.h5'"):
         applications.ResNet18(weights="/no/such/file.h5")
+    with pytest.raises(ValueError, match="`weights` argument should be either"):
+        applications.ResNet18(weights=3)
     with pytest.raises(ValueError, match="classes"):
         applications.ResNet50Custom(weights="imagenet", classes=10)
     with pytest.raises(ValueError, match="pooling"):

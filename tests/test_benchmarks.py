@@ -48,7 +48,7 @@ def test_table_helpers_round_trip_and_classify():
 SCRIPTS = {
     "twins.py": ([], "ours/keras"),
     "pipeline.py": ([], "pipeline/step"),
-    "serving.py": ([], "ref p50 / serving p50"),
+    "serving.py": ([], "ours p50 / keras export p50"),
     "efficiency.py": ([], "of peak"),
     "time_to_accuracy.py": ([], "seconds to target"),
     "run_all.py": (["--only", "efficiency"], "of peak"),

@@ -34,13 +34,15 @@ def _tiny_macs(hw=16, classes=4, top=True):
 @pytest.fixture
 def tiny_registered(monkeypatch):
     """A tiny model in the registry for the duration of one test (removed afterwards)."""
-    list_models()  # load the families first
-    entry = registry.ModelEntry(name=TINY, builder=_tiny, family="tinyfam", default_size=16, min_size=8,
-                                preprocessing="unit", aux_heads=1, description="test net")
-    no_aux = registry.ModelEntry(name=TINY + "_noaux", builder=_tiny, family="tinyfam", default_size=16,
-                                 min_size=8, description="test net without aux")
-    monkeypatch.setitem(registry._REGISTRY, TINY, entry)
-    monkeypatch.setitem(registry._REGISTRY, TINY + "_noaux", no_aux)
+    from keras_cnn.models import specs
+
+    path = f"{__name__}:_tiny"
+    entry = registry.ModelSpec(name=TINY, builder_path=path, family="tinyfam", default_size=16, min_size=8,
+                               preprocessing="unit", aux_heads=1, description="test net")
+    no_aux = registry.ModelSpec(name=TINY + "_noaux", builder_path=path, family="tinyfam", default_size=16,
+                                min_size=8, description="test net without aux")
+    monkeypatch.setitem(specs.MODEL_SPECS, TINY, entry)
+    monkeypatch.setitem(specs.MODEL_SPECS, TINY + "_noaux", no_aux)
     return entry
 
 
@@ -192,10 +194,18 @@ def test_list_is_fast_and_does_not_build(capsys, tiny_registered, monkeypatch):
     rc, out, err = _run(capsys, "list")
     assert rc == 0, err
     line = next(line for line in out.splitlines() if line.startswith(TINY + " "))
-    assert line.split()[:7] == [TINY, "tinyfam", "16x16x3", "8", "unit", "-", "1"]
+    assert line.split()[:9] == [TINY, "tinyfam", "?", "16x16x3", "8", "unit", "-", "1", "-"]
     assert f"{len(list_models())} model(s)" in out
     for name in list_models():
         assert name in out
+    # The zoo's rows come from the specs: parameters and weights without building anything.
+    resnet50 = next(line for line in out.splitlines() if line.startswith("resnet50 "))
+    assert resnet50.split()[:12] == ["resnet50", "resnet", "25,636,712", "224x224x3", "32", "caffe", "ResNet50", "0",
+                                     "keras_in1k,", "tv_in1k,", "tv2_in1k,", "a1_in1k"]  # + keras_cnn.timm_weights
+    rc, out, _ = _run(capsys, "list", "resnet*", "--pretrained")
+    rows = [line.split()[0] for line in out.splitlines()[2:-1]]
+    assert rc == 0 and rows == list_models("resnet*", pretrained=True)
+    assert {"resnet50", "resnet101", "resnet152"} <= set(rows) and "plain34" not in rows
 
 
 def test_list_family_params_and_json(capsys, tiny_registered):
@@ -206,7 +216,7 @@ def test_list_family_params_and_json(capsys, tiny_registered):
     rc, out, _ = _run(capsys, "list", "--json", "--family", "tinyfam")
     records = json.loads(out)
     assert [r["name"] for r in records] == [TINY, TINY + "_noaux"]
-    assert records[0]["aux_heads"] == 1 and "params" not in records[0]
+    assert records[0]["aux_heads"] == 1 and records[0]["params"] is None and records[0]["weights"] == []
 
 
 def test_list_unknown_family_exits_2(capsys, tiny_registered):

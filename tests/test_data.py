@@ -296,7 +296,7 @@ def test_tfds_source_with_all_three_splits_and_mock_data(tmp_path):
     assert bundle.image_shape == (8, 8, 1)
     # tfds.testing.mock_data: the real tfds.load path on a registered dataset (no download)
     with tfds.testing.mock_data(num_examples=6):
-        mnist = load_data("tfds:mnist", image_size=(14, 14), batch_size=3)
+        mnist = load_data("tfds:mnist", image_size=(14, 14), batch_size=3, download=False)
         x, y = next(iter(mnist.train))
     assert mnist.class_names == [str(i) for i in range(10)] and mnist.image_shape == (14, 14, 1)
     assert x.shape == (3, 14, 14, 1) and x.dtype.name == "float32" and y.dtype.name == "int32"

@@ -136,10 +136,129 @@ def test_a_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
     def boom(self, *args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(keras.export.ExportArchive("saved_model").__class__, "write_out", boom)
+    monkeypatch.setattr(tf.saved_model, "save", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         export_for_serving(tiny_model(classes=3), tmp_path, "m", warmup=False)
     assert list((tmp_path / "m").iterdir()) == []
+
+
+def bn_model(name="bnnet"):
+    """Conv -> BN -> ReLU, a depthwise conv -> BN (scale=False), a residual 1x1 conv -> BN, a BN
+    after the residual add (not foldable), with non-trivial BN statistics."""
+    inputs = keras.Input((12, 12, 3))
+    x = Preprocess("unit")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, use_bias=False)(x)
+    x = keras.layers.BatchNormalization(scale=False)(x)
+    y = keras.layers.Conv2D(16, 1, use_bias=False)(x)
+    y = keras.layers.BatchNormalization()(y)
+    x = keras.layers.BatchNormalization()(keras.layers.Add()([x, y]))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x), name=name)
+    rng = np.random.default_rng(5)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            for weight in layer.weights:
+                weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype("float32"))
+    return model
+
+
+def test_optimized_graph_folds_batchnorm_and_matches(tmp_path):
+    model = bn_model()
+    fast = export_for_serving(model, tmp_path, "fast", warmup=False)
+    plain = export_for_serving(model, tmp_path, "plain", warmup=False, optimize=False)
+    assert read_metadata(fast)["optimized"] == {"frozen": True, "batchnorms_folded": 3, "activation_scalings_left": 1}
+    assert read_metadata(plain)["optimized"] is None and read_metadata(plain)["optimize_error"] is None
+    x = raw_images(3)
+    expected = model(x, training=False).numpy()
+    for path in (fast, plain):
+        got = tf.saved_model.load(str(path)).signatures[DEFAULT_SIGNATURE](images=tf.constant(x))["probabilities"]
+        np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
+    # the folded graph: convolutions end in BiasAdd, no per-channel Mul right after them
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel.FromString((fast / "saved_model.pb").read_bytes())
+    ops = [n.op for f in saved.meta_graphs[0].graph_def.library.function for n in f.node_def]
+    assert ops.count("Conv2D") == 2 and ops.count("DepthwiseConv2dNative") == 1
+    assert not tf.train.list_variables(str(fast / "variables" / "variables"))[1:]  # weights are constants
+    plain_vars = [name for name, _ in tf.train.list_variables(str(plain / "variables" / "variables"))]
+    assert not any(name.startswith("_all_variables/") for name in plain_vars)  # each variable stored once
+    assert len([n for n in plain_vars if n != "_CHECKPOINTABLE_OBJECT_GRAPH"]) == len(model.weights)
+
+
+def test_optimizer_failure_falls_back_to_the_plain_graph_loudly(tmp_path, monkeypatch):
+    from keras_cnn.export import _optimize
+
+    def fail(*args, **kwargs):
+        raise ValueError("Cannot freeze op StatefulFoo")
+
+    monkeypatch.setattr(_optimize, "optimized_inference_graph", fail)
+    model = bn_model()
+    with pytest.warns(UserWarning, match=r"optimized serving graph could not be built \(ValueError: Cannot freeze"):
+        path = export_for_serving(model, tmp_path, "fallback", warmup=False)
+    meta = read_metadata(path)
+    assert meta["optimized"] is None and meta["optimize_error"] == "ValueError: Cannot freeze op StatefulFoo"
+    x = raw_images(2)
+    got = tf.saved_model.load(str(path)).signatures[DEFAULT_SIGNATURE](images=tf.constant(x))["probabilities"]
+    np.testing.assert_allclose(got.numpy(), model(x, training=False).numpy(), atol=1e-5)
+
+
+def test_export_is_readable_by_others_and_respects_umask(exported, tmp_path):
+    import os
+    import stat
+
+    _, _, path = exported
+    modes = {p.relative_to(path): stat.S_IMODE(p.stat().st_mode) for p in [path, *path.rglob("*")]}
+    assert modes[path.relative_to(path)] == 0o755
+    assert all(mode == (0o755 if (path / rel).is_dir() else 0o644) for rel, mode in modes.items()), modes
+    assert not list(path.rglob(".keras_cnn_export_owner"))
+    old = os.umask(0o077)
+    try:
+        private = export_for_serving(tiny_model(classes=3), tmp_path, "p", warmup=False)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    assert stat.S_IMODE((private / "saved_model.pb").stat().st_mode) == 0o600
+
+
+def test_stale_temporaries_are_removed_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from keras_cnn.export.saved_model import _OWNER_FILE, _process_start_time
+
+    model_dir = tmp_path / "m"
+    stale = model_dir / ".3.tmp-abc123"
+    (stale / "variables").mkdir(parents=True)
+    (stale / "variables" / "variables.data-00000-of-00001").write_bytes(b"x" * 1000)
+    old_backup = model_dir / ".1.old-xyz"
+    old_backup.mkdir()
+    fresh = model_dir / ".4.tmp-new"  # created after this process started: may be another export's
+    fresh.mkdir()
+    live = model_dir / ".5.tmp-live"  # old, but its owner (a running process) is still writing it
+    live.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.2)
+        (live / _OWNER_FILE).write_text(json.dumps({"pid": sleeper.pid, "started": _process_start_time(sleeper.pid)}))
+        long_ago = _process_start_time() - 3600
+        for entry in (stale, old_backup, live):
+            os.utime(entry, (long_ago, long_ago))
+        unrelated = model_dir / ".hidden-notes"
+        unrelated.mkdir()
+        os.utime(unrelated, (long_ago, long_ago))
+        with pytest.warns(UserWarning, match="stale temporary export"):
+            path = export_for_serving(tiny_model(classes=3), tmp_path, "m", warmup=False)
+        assert path == model_dir / "1"  # temporaries are not versions
+        assert not stale.exists() and not old_backup.exists()
+        assert fresh.exists() and live.exists() and unrelated.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 @pytest.mark.slow
@@ -288,5 +407,20 @@ def test_cli_export(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("keras-cnn export: error: ") and "already exists" in err
     assert cli.main(argv + ["--version", "1", "--overwrite"]) == 0
+    assert "graph: optimized (weights frozen, 0 BatchNormalization(s) folded" in capsys.readouterr().out
+    assert cli.main(argv + ["--version", "2", "--no-optimize"]) == 0
+    assert "graph: plain (--no-optimize)" in capsys.readouterr().out
+    assert read_metadata(base / "clinet" / "2")["optimized"] is None
     assert cli.main(["export", str(tmp_path / "nope.keras")]) == 2
     assert "keras-cnn export: error: `model` must be an existing file" in capsys.readouterr().err
+
+
+def test_metadata_records_the_network_identity(tmp_path):
+    from keras_cnn.models import build_model
+
+    model = build_model("lenet5", classes=3, width_multiplier=0.5)
+    meta = read_metadata(export_for_serving(model, tmp_path, warmup=False))
+    assert meta["network"]["arch"] == "lenet5" and meta["network"]["preprocessing"] == "unit"
+    assert meta["network"]["build_args"]["width_multiplier"] == 0.5 and meta["network"]["weights"] is None
+    foreign = read_metadata(export_for_serving(bn_model(), tmp_path, "foreign", warmup=False))
+    assert foreign["network"] is None

@@ -1,86 +1,57 @@
 """models.config and batching parameters writers, and the apps/serving deployment files.
 
-The text protos are parsed with google.protobuf.text_format against message types declared here
-with TF Serving's field names and numbers (tensorflow_serving/config/model_server_config.proto,
-file_system_storage_path_source.proto, servables/tensorflow/session_bundle_config.proto), and
-against the real generated classes when tensorflow-serving-api is installed.
+Everything written is parsed back with google.protobuf.text_format into TF Serving's real
+generated ``ModelServerConfig`` (tensorflow-serving-api, a core dependency: no skips). The
+``BatchingParameters`` class that keras_cnn builds (the pip package does not ship
+session_bundle_config_pb2) is cross-checked against a second, independently written declaration of
+the upstream field table, byte for byte.
 """
 
-import importlib.util
 import re
 from pathlib import Path
 
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig
 
 from keras_cnn.export import (
     ServedModel,
+    batching_parameters,
     batching_parameters_text,
+    models_config,
     models_config_from_exports,
     models_config_text,
     scan_exports,
     write_batching_parameters,
     write_models_config,
 )
+from keras_cnn.export.serving_protos import batching_parameters_class
 
 REPO = Path(__file__).resolve().parents[1]
 SERVING = REPO / "apps" / "serving"
-HAVE_TF_SERVING = importlib.util.find_spec("tensorflow_serving") is not None
 F = descriptor_pb2.FieldDescriptorProto
+BatchingParameters = batching_parameters_class()
 
 
-def _messages():
-    """ModelServerConfig and BatchingParameters built from their .proto field tables."""
+def _independent_batching_parameters():
+    """tensorflow.serving.BatchingParameters declared from session_bundle_config.proto, by hand."""
     pool = descriptor_pool.DescriptorPool()
     pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
     proto = descriptor_pb2.FileDescriptorProto(
-        name="tfs_subset.proto", package="tfs", syntax="proto3", dependency=["google/protobuf/wrappers.proto"]
+        name="check.proto", package="check", syntax="proto3", dependency=["google/protobuf/wrappers.proto"]
     )
-
-    def field(msg, name, number, ftype, type_name=None, repeated=False, oneof=None):
-        f = msg.field.add(name=name, number=number, type=ftype,
-                          label=F.LABEL_REPEATED if repeated else F.LABEL_OPTIONAL)
-        if type_name:
-            f.type_name = type_name
-        if oneof is not None:
-            f.oneof_index = oneof
-
-    policy = proto.message_type.add(name="ServableVersionPolicy")
-    field(policy.nested_type.add(name="Latest"), "num_versions", 1, F.TYPE_UINT32)
-    policy.nested_type.add(name="All")
-    field(policy.nested_type.add(name="Specific"), "versions", 1, F.TYPE_INT64, repeated=True)
-    policy.oneof_decl.add(name="policy_choice")
-    for name, number in (("latest", 100), ("all", 101), ("specific", 102)):
-        field(policy, name, number, F.TYPE_MESSAGE, f".tfs.ServableVersionPolicy.{name.title()}", oneof=0)
-
-    config = proto.message_type.add(name="ModelConfig")
-    field(config, "name", 1, F.TYPE_STRING)
-    field(config, "base_path", 2, F.TYPE_STRING)
-    field(config, "model_platform", 4, F.TYPE_STRING)
-    field(config, "model_version_policy", 7, F.TYPE_MESSAGE, ".tfs.ServableVersionPolicy")
-    entry = config.nested_type.add(name="VersionLabelsEntry")
-    entry.options.map_entry = True
-    field(entry, "key", 1, F.TYPE_STRING)
-    field(entry, "value", 2, F.TYPE_INT64)
-    field(config, "version_labels", 8, F.TYPE_MESSAGE, ".tfs.ModelConfig.VersionLabelsEntry", repeated=True)
-    field(proto.message_type.add(name="ModelConfigList"), "config", 1, F.TYPE_MESSAGE, ".tfs.ModelConfig",
-          repeated=True)
-    field(proto.message_type.add(name="ModelServerConfig"), "model_config_list", 1, F.TYPE_MESSAGE,
-          ".tfs.ModelConfigList")
-
     batching = proto.message_type.add(name="BatchingParameters")
     for number, name in enumerate(("max_batch_size", "batch_timeout_micros", "max_enqueued_batches",
                                    "num_batch_threads"), start=1):
-        field(batching, name, number, F.TYPE_MESSAGE, ".google.protobuf.Int64Value")
-    field(batching, "thread_pool_name", 5, F.TYPE_MESSAGE, ".google.protobuf.StringValue")
-    field(batching, "allowed_batch_sizes", 6, F.TYPE_INT64, repeated=True)
-    field(batching, "pad_variable_length_inputs", 7, F.TYPE_BOOL)
+        batching.field.add(name=name, number=number, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+                           type_name=".google.protobuf.Int64Value")
+    batching.field.add(name="thread_pool_name", number=5, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+                       type_name=".google.protobuf.StringValue")
+    batching.field.add(name="allowed_batch_sizes", number=6, type=F.TYPE_INT64, label=F.LABEL_REPEATED)
+    batching.field.add(name="pad_variable_length_inputs", number=7, type=F.TYPE_BOOL, label=F.LABEL_OPTIONAL)
     pool.Add(proto)
-    get = lambda n: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tfs.{n}"))  # noqa: E731
-    return get("ModelServerConfig"), get("BatchingParameters")
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("check.BatchingParameters"))
 
-
-ModelServerConfig, BatchingParameters = _messages()
 
 MODELS = [
     ServedModel("lenet5", "/models/lenet5"),
@@ -101,15 +72,11 @@ def test_models_config_parses_as_model_server_config():
     assert vgg.model_version_policy.WhichOneof("policy_choice") == "all"
 
 
-@pytest.mark.skipif(not HAVE_TF_SERVING, reason="tensorflow-serving-api (the 'serving' extra) not installed")
-def test_models_config_parses_with_the_real_proto():
-    from tensorflow_serving.config import model_server_config_pb2
-
-    config = text_format.Parse(models_config_text(MODELS), model_server_config_pb2.ModelServerConfig())
-    assert [c.name for c in config.model_config_list.config] == ["lenet5", "resnet18", "vgg11"]
-    assert list(config.model_config_list.config[1].model_version_policy.specific.versions) == [1, 2]
-    app = text_format.Parse((SERVING / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
-    assert [c.name for c in app.model_config_list.config] == ["lenet5"]
+def test_models_config_is_the_message_written_by_text_format():
+    message = models_config(MODELS)
+    assert isinstance(message, ModelServerConfig)
+    assert text_format.Parse(models_config_text(MODELS), ModelServerConfig()) == message
+    assert models_config_text(MODELS) == text_format.MessageToString(message)
 
 
 @pytest.mark.parametrize(
@@ -157,6 +124,17 @@ def test_batching_parameters_parse():
     assert params.max_batch_size.value == 16 and params.batch_timeout_micros.value == 500
     assert params.max_enqueued_batches.value == 100 and params.num_batch_threads.value == 2
     assert list(params.allowed_batch_sizes) == [4, 8, 16] and params.pad_variable_length_inputs
+    assert BatchingParameters.DESCRIPTOR.full_name == "tensorflow.serving.BatchingParameters"
+
+
+def test_batching_parameters_match_an_independent_declaration():
+    message = batching_parameters(max_batch_size=16, allowed_batch_sizes=[8, 16], pad_variable_length_inputs=True)
+    wire = message.SerializeToString(deterministic=True)
+    check = _independent_batching_parameters().FromString(wire)
+    assert check.SerializeToString(deterministic=True) == wire
+    assert (check.max_batch_size.value, check.batch_timeout_micros.value, list(check.allowed_batch_sizes)) == (
+        16, 2000, [8, 16])
+    assert check.pad_variable_length_inputs
 
 
 def test_batching_parameters_validation(tmp_path):

@@ -15,10 +15,16 @@ from keras_cnn.layers.preprocess import Preprocess
 def tiny_model(name="vnet", seed=1):
     inputs = keras.Input((10, 10, 1))
     x = Preprocess("unit")(inputs)
-    x = keras.layers.Conv2D(3, 3, activation="relu")(x)
+    x = keras.layers.Conv2D(3, 3)(x)
+    bn = keras.layers.BatchNormalization()
+    x = keras.layers.ReLU()(bn(x))
     x = keras.layers.Flatten()(x)
     init = keras.initializers.RandomNormal(stddev=1.0, seed=seed)
-    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", kernel_initializer=init)(x), name=name)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", kernel_initializer=init)(x), name=name)
+    rng = np.random.default_rng(seed)
+    for weight in bn.weights:  # non-trivial statistics, so that folding them is visible
+        weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype("float32"))
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +42,10 @@ def test_full_verification_passes(export):
     report = verify_export(path, model=root / "model.keras")
     assert report.ok, report.format()
     names = [c.name for c in report.checks]
+    graph = next(c for c in report.checks if c.name == "serving graph")
+    assert graph.detail == "optimized: weights frozen, 1 BatchNormalization(s) folded into convolutions"
+    match = next(c for c in report.checks if c.name == "matches the Keras model")
+    assert float(match.detail.split("max |diff| ")[1].split()[0]) <= 1e-4
     for expected in ("load in a separate process", "serving needs no keras_cnn code", "run serving_bytes on 3 PNGs",
                      "warm-up records replay", "outputs consistent", "serving_bytes matches serving_default",
                      "matches the Keras model", "saved_model_cli show", "saved_model_cli run"):

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from keras_cnn.layers import ConvBN, FactorizedConv, Preprocess
+from keras_cnn.layers.conv import pair
 from tests.conftest import assert_keras_roundtrip
 
 
@@ -95,16 +96,83 @@ def test_factorized_conv_rejects_even_stacked_kernel():
         FactorizedConv(8, 5, mode="diagonal")
 
 
+def test_factorized_conv_first_factor_and_intermediate_filters():
+    layer = FactorizedConv(6, 7, mode="asymmetric", intermediate_filters=3, first_factor="nx1", name="a")
+    assert [(f.kernel_size, f.filters) for f in layer.factors] == [((7, 1), 3), ((1, 7), 6)]
+    assert [f.name for f in layer.factors] == ["a_1", "a_2"]
+    # Only a chain of factors has channels between them; anything else is refused, not ignored.
+    for kwargs in (dict(mode="none"), dict(mode="expanded"), dict(mode="stacked", kernel_size=3)):
+        kwargs = {"kernel_size": 5, **kwargs}
+        with pytest.raises(ValueError, match="intermediate_filters"):
+            FactorizedConv(6, intermediate_filters=3, **kwargs)
+    with pytest.raises(ValueError, match="first_factor"):
+        FactorizedConv(6, 7, mode="asymmetric", first_factor="7x1")
+    with pytest.raises(ValueError, match="intermediate_filters"):
+        FactorizedConv(6, 7, mode="asymmetric", intermediate_filters=0)
+
+
+def test_factorized_conv_expanded_bank():
+    # "Rethinking" Figure 7: a 1x3 beside a 3x1 on the same input, outputs concatenated.
+    x = np.random.default_rng(4).normal(size=(2, 8, 8, 5)).astype("float32")
+    layer = FactorizedConv(4, 3, mode="expanded", use_bn=False, name="bank")
+    out = np.asarray(layer(x))
+    assert out.shape == (2, 8, 8, 8) and layer.output_channels == 8
+    assert layer.compute_output_shape((None, 8, 8, 5)) == (None, 8, 8, 8)
+    assert [f.kernel_size for f in layer.factors] == [(1, 3), (3, 1)]
+    np.testing.assert_allclose(out[..., :4], np.asarray(layer.factors[0](x)), atol=1e-6)
+    np.testing.assert_allclose(out[..., 4:], np.asarray(layer.factors[1](x)), atol=1e-6)
+    swapped = FactorizedConv(4, 3, mode="expanded", first_factor="nx1", use_bn=False, name="bank2")
+    assert [f.kernel_size for f in swapped.factors] == [(3, 1), (1, 3)]
+    assert _count(FactorizedConv(4, 3, mode="expanded", use_bn=False, name="b3"), (8, 8, 5)) == 2 * (3 * 5 * 4 + 4)
+    with pytest.raises(ValueError, match="padding='same'"):
+        FactorizedConv(4, 3, mode="expanded", padding="valid", name="bad").compute_output_shape((None, 8, 8, 5))
+
+
+@pytest.mark.parametrize("value, expected", [(3, (3, 3)), ((1, 7), (1, 7)), ([2, 4], (2, 4))])
+def test_pair_accepts(value, expected):
+    assert pair(value, "kernel_size") == expected
+
+
+@pytest.mark.parametrize("value", [0, -1, True, (3,), (3, 0), (True, 3), "3", 2.0])
+def test_pair_rejects_naming_the_argument(value):
+    with pytest.raises(ValueError, match="`strides` must be a positive int or a pair"):
+        pair(value, "strides")
+    with pytest.raises(ValueError, match="kernel_size"):
+        ConvBN(4, value)
+
+
+def test_conv_layers_share_one_config_form():
+    """ConvBN and FactorizedConv write the shared conv options the same way."""
+    options = dict(
+        use_bn=False, activation="elu", bn_epsilon=1e-5, bn_momentum=0.9, bn_scale=False,
+        kernel_initializer="he_normal", kernel_regularizer=keras.regularizers.L2(1e-4),
+    )
+    conv = ConvBN(4, 3, name="c", **options).get_config()
+    fact = FactorizedConv(4, 5, mode="asymmetric", name="f", **options).get_config()
+    shared = ("use_bn", "use_bias", "activation", "bn_epsilon", "bn_momentum", "bn_scale",
+              "kernel_initializer", "kernel_regularizer")
+    assert {k: conv[k] for k in shared} == {k: fact[k] for k in shared}
+    assert conv["use_bias"] is True and conv["kernel_initializer"]["class_name"] == "HeNormal"
+    clone = FactorizedConv.from_config(fact)
+    assert clone.get_config() == fact
+    assert all(f.kernel_initializer.__class__.__name__ == "HeNormal" for f in clone.factors)
+
+
 def test_conv_layers_keras_roundtrip(tmp_path):
     inputs = keras.Input((12, 12, 3))
     x = ConvBN(6, 3, kernel_regularizer=keras.regularizers.L2(1e-4), name="c1")(inputs)
     x = FactorizedConv(8, 5, mode="asymmetric", name="f1")(x)
     x = FactorizedConv(8, 5, mode="stacked", factor_activation=None, name="f2")(x)
+    x = FactorizedConv(3, 3, mode="expanded", first_factor="nx1", name="f3")(x)
+    x = FactorizedConv(4, 7, mode="asymmetric", intermediate_filters=2, first_factor="nx1", name="f4")(x)
     model = keras.Model(inputs, x)
     xs = np.random.default_rng(2).uniform(size=(2, 12, 12, 3)).astype("float32")
     loaded = assert_keras_roundtrip(model, xs, tmp_path)
     assert loaded.get_layer("f2").factor_activation is None
     assert loaded.get_layer("c1").kernel_regularizer is not None
+    for name in ("f1", "f2", "f3", "f4"):
+        assert loaded.get_layer(name).get_config() == model.get_layer(name).get_config()
+        assert [w.path for w in loaded.get_layer(name).weights] == [w.path for w in model.get_layer(name).weights]
 
 
 @pytest.mark.parametrize("mode", ["tf", "caffe", "torch"])

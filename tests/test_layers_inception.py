@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_cnn.layers.conv import ConvBN
+from keras_cnn.layers.conv import ConvBN, FactorizedConv
 from keras_cnn.layers.inception import (
     AuxiliaryClassifier,
     GridReduction,
@@ -12,10 +12,10 @@ from keras_cnn.layers.inception import (
     apply_conv_stem,
     conv_step,
     expanded_branches,
+    factorized_step,
     normalize_branches,
     pool_step,
     scale_branches,
-    split_step,
 )
 from tests.conftest import assert_keras_roundtrip
 
@@ -23,6 +23,13 @@ from tests.conftest import assert_keras_roundtrip
 def _conv_params(k, c_in, c_out, bias=True):
     kh, kw = (k, k) if isinstance(k, int) else k
     return (kh * kw * c_in + int(bias)) * c_out
+
+
+def _kernels(layer, prefix=""):
+    """(kh, kw) of every Conv2D under ``layer`` whose name starts with ``prefix``, in weight order."""
+    return [
+        tuple(w.shape[:2]) for w in layer.weights if w.path.endswith("kernel") and w.path.split("/")[-2].startswith(prefix)
+    ]
 
 
 def _random_bn_stats(layer, seed=0):
@@ -90,8 +97,13 @@ def test_concatenation_follows_branch_order():
 )
 def test_v1_five_by_five_factorisations(mode, kernels):
     block = InceptionBlock.v1(8, 4, 8, 2, 6, 4, five_by_five=mode, name="m")
-    branch3 = [layer for layer in block.step_layers if layer.name.startswith("m_branch3_")]
-    assert [layer.kernel_size for layer in branch3[1:]] == kernels
+    block.build((None, 9, 9, 16))
+    assert _kernels(block, "m_branch3_")[1:] == kernels
+    # The factorised forms are one FactorizedConv step after the 1x1 reduction.
+    step = [layer for layer in block.step_layers if layer.name == "m_branch3_2"][0]
+    assert type(step) is (ConvBN if mode == "plain" else FactorizedConv)
+    if mode != "plain":
+        assert (step.mode, step.kernel_size, step.filters) == (mode, 5, 6)
     assert block.compute_output_shape((None, 9, 9, 16)) == (None, 9, 9, 8 + 8 + 6 + 4)
     with pytest.raises(ValueError, match="five_by_five"):
         InceptionBlock.v1(8, 4, 8, 2, 6, 4, five_by_five="3x3")
@@ -111,7 +123,16 @@ def test_figure5_factorized_is_cheaper_than_5x5():
 def test_figure6_asymmetric_chain():
     block = InceptionBlock.asymmetric(192, 128, 192, 128, 192, 192, name="mixed4")
     assert block.compute_output_shape((None, 17, 17, 768)) == (None, 17, 17, 768)
-    kernels = [layer.kernel_size for layer in block.step_layers if isinstance(layer, ConvBN)]
+    block.build((None, 17, 17, 768))
+    # Every 7x7 is a FactorizedConv (1x7 -> 7x1): one in branch 2, two in branch 3.
+    factorized = [layer for layer in block.step_layers if isinstance(layer, FactorizedConv)]
+    assert [(f.name, f.mode, f.intermediate_filters, f.filters) for f in factorized] == [
+        ("mixed4_branch2_2", "asymmetric", 128, 192),
+        ("mixed4_branch3_2", "asymmetric", 128, 128),
+        ("mixed4_branch3_3", "asymmetric", 128, 192),
+    ]
+    assert [f.name for f in factorized[2].factors] == ["mixed4_branch3_3_1", "mixed4_branch3_3_2"]
+    kernels = _kernels(block)
     assert kernels == [
         (1, 1),
         (1, 1), (1, 7), (7, 1),
@@ -124,11 +145,9 @@ def test_figure7_expanded_filter_bank():
     block = InceptionBlock.expanded(320, 384, 384, 448, 384, 384, 192, name="mixed9", bn_scale=False)
     y = block(keras.Input((8, 8, 1280)))
     assert tuple(y.shape) == (None, 8, 8, 320 + 2 * 384 + 2 * 384 + 192)
-    names = [layer.name for layer in block.step_layers]
-    assert "mixed9_branch2_2a" in names and "mixed9_branch2_2b" in names and "mixed9_branch2_2_concat" in names
-    a, b = names.index("mixed9_branch2_2a"), names.index("mixed9_branch2_2b")
-    assert block.step_layers[a].kernel_size == (1, 3)
-    assert block.step_layers[b].kernel_size == (3, 1)
+    bank = [layer for layer in block.step_layers if layer.name == "mixed9_branch2_2"][0]
+    assert isinstance(bank, FactorizedConv) and bank.mode == "expanded" and bank.output_channels == 768
+    assert [(f.name, f.kernel_size) for f in bank.factors] == [("mixed9_branch2_2_1", (1, 3)), ("mixed9_branch2_2_2", (3, 1))]
     # keras.applications' mixed9 (BN scale=False): 5,047,872 parameters.
     assert block.count_params() == 5_047_872
 
@@ -140,12 +159,12 @@ def test_weights_listed_in_creation_order():
     assert conv_names == [
         "e_branch1_1_conv",
         "e_branch2_1_conv",
-        "e_branch2_2a_conv",
-        "e_branch2_2b_conv",
+        "e_branch2_2_1_conv",
+        "e_branch2_2_2_conv",
         "e_branch3_1_conv",
         "e_branch3_2_conv",
-        "e_branch3_3a_conv",
-        "e_branch3_3b_conv",
+        "e_branch3_3_1_conv",
+        "e_branch3_3_2_conv",
         "e_branch4_2_conv",
     ]
 
@@ -154,12 +173,22 @@ def test_weights_listed_in_creation_order():
 
 
 def test_shorthand_and_canonical_specs_are_equivalent():
-    short = [[(64, 1)], [(48, 1), (64, (1, 7))], ["avg", (32, 1)], [(8, 1), split_step((4, (1, 3)), (4, (3, 1)))]]
+    short = [[(64, 1)], [(48, 1), (64, (1, 7))], ["avg", (32, 1)], [(8, 1), factorized_step(4, 3, "expanded")]]
     canonical = [
         [conv_step(64, 1)],
         [conv_step(48, 1), conv_step(64, (1, 7))],
         [pool_step("avg"), conv_step(32, 1)],
-        [conv_step(8, 1), {"type": "split", "convs": [conv_step(4, (1, 3)), conv_step(4, (3, 1))]}],
+        [
+            conv_step(8, 1),
+            {
+                "type": "factorized",
+                "filters": 4,
+                "kernel_size": 3,
+                "mode": "expanded",
+                "intermediate_filters": 4,
+                "first_factor": "1xn",
+            },
+        ],
     ]
     assert normalize_branches(short) == normalize_branches(canonical) == canonical
     block = InceptionBlock(short, name="s")
@@ -186,12 +215,45 @@ def test_scale_branches():
         [[(8, 3, 1, "full")]],
         [["min"]],
         [[{"type": "dense", "units": 3}]],
-        [[{"type": "split", "convs": ["max"]}]],
+        [[{"type": "split", "convs": [(4, (1, 3)), (4, (3, 1))]}]],
+        [[{"type": "factorized", "filters": 4, "kernel_size": 4}]],
+        [[{"type": "factorized", "filters": 4, "kernel_size": 3, "mode": "diagonal"}]],
+        [[{"type": "factorized", "filters": 4, "kernel_size": 3, "mode": "expanded", "intermediate_filters": 2}]],
+        [[{"type": "factorized", "filters": 4, "kernel_size": 7, "first_factor": "7x1"}]],
     ],
 )
 def test_bad_specs_raise_naming_branches(branches):
     with pytest.raises(ValueError, match="branches"):
         InceptionBlock(branches)
+
+
+def test_factorized_step_is_a_factorized_conv():
+    """A factorized step computes exactly the standalone FactorizedConv it describes."""
+    x = np.random.RandomState(4).rand(2, 7, 7, 3).astype("float32")
+    block = InceptionBlock(
+        [[(2, 1)], [factorized_step(4, 7, "asymmetric", intermediate_filters=3, first_factor="nx1")]],
+        name="fb",
+    )
+    out = np.asarray(block(x))
+    step = block.step_layers[1]
+    _random_bn_stats(block, seed=5)
+    alone = FactorizedConv(4, 7, "asymmetric", intermediate_filters=3, first_factor="nx1", name="alone")
+    alone.build(x.shape)
+    alone.set_weights(step.get_weights())
+    np.testing.assert_allclose(np.asarray(block(x))[..., 2:], np.asarray(alone(x)), atol=1e-6)
+    assert out.shape == (2, 7, 7, 2 + 4)
+    assert [f.kernel_size for f in step.factors] == [(7, 1), (1, 7)]
+    # The block's conv options reach every factor (the activation too, not only the last one's).
+    elu = InceptionBlock([[factorized_step(4, 7, "asymmetric")]], activation="elu", use_bn=False, name="elu")
+    assert [(f.activation, f.use_bn, f.use_bias) for f in elu.step_layers[0].factors] == [("elu", False, True)] * 2
+    # scale_branches scales the factorisation's filters and its intermediate filters.
+    scaled = scale_branches(block.branches, 2.0)[1][0]
+    assert (scaled["filters"], scaled["intermediate_filters"]) == (8, 6)
+
+
+def test_legacy_split_step_is_refused_with_its_replacement():
+    with pytest.raises(ValueError, match="branches.*'split' step .* mode='expanded'"):
+        InceptionBlock([[(4, 1), {"type": "split", "convs": [(4, (1, 3)), (4, (3, 1))]}]])
 
 
 def test_branches_with_different_grids_raise():

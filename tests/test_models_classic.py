@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_cnn.layers import ModelIdentity
 from keras_cnn.models import build_model, get_model_entry
 from keras_cnn.models.alexnet import AlexNet, LocalResponseNormalization
 from keras_cnn.models.course import CourseConvNet
@@ -149,7 +150,7 @@ def test_vgg_twin_of_keras_applications(ours, theirs, params, convs):
     assert model.count_params() == reference.count_params() == params
     assert [tuple(w.shape) for w in model.weights] == [tuple(w.shape) for w in reference.weights]
     # Same top-level layers (names) apart from the paper's dropout, which has no weights.
-    ours_names = [layer.name for layer in model.layers if not isinstance(layer, keras.layers.Dropout)]
+    ours_names = [layer.name for layer in model.layers if not isinstance(layer, (keras.layers.Dropout, ModelIdentity))]
     assert ours_names[1:] == [layer.name for layer in reference.layers][1:]
     for b, (n, width) in enumerate(zip(convs, (64, 128, 256, 512, 512)), start=1):
         assert _shape(model, f"block{b}_conv{n}") == (224 >> (b - 1), 224 >> (b - 1), width)

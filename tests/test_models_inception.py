@@ -6,11 +6,13 @@ import keras
 import numpy as np
 import pytest
 
+from keras_cnn.layers.conv import FactorizedConv
 from keras_cnn.layers.inception import AuxiliaryClassifier, GridReduction, InceptionBlock
 from keras_cnn.models import get_model_entry, list_models
 from keras_cnn.models.googlenet import GOOGLENET_MODULES, GoogLeNet, build_googlenet
 from keras_cnn.models.inception_v2 import InceptionV2
-from keras_cnn.models.inception_v3 import InceptionV3Custom, twin_layer_pairs
+from keras_cnn.models.inception_v3 import InceptionV3Custom
+from keras_cnn.weights import port_weights
 from tests.conftest import assert_keras_roundtrip
 
 GOOGLENET_PARAMS = 6_998_552  # SPEC 5
@@ -27,6 +29,18 @@ GOOGLENET_AUX_PARAMS = {
 def _v3_aux_params(classes, channels=768):
     # 1x1 conv 128 + BN (beta, mean, var) | 5x5 conv 768 + BN | FC
     return channels * 128 + 3 * 128 + 25 * 128 * 768 + 3 * 768 + (768 + 1) * classes
+
+
+def _kernels(layer):
+    """(kh, kw) of every Conv2D under ``layer``, in weight (= creation) order."""
+    return [tuple(w.shape[:2]) for w in layer.weights if w.path.endswith("kernel")]
+
+
+def _factorized(layer):
+    """(name, mode, kernel_size, first_factor) of the FactorizedConv steps of a block."""
+    return [
+        (s.name, s.mode, s.kernel_size, s.first_factor) for s in layer.step_layers if isinstance(s, FactorizedConv)
+    ]
 
 
 def _spatial(model, layer_name):
@@ -109,15 +123,17 @@ def test_googlenet_structure_knobs():
     names = [layer.name for layer in model.layers if isinstance(layer, InceptionBlock)]
     assert names == ["inception_3a", "inception_4a", "inception_4b", "inception_5a", "inception_5b", "inception_5c"]
     block = model.get_layer("inception_3a")
-    convs = [layer for layer in block.step_layers if hasattr(layer, "kernel_size")]
-    assert [c.kernel_size for c in convs if c.name.startswith("inception_3a_branch3")] == [(1, 1), (3, 3), (3, 3)]
-    assert convs[1].filters == 12  # r3 = 96 * 0.25 * 0.5
-    assert convs[0].use_bn and not convs[0].use_bias
+    branch3 = [layer for layer in block.step_layers if layer.name.startswith("inception_3a_branch3")]
+    assert [_kernels(layer) for layer in branch3] == [[(1, 1)], [(3, 3), (3, 3)]]
+    assert _factorized(block) == [("inception_3a_branch3_2", "stacked", 5, "1xn")]
+    assert block.step_layers[1].filters == 12  # r3 = 96 * 0.25 * 0.5
+    assert block.step_layers[0].use_bn and not block.step_layers[0].use_bias
     # The extra 5c repeats 5b's row.
     assert model.get_layer("inception_5c").output.shape[-1] == model.get_layer("inception_5b").output.shape[-1] == 256
     asym = build_googlenet(modules_per_stage=(1, 1, 1), five_by_five="asymmetric", **small)
-    kernels = [layer.kernel_size for layer in asym.get_layer("inception_3a").step_layers if hasattr(layer, "kernel_size")]
+    kernels = _kernels(asym.get_layer("inception_3a"))
     assert (1, 5) in kernels and (5, 1) in kernels and (5, 5) not in kernels
+    assert _factorized(asym.get_layer("inception_3a")) == [("inception_3a_branch3_2", "asymmetric", 5, "1xn")]
     # Forward pass at 32x32 with the small stem (the tuning configuration).
     x = np.random.RandomState(2).uniform(0, 1, (3, 32, 32, 3)).astype("float32")
     probs = np.asarray(model(x, training=False))
@@ -186,6 +202,20 @@ def test_inception_v3_is_keras_twin_with_top(v3_pair):
     assert [l.name for l in ours.layers[-2:]] == ["avg_pool", "predictions"]
     bns = [l for l in ours._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
     assert len(bns) == 94 and all(not bn.scale and bn.epsilon == 1e-3 for bn in bns)
+    # The factorised branches are FactorizedConv steps: the double 3x3 of mixed0-2, the 7x7s of
+    # mixed4-8 (keras starts the double 7x7 with a 7x1), the expanded banks of mixed9-10.
+    assert _factorized(ours.get_layer("mixed0")) == [("mixed0_branch3_2", "stacked", 5, "1xn")]
+    assert _factorized(ours.get_layer("mixed4")) == [
+        ("mixed4_branch2_2", "asymmetric", 7, "1xn"),
+        ("mixed4_branch3_2", "asymmetric", 7, "nx1"),
+        ("mixed4_branch3_3", "asymmetric", 7, "nx1"),
+    ]
+    assert _factorized(ours.get_layer("mixed8")) == [("mixed8_branch2_2", "asymmetric", 7, "1xn")]
+    assert _factorized(ours.get_layer("mixed10")) == [
+        ("mixed10_branch2_2", "expanded", 3, "1xn"),
+        ("mixed10_branch3_3", "expanded", 3, "1xn"),
+    ]
+    assert _factorized(ours.get_layer("mixed3")) == []  # Figure 10: the stride-2 convs stay plain
     # Registry stage taps: one per grid size, in depth order.
     stages = get_model_entry("inception_v3").stages
     assert [_spatial(ours, n)[0] for n in stages.values()] == [147, 71, 35, 17, 8]
@@ -207,10 +237,11 @@ def test_inception_v3_keras_weights_port_exactly(v3_pair):
     for layer in theirs.layers:  # non-trivial BN statistics, so a BN mix-up would show
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in layer.get_weights()])
-    pairs = twin_layer_pairs(ours, theirs)
+    # The generic porting (leaves paired kind by kind in creation order) needs no Inception table.
+    pairs = port_weights(theirs, ours)
     assert len(pairs) == 94 * 2 + 1
-    for mine, twin in pairs:
-        mine.set_weights(twin.get_weights())
+    # keras' 7x1 that starts mixed4's double 7x7 branch lands in our first factor of it.
+    assert ("conv2d_35", "mixed4/mixed4_branch3_2/mixed4_branch3_2_1/mixed4_branch3_2_1_conv") in pairs
     x = rng.uniform(-1, 1, (1, 299, 299, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), rtol=1e-4, atol=1e-4)
 
@@ -227,6 +258,37 @@ def test_inception_v3_aux_dropout_and_roundtrip(tmp_path):
     out = model(x, training=False)
     assert out["predictions"].shape == out["aux1"].shape == (1, 10)
     assert_keras_roundtrip(model, x, tmp_path, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_inception_v3_cost_analysis_reports_the_factorised_layers():
+    from keras_cnn.analysis import conv_macs, profile
+
+    model = InceptionV3Custom(include_top=False, input_shape=(75, 75, 3))
+    p = profile(model)
+    assert p.total_params == model.count_params() == INCEPTION_V3_NOTOP_PARAMS
+    assert sum(r.params for r in p.rows) == p.total_params and sum(r.macs for r in p.rows) == p.total_macs
+    # mixed4's second 7x7 branch: a FactorizedConv whose factors (7x1 then 1x7) are rows of their own.
+    prefix = "mixed4/mixed4_branch3_2/"
+    factor_rows = [(r.name, r.kind, r.macs) for r in p.rows if r.name.startswith(prefix) and r.kind == "Conv2D"]
+    hw = 3  # mixed4 at 75 px: 35 -> ... -> a 3x3 grid
+    assert factor_rows == [
+        (prefix + "mixed4_branch3_2_1/mixed4_branch3_2_1_conv", "Conv2D", conv_macs(hw, hw, 128, 7, 1, 128)),
+        (prefix + "mixed4_branch3_2_2/mixed4_branch3_2_2_conv", "Conv2D", conv_macs(hw, hw, 128, 1, 7, 128)),
+    ]
+    stages = {s.name: s for s in p.per_stage()}
+    expected = sum(
+        conv_macs(hw, hw, c_out, kh, kw, c_in)
+        for c_out, kh, kw, c_in in [
+            (192, 1, 1, 768),
+            (128, 1, 1, 768), (128, 1, 7, 128), (192, 7, 1, 128),
+            (128, 1, 1, 768), (128, 7, 1, 128), (128, 1, 7, 128), (128, 7, 1, 128), (192, 1, 7, 128),
+            (192, 1, 1, 768),
+        ]
+    )
+    assert stages["mixed4"].macs == expected
+    assert stages["mixed4"].params == model.get_layer("mixed4").count_params()
+    assert "mixed10_branch2_2_1_conv" in p.to_table()  # the expanded bank's 1x3
 
 
 @pytest.mark.parametrize(
@@ -264,10 +326,17 @@ def test_inception_v2_layout():
     blocks = [l.name for l in model.layers if type(l) is InceptionBlock]
     assert len(blocks) == 10 and len([b for b in blocks if b.startswith("inception_b")]) == 5
     # Figure 5: no 5x5 kernel at the 35x35 grid; Figure 6: 1x7 / 7x1 at 17x17.
-    kernels_a = {l.kernel_size for l in model.get_layer("inception_a1").step_layers if hasattr(l, "kernel_size")}
-    kernels_b = {l.kernel_size for l in model.get_layer("inception_b3").step_layers if hasattr(l, "kernel_size")}
-    assert kernels_a == {(1, 1), (3, 3)}
-    assert kernels_b == {(1, 1), (1, 7), (7, 1)}
+    assert set(_kernels(model.get_layer("inception_a1"))) == {(1, 1), (3, 3)}
+    assert set(_kernels(model.get_layer("inception_b3"))) == {(1, 1), (1, 7), (7, 1)}
+    # The factorised branches are FactorizedConv layers (Figures 5, 6, 7).
+    assert _factorized(model.get_layer("inception_a1")) == [("inception_a1_branch3_2", "stacked", 5, "1xn")]
+    assert _factorized(model.get_layer("inception_b3")) == [
+        ("inception_b3_branch2_2", "asymmetric", 7, "1xn"),
+        ("inception_b3_branch3_2", "asymmetric", 7, "1xn"),
+        ("inception_b3_branch3_3", "asymmetric", 7, "1xn"),
+    ]
+    assert _factorized(model.get_layer("reduction_b")) == [("reduction_b_branch2_2", "asymmetric", 7, "1xn")]
+    assert [m for _, m, _, _ in _factorized(model.get_layer("inception_c1"))] == ["expanded", "expanded"]
     stages = get_model_entry("inception_v2").stages
     assert [_spatial(model, n)[0] for n in stages.values()] == [147, 71, 35, 17, 8]
 
@@ -294,8 +363,8 @@ def test_inception_v2_knobs():
     )
     names = [l.name for l in model.layers if isinstance(l, InceptionBlock)]
     assert names == ["inception_a1", "reduction_a", "inception_b1", "inception_b2", "reduction_b", "inception_c1"]
-    kernels = {l.kernel_size for l in model.get_layer("inception_a1").step_layers if hasattr(l, "kernel_size")}
-    assert (5, 5) in kernels
+    assert (5, 5) in _kernels(model.get_layer("inception_a1"))
+    assert _factorized(model.get_layer("inception_a1")) == []
     x = np.random.RandomState(3).uniform(0, 1, (2, 16, 16, 3)).astype("float32")
     assert np.asarray(model(x)).shape == (2, 3)
     # The smallest input the small stem accepts: 7 -> 3 -> 1 through the two reductions.

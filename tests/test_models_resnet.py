@@ -118,7 +118,8 @@ def test_resnet_twin_of_keras_applications(ours, theirs, params):
     assert model.count_params() == params
     assert [tuple(w.shape) for w in model.weights] == reference_shapes
     # Stem and top are the same layers; every keras block "convS_blockI_*" is one ResidualBlock.
-    names = [layer.name for layer in model.layers]
+    # (Ours adds the identity marker after the input: a pass-through without weights.)
+    names = [layer.name for layer in model.layers if layer.name != "keras_cnn_identity"]
     assert names[1:7] == reference_layers[1:7] == [
         "conv1_pad", "conv1_conv", "conv1_bn", "conv1_relu", "pool1_pad", "pool1_pool"
     ]
@@ -232,8 +233,8 @@ def test_weight_decay_is_sgd_style_l2():
         (dict(depth=18, input_shape=(None, None, 3)), "input_shape"),
         (dict(depth=18, include_top=False, input_shape=(31, 31, 3)), "input_shape"),
         (dict(depth=18, stem="small", include_top=False, input_shape=(7, 7, 3)), "input_shape"),
-        (dict(depth=18, weights="imagenet"), "weights"),
-        (dict(depth=50, weights="imagenet"), "weights"),  # torchvision layout: no twin
+        (dict(depth=18, weights="imagenet", stem="small"), "weights"),  # not timm's network (custom build)
+        (dict(depth=50, keras_layout=False, weights="resnet50.keras_in1k"), "weights"),  # keras' file, tv layout
         (dict(depth=50, keras_layout=True, weights="imagenet", width_multiplier=0.5), "weights"),
         (dict(depth=50, keras_layout=True, weights="imagenet", classes=10), "classes"),
     ],
@@ -245,7 +246,8 @@ def test_validation_errors_name_the_argument(kwargs, match):
 
 
 def test_named_builders_refuse_imagenet_without_a_twin():
-    for builder in (ResNet18, ResNet34, Plain34):
+    # ResNet18/34 take timm's torchvision weights for "imagenet" (tests/test_timm_weights.py).
+    for builder in (Plain34,):
         with pytest.raises(ValueError, match="weights"):
             builder(weights="imagenet", include_top=False)
 

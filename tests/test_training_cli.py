@@ -57,7 +57,6 @@ def test_cli_train_then_evaluate(cli_run, capsys):
         (["train", "lenet5", "--augment", "spin=3"], "--augment"),
         (["train", "lenet5", "--strategy", "tpu_pod"], "`--strategy`"),
         (["train", "lenet5", "--recipe", "learning_rate"], "--recipe"),
-        (["train", "lenet5", "--image-size", "a,b"], "`--image-size`"),
         (["train", "lenet5", "--model-arg", "bogus=1"], "`--model-arg` has 'bogus'"),
         (["train", "lenet5", "--model-arg", "width_multiplier=abc"], "`--model-arg`"),
         (["train", "lenet5", "--validation-split", "1.5"], "`--validation-split`"),

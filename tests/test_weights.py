@@ -275,6 +275,17 @@ def test_offline_download_fails_fast_saying_which_file_and_where(keras_home, off
     assert not os.path.exists(expected)
 
 
+def patch_keras_file(monkeypatch, arch, include_top, **changes):
+    """Replace fields of one keras.applications file in the weights records, for this test."""
+    import dataclasses
+
+    from keras_cnn.models import specs
+
+    record = specs.WEIGHTS_SPECS[f"{arch}.keras_in1k"]
+    files = tuple(dataclasses.replace(f, **changes) if f.include_top == include_top else f for f in record.files)
+    monkeypatch.setitem(specs.WEIGHTS_SPECS, record.name, dataclasses.replace(record, files=files))
+
+
 def test_cached_file_is_used_offline(keras_home, offline, monkeypatch):
     k = randomize(keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3)))
     spec = W.imagenet_weights_file("VGG16", include_top=False)
@@ -283,7 +294,7 @@ def test_cached_file_is_used_offline(keras_home, offline, monkeypatch):
     write_legacy_h5(cached, k.layers)
     # The file is not Keras' real one, so give it the hash keras checks (keras would re-download
     # a cached file whose md5 differs, and so do we: see the next test).
-    monkeypatch.setitem(W._LITERAL_HASHES, "VGG16", (W._LITERAL_HASHES["VGG16"][0], md5(cached)))
+    patch_keras_file(monkeypatch, "vgg16", False, file_hash=md5(cached))
     ours = VGG16Custom(weights="imagenet", include_top=False, input_shape=(32, 32, 3))
     x = images(32)
     assert_same_function(k(x), ours(x))
@@ -310,13 +321,10 @@ def local_server(tmp_path):
 
 
 def test_download_path_fetches_verifies_and_caches(keras_home, local_server, monkeypatch):
-    from keras.src.applications import vgg16
-
     root, url = local_server
     k = randomize(keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3)))
     served = write_legacy_h5(root / "vgg16_notop.h5", k.layers)
-    monkeypatch.setattr(vgg16, "WEIGHTS_PATH_NO_TOP", url + "vgg16_notop.h5")
-    monkeypatch.setitem(W._LITERAL_HASHES, "VGG16", (W._LITERAL_HASHES["VGG16"][0], md5(served)))
+    patch_keras_file(monkeypatch, "vgg16", False, url=url + "vgg16_notop.h5", file_hash=md5(served))
     ours = VGG16Custom(weights="imagenet", include_top=False, input_shape=(32, 32, 3))
     x = images(32)
     assert_same_function(k(x), ours(x))
@@ -324,7 +332,7 @@ def test_download_path_fetches_verifies_and_caches(keras_home, local_server, mon
     assert md5(cached) == md5(served)  # stored under keras' name, where keras.applications looks
     # A download whose md5 is wrong is refused, with the same clear error.
     cached.unlink()
-    monkeypatch.setitem(W._LITERAL_HASHES, "VGG16", (W._LITERAL_HASHES["VGG16"][0], "0" * 32))
+    patch_keras_file(monkeypatch, "vgg16", False, file_hash="0" * 32)
     with pytest.raises(W.ImageNetWeightsUnavailableError, match="file hash does not match"):
         W.get_imagenet_weights_file("VGG16", include_top=False)
 
@@ -412,3 +420,61 @@ def test_with_preprocessing_matches_keras_preprocess_input(tmp_path):
     assert_same_function(wrapped(raw), reloaded(raw))
     with pytest.raises(ValueError, match="mode"):
         W.with_preprocessing(keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten()]))
+
+
+# ------------------------------------------------------------------------------------------
+# Twins load their counterpart's native Keras 3 files; clear errors for wrong or broken files.
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("resnet101", "resnet152") else n
+                                  for n in TWINS])
+@pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
+def test_twin_loads_keras_applications_native_file(name, suffix, tmp_path):
+    keras_name, builder, size, _ = TWINS[name]
+    shape = (size, size, 3)
+    reference = randomize(getattr(keras.applications, keras_name)(weights=None, include_top=False, input_shape=shape))
+    path = tmp_path / f"{keras_name}{suffix}"
+    if suffix == ".keras":
+        reference.save(path)
+    else:
+        reference.save_weights(path)
+    ours = builder(weights=str(path), include_top=False, input_shape=shape)
+    x = images(size)
+    assert_same_function(reference(x), ours(x))
+    assert ours.get_layer("keras_cnn_identity").weights_source == f"file:{path.name}"
+
+
+def test_weights_file_of_another_network_fails_in_one_sentence(tmp_path):
+    other = randomize(keras.applications.ResNet50(weights=None, include_top=True, input_shape=(32, 32, 3)))
+    path = tmp_path / "resnet50.weights.h5"
+    other.save_weights(path)
+    with pytest.raises(ValueError) as err:
+        VGG16Custom(weights=str(path), include_top=True, input_shape=(32, 32, 3))
+    message = str(err.value)
+    assert message.startswith(f"The weights file '{path}' does not fit vgg16")
+    assert "resnet50 (keras.applications ResNet50)" in message and "25,636,712 parameters" in message
+    assert len(message) < 400 and "\n" not in message  # no tensor dump
+
+
+def test_keras_file_names_the_network_it_holds(tmp_path):
+    path = tmp_path / "lenet.keras"
+    build_model("lenet5", classes=10).save(path)
+    with pytest.raises(ValueError, match=r"does not fit resnet18 .* it holds lenet5: "):
+        build_model("resnet18", weights=str(path), input_shape=(32, 32, 3), classes=10)
+
+
+def test_truncated_missing_and_unknown_weights_are_named(tmp_path):
+    good = tmp_path / "vgg.weights.h5"
+    randomize(keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))).save_weights(good)
+    truncated = tmp_path / "truncated.weights.h5"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    with pytest.raises(ValueError, match=r"`weights` file '.*truncated.weights.h5' cannot be read"):
+        VGG16Custom(weights=str(truncated), include_top=False, input_shape=(32, 32, 3))
+    with pytest.raises(FileNotFoundError, match="`weights` file does not exist: '/no/such/vgg.h5'"):
+        VGG16Custom(weights="/no/such/vgg.h5", include_top=False)
+    with pytest.raises(ValueError, match=r"Unknown pretrained weights. Received: weights='bogus_in1k' for 'vgg16'"):
+        VGG16Custom(weights="bogus_in1k", include_top=False)
+    with pytest.raises(ValueError, match="No ImageNet weights for this lenet5 build.*none"):
+        build_model("lenet5", weights="imagenet")
+    with pytest.raises(ValueError, match="keras.applications' and fit only the layer-for-layer twin"):
+        VGG16Custom(weights="vgg16.keras_in1k", include_top=False, width_multiplier=0.5)

@@ -91,7 +91,7 @@ def main(argv=None):
     import numpy as np
     import tensorflow as tf
 
-    from keras_cnn.data.augment import build_augmenter, compute_pca_stats, cpu_augment
+    from keras_cnn.data.augment import build_augmenter, compute_pca_stats, cpu_augment, resolve_augment_on
     from keras_cnn.training import build_network
 
     keras.utils.set_random_seed(args.seed)
@@ -200,6 +200,18 @@ def main(argv=None):
                 f"step keeps {ratio:.0%} of its rate",
             ])
 
+    # The CLI's default `--augment-on auto`: which path it picks here, and whether that is the faster one.
+    auto = resolve_augment_on("auto")
+    default_rows = []
+    for model_name, keys in consumer_keys.items():
+        device_rate, cpu_rate = rate[keys["device"]], rate[keys["cpu"]]
+        faster = "cpu" if cpu_rate >= device_rate else "device"
+        ratios = C.paired_ratios(per_round[keys["cpu"]], per_round[keys["device"]])
+        default_rows.append([
+            model_name, auto, C.fmt(device_rate), C.fmt(cpu_rate), C.fmt_ratio(cpu_rate / device_rate),
+            C.fmt_range(min(ratios), max(ratios)), faster, "yes" if faster == auto else "NO",
+        ])
+
     lines = C.header("Input pipeline vs training step (images/s, interleaved, median)")
     lines += [
         f"Spec `{args.spec}`, {size}x{size}x3, batch {batch}, {args.rounds} rounds "
@@ -209,6 +221,12 @@ def main(argv=None):
         "",
         C.markdown_table(["consumer", "pipeline", "pipeline img/s", "step img/s", "pipeline/step", "per-round",
                           "bottleneck?"], verdict_rows, right=(2, 3, 4, 5)),
+        "",
+        f"The default, `--augment-on auto` (`keras_cnn.data.augment.resolve_augment_on`), picks `{auto}` here "
+        f"({'a GPU is visible' if auto == 'device' else 'no GPU is visible'}); end to end (augment + step):",
+        "",
+        C.markdown_table(["consumer", "auto picks", "device img/s", "cpu map img/s", "cpu/device", "per-round",
+                          "faster", "default is faster?"], default_rows, right=(2, 3, 4, 5)),
         "",
         "All candidates:",
         "",

@@ -36,7 +36,8 @@ C.quiet_tensorflow()
 # plan -> [(section key, script, arguments)]
 PLANS = {
     "cpu": [
-        ("twins", "twins.py", ["--graph-check", "--xla", "--control"]),
+        ("twins", "twins.py", ["--graph-check", "--xla", "--image-size", "64", "--batch", "4", "--rounds", "9"]),
+        ("twins_real", "twins.py", ["--rounds", "3"]),  # real sizes (224 / 299), batch 8, A/A control
         ("twins_mixed", "twins.py", ["--models", "resnet50", "--mixed-precision", "--no-plain", "--control",
                                      "--rounds", "5", "--steps", "1"]),
         ("pipeline", "pipeline.py", ["--xla"]),
@@ -49,7 +50,7 @@ PLANS = {
                                "--batch", "64", "--steps", "10", "--rounds", "7", "--xla", "--mixed-precision",
                                "--graph-check"]),
         ("pipeline", "pipeline.py", ["--image-size", "224", "--batch", "128", "--models", "resnet18", "--xla"]),
-        ("serving", "serving.py", ["--models", "lenet5,resnet50:224", "--batches", "1,32,128"]),
+        ("serving", "serving.py", ["--models", "resnet50:224,inception_v3:299", "--batches", "1,32,128"]),
         ("efficiency", "efficiency.py", ["--models", "resnet50:224,vgg16:224,inception_v3:299", "--batch", "64",
                                          "--matmul-size", "8192"]),
         ("efficiency_xla", "efficiency.py", ["--models", "resnet50:224,vgg16:224,inception_v3:299", "--batch", "64",

@@ -14,14 +14,16 @@ spread of the per-round ratios (a ratio below 1.0 whose spread reaches 1.0 is no
 "noise"). ``--graph-check`` also traces both forward+gradient graphs and compares op counts
 (the structural cause of any real gap would show up there: extra Cast/Pad/Identity ops...).
 
-Defaults are sized for a 2-core CPU (64 px -- Inception-v3 75 px, its minimum --, batch 4,
-1 step x 9 rounds per model; a few minutes on an idle machine). Full size on a GPU, for example::
+Defaults are the real sizes: each network at the input size it was designed for (ResNet and
+VGG 224 px, Inception-v3 299 px), batch 8, 1 step x 5 interleaved rounds, with the A/A control
+(``--no-control`` to skip it). On a 2-core CPU that is about 10-15 minutes for the three default
+models. ``--image-size N`` puts every model at N px (Inception-v3 at least 75). Bigger on a GPU::
 
-    python apps/benchmarks/twins.py --image-size 224 --batch 64 --steps 20 --rounds 7 --xla --mixed-precision
+    python apps/benchmarks/twins.py --batch 64 --steps 20 --rounds 7 --xla --mixed-precision
 
 Flags: ``--xla`` adds rows with ``jit_compile=True``; ``--mixed-precision`` adds rows under
 the ``mixed_float16`` policy (on a CPU float16 kernels are emulated and slow; the ratio is
-still meaningful). ``--quick``: VGG-16 at 32 px, batch 2 (a smoke test).
+still meaningful). ``--quick``: VGG-16 at 32 px, batch 2, no control (a smoke test).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ TWINS = {
 }
 DEFAULT_MODELS = ("resnet50", "vgg16", "inception_v3")
 MIN_SIZE = {"inception_v3": 75}
+# The input size each network was designed for (keras.applications' default input_shape).
+REAL_SIZE = {"vgg16": 224, "vgg19": 224, "resnet50": 224, "resnet101": 224, "resnet152": 224, "inception_v3": 299}
 MODES = ("train", "infer")
 
 
@@ -56,18 +60,21 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=None,
                         help=f"comma-separated, from {list(TWINS)} (default {','.join(DEFAULT_MODELS)})")
-    parser.add_argument("--image-size", type=int, default=None, help="input side in pixels (default 64; Inception-v3 at least 75)")
-    parser.add_argument("--batch", type=int, default=None, help="batch size (default 4)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="input side in pixels for every model (default: each model's real size, "
+                             "224 or 299; Inception-v3 at least 75)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default 8)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per model per round (default 1: many short rounds cancel load drift best)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 9)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per model first (default 2)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per model first (default 1)")
     parser.add_argument("--classes", type=int, default=1000, help="classifier units (default 1000)")
     parser.add_argument("--modes", default="train,infer", help="train, infer or both (default train,infer)")
     parser.add_argument("--xla", action="store_true", help="also measure with jit_compile=True")
     parser.add_argument("--no-plain", action="store_true", help="with --xla/--mixed-precision: skip the plain float32 rows")
     parser.add_argument("--mixed-precision", action="store_true", help="also measure under mixed_float16")
-    parser.add_argument("--control", action="store_true",
-                        help="A/A control: also time a second keras.applications instance (noise reference)")
+    parser.add_argument("--control", action=argparse.BooleanOptionalAction, default=None,
+                        help="A/A control: also time a second keras.applications instance, the noise "
+                             "reference (default on; off with --quick)")
     parser.add_argument("--graph-check", action="store_true",
                         help="also compare the op counts of the traced forward+gradient graphs")
     parser.add_argument("--threads", type=int, default=None, help="TF intra/inter-op threads (default: TF's)")
@@ -78,11 +85,12 @@ def parse_args(argv=None):
     unknown = [m for m in args.models if m not in TWINS]
     if unknown:
         parser.error(f"unknown --models {unknown}; choose from {list(TWINS)}")
-    args.image_size = args.image_size or (32 if quick else 64)
-    args.batch = args.batch or (2 if quick else 4)
+    args.image_size = args.image_size or (32 if quick else None)  # None: each model's REAL_SIZE
+    args.batch = args.batch or (2 if quick else 8)
     args.steps = args.steps or 1
-    args.rounds = args.rounds or (2 if quick else 9)
-    args.warmup = args.warmup if args.warmup is not None else (1 if quick else 2)
+    args.rounds = args.rounds or (2 if quick else 5)
+    args.warmup = args.warmup if args.warmup is not None else 1
+    args.control = (not quick) if args.control is None else args.control
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if any(m not in MODES for m in args.modes):
         parser.error(f"--modes must be from {list(MODES)}")
@@ -178,7 +186,7 @@ def measure_config(args, precision, jit, table_rows, notes, graph_rows):
     keras.config.set_dtype_policy(precision)
     try:
         for name in args.models:
-            size = max(args.image_size, MIN_SIZE.get(name, 32))
+            size = max(args.image_size or REAL_SIZE[name], MIN_SIZE.get(name, 32))
             try:
                 ours, theirs = build_pair(name, size, args.classes, args.seed)
                 models = {"ours": ours, "keras": theirs}

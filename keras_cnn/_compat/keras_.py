@@ -3,6 +3,94 @@
 from __future__ import annotations
 
 
+def obtain_input_shape(*args, **kwargs):
+    """keras.applications' input-shape rule (defaults, minimum size, messages).
+
+    Why private: keras exports no public equivalent; the builders reuse it so that an
+    ``input_shape`` accepted or refused by keras.applications is accepted or refused here with
+    the same message. Lives in ``keras.src.applications.imagenet_utils``.
+    """
+    from keras.src.applications import imagenet_utils
+
+    return imagenet_utils.obtain_input_shape(*args, **kwargs)
+
+
+def validate_activation(classifier_activation, weights):
+    """keras.applications' ``classifier_activation`` check (private, same reason as above)."""
+    from keras.src.applications import imagenet_utils
+
+    return imagenet_utils.validate_activation(classifier_activation, weights)
+
+
+def keras_home():
+    """The Keras cache root (``$KERAS_HOME`` or ``~/.keras``) as `keras.utils.get_file` uses it.
+
+    Why private: the resolved folder is only exposed as ``keras.src.backend.config.keras_home``;
+    we need it to tell a user exactly where to put a weights file when offline.
+    """
+    from keras.src.backend import config
+
+    return config.keras_home()
+
+
+def validate_file(path, file_hash):
+    """`keras.utils.get_file`'s own hash check (md5 or sha256 inferred from the hash length).
+
+    Why private: lives in ``keras.src.utils.file_utils``; reusing it checks a cached file exactly
+    as keras.applications would, without hashing the file a second way.
+    """
+    from keras.src.utils import file_utils
+
+    return file_utils.validate_file(path, file_hash)
+
+
+def to_snake_case(name):
+    """Keras' automatic layer naming ("Conv2D" -> "conv2d"), used to order auto-named layers.
+
+    Why private: ``keras.src.utils.naming`` is the rule Keras names layers by; matching it exactly
+    is what lets weight porting sort keras.applications' auto-named layers in creation order.
+    """
+    from keras.src.utils import naming
+
+    return naming.to_snake_case(name)
+
+
+def flatten_layers(layer, recursive=True):
+    """Sub-layers of ``layer`` (``layer`` itself excluded), in tracking order; all nested ones
+    with ``recursive=True``, else only its direct children.
+
+    Why private: ``Layer._flatten_layers`` is how Keras itself walks nested layers; the public
+    ``Model.layers`` lists only the top level, and a nested block (a ResidualBlock inside a model
+    inside a transfer model) must be found by name for freezing and for feature taps.
+    """
+    return list(layer._flatten_layers(include_self=False, recursive=recursive))
+
+
+def compute_output_spec(fn, *args, **kwargs):
+    """Run ``fn`` on symbolic KerasTensors (no data, no graph execution), as Keras does to infer
+    a layer's output shape.
+
+    Why private: ``keras.src.backend.compute_output_spec`` is the backend's symbolic tracer; the
+    cost analysis traces a whole model with it to see every nested layer's input and output
+    shapes without running a convolution. No public API gives nested call shapes.
+    """
+    from keras.src import backend
+
+    return backend.compute_output_spec(fn, *args, **kwargs)
+
+
+def producing_layer(tensor):
+    """The layer whose call produced symbolic ``tensor`` (a KerasTensor of a Functional model).
+
+    Why private: Keras 3 has no public accessor for the layer behind a KerasTensor;
+    ``_keras_history`` (layer, node index, tensor index) is what Keras' own Functional graph
+    walking uses. `keras_cnn.export` needs it to tell whether a model ends in logits (a linear
+    last layer), so that the served signature adds a softmax. Raises AttributeError, IndexError
+    or ValueError when there is none.
+    """
+    return tensor._keras_history[0]
+
+
 def disable_optimizer_gradient_all_reduce(optimizer):
     """Make a Keras optimizer under a ``tf.distribute`` strategy apply gradients as given.
 

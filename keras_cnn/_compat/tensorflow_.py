@@ -3,6 +3,20 @@
 from __future__ import annotations
 
 
+def convert_variables_to_constants_v2(concrete_function):
+    """Freeze a ConcreteFunction: its captured variables become Const nodes, calls are inlined.
+
+    Why private: TF 2 has no public freezing API (``tf.compat.v1.graph_util.
+    convert_variables_to_constants`` needs a v1 Session holding the variables, which a Keras 3
+    model does not have); ``tensorflow.python.framework.convert_to_constants`` is what TF's own
+    TFLite converter uses. `keras_cnn.export` (``optimize=True``) needs the inference graph with
+    the weights as constants to fold BatchNormalization into the preceding convolutions.
+    """
+    from tensorflow.python.framework import convert_to_constants
+
+    return convert_to_constants.convert_variables_to_constants_v2(concrete_function)
+
+
 def eager_context_initialized():
     """True once TensorFlow's eager context exists in this process (an op ran, a device was listed).
 
@@ -10,7 +24,7 @@ def eager_context_initialized():
     (collective ops are configured at start-up), and the public API only says so by raising
     *after* the cluster wait; keras_cnn checks first so that a user is told at once instead of
     waiting for the peers. TensorFlow has no public "is the context initialised" query
-    (tensorflow/tensorflow#37233 asks for context introspection). Upstream name:
+    (no upstream issue found). Upstream name:
     ``tensorflow.python.eager.context.context()._initialized``.
     """
     from tensorflow.python.eager import context

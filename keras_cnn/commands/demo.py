@@ -14,7 +14,7 @@ def register(subparsers):
         help="train LeNet-5 on the embedded digits (~1 min on CPU) and export it",
         description=(
             "Train LeNet-5 (32x32x1) on scikit-learn's handwritten digits with the 'lenet' recipe, "
-            "evaluate on the fixed stratified 20%% test split (>= 98%% accuracy), write the run "
+            "evaluate on the fixed stratified 20% test split (>= 98% accuracy), write the run "
             "directory and export a SavedModel for TF Serving."
         ),
     )

@@ -15,8 +15,11 @@ def register(subparsers):
             "raw 0..255 pixels) and serving_bytes (encoded JPEG/PNG strings, decoded and resized "
             "inside); outputs probabilities, classes, class_names and top_k_*. Class names ship "
             "as assets/class_names.txt, metadata as assets.extra/keras_cnn.json, warm-up requests "
-            "as assets.extra/tf_serving_warmup_requests. An existing version is never replaced "
-            "unless --overwrite is given."
+            "as assets.extra/tf_serving_warmup_requests. By default the graph is optimized for "
+            "inference (weights frozen, BatchNormalization folded into the preceding convolutions, "
+            "checked against the model); --no-optimize keeps the plain graph. An existing version is "
+            "never replaced unless --overwrite is given; hidden temporaries left by killed exports "
+            "are removed."
         ),
     )
     parser.add_argument("model", metavar="MODEL_FILE",
@@ -32,6 +35,9 @@ def register(subparsers):
                         help="JSON object stored in the export's metadata (e.g. metrics.json)")
     parser.add_argument("--top-k", type=int, default=5, help="size of the top_k_* outputs (default 5)")
     parser.add_argument("--no-warmup", action="store_true", help="do not write warm-up requests")
+    parser.add_argument("--no-optimize", action="store_true",
+                        help="write the plain graph reading the model's variables instead of the optimized "
+                             "one (weights frozen, BatchNormalization folded into the convolutions)")
     parser.add_argument("--verify", action="store_true",
                         help="run verify-export on the result (separate process, saved_model_cli)")
     parser.set_defaults(func=run)
@@ -62,6 +68,7 @@ def run(args):
         warmup=not args.no_warmup,
         overwrite=args.overwrite,
         top_k=args.top_k,
+        optimize=not args.no_optimize,
     )
     info = read_metadata(target) or {}
     print(f"Exported {info.get('name')} version {info.get('version')} to {target}")
@@ -70,6 +77,14 @@ def run(args):
     print(f"  input: float32 [batch, {', '.join(map(str, info.get('input_shape', [])))}] raw 0..255 pixels "
           f"({inside}); {info.get('num_classes')} classes")
     print("  signatures: serving_default (images), serving_bytes (image_bytes: encoded JPEG/PNG)")
+    optimized = info.get("optimized")
+    if optimized:
+        print(f"  graph: optimized (weights frozen, {optimized['batchnorms_folded']} BatchNormalization(s) folded "
+              "into convolutions)")
+    elif info.get("optimize_error"):
+        print(f"  graph: plain (the optimized graph could not be built: {info['optimize_error']})")
+    else:
+        print("  graph: plain (--no-optimize)")
     if args.verify:
         report = verify_export(target, model=args.model)
         print()

@@ -10,13 +10,16 @@ def register(subparsers):
         "list",
         help="list the registered models",
         description=(
-            "List the registered models with their family, default and minimum input size, "
-            "channels, preprocessing and keras.applications twin. --params builds each model "
-            "(slow for the large ones) to count its parameters."
+            "List the registered models from their specs: family, parameters, default and minimum "
+            "input size, channels, preprocessing, keras.applications twin, auxiliary heads and the "
+            "pretrained weights available. Nothing is built."
         ),
     )
+    parser.add_argument("pattern", nargs="?", default=None, help="only names matching this pattern (e.g. 'resnet*')")
     parser.add_argument("--family", default=None, help="only this family (e.g. resnet, vgg)")
-    parser.add_argument("--params", action="store_true", help="build each model and count its parameters")
+    parser.add_argument("--pretrained", action="store_true", help="only networks with pretrained weights")
+    parser.add_argument("--params", action="store_true",
+                        help="also count the parameters of networks whose spec does not state them (builds those)")
     parser.add_argument("--json", action="store_true", help="print as JSON")
     parser.set_defaults(func=run)
     return parser
@@ -24,32 +27,35 @@ def register(subparsers):
 
 def run(args):
     from keras_cnn._validation import check_choice
-    from keras_cnn.models import build_model, get_model_entry, list_models
+    from keras_cnn.models.specs import get_model_spec, list_models, list_weights
 
     if args.family is not None:
-        families = sorted({get_model_entry(n).family for n in list_models()})
+        families = sorted({get_model_spec(n).family for n in list_models()})
         check_choice("--family", args.family, families)
-    names = list_models(args.family)
+    names = list_models(args.pattern, pretrained=args.pretrained, family=args.family)
     records = []
     for name in names:
-        entry = get_model_entry(name)
+        entry = get_model_spec(name)
         record = {
             "name": entry.name,
             "family": entry.family,
+            "params": entry.num_params,
             "default_size": entry.default_size,
             "min_size": entry.min_size,
             "channels": entry.channels,
             "preprocessing": entry.preprocessing,
             "twin": entry.twin,
             "aux_heads": entry.aux_heads,
+            "weights": list_weights(name),
+            "paper": entry.paper,
             "description": entry.description,
         }
-        if args.params:
+        if record["params"] is None and args.params:
             import keras
 
-            model = build_model(name)
-            record["params"] = int(model.count_params())
-            del model
+            from keras_cnn.models import build_model
+
+            record["params"] = int(build_model(name).count_params())
             keras.backend.clear_session()
         records.append(record)
     if args.json:
@@ -58,21 +64,16 @@ def run(args):
     if not records:
         print("No models registered.")
         return 0
-    header = ["Name", "Family", "Input", "Min", "Preprocessing", "Twin", "Aux"]
-    if args.params:
-        header.append("Params")
-    header.append("Description")
+    header = ["Name", "Family", "Params", "Input", "Min", "Preprocessing", "Twin", "Aux", "Weights", "Description"]
     body = []
     for r in records:
         size = f"{r['default_size']}x{r['default_size']}x{r['channels']}"
-        line = [r["name"], r["family"], size, str(r["min_size"]), r["preprocessing"], r["twin"] or "-",
-                str(r["aux_heads"])]
-        if args.params:
-            line.append(f"{r['params']:,}")
-        line.append(r["description"])
+        params = f"{r['params']:,}" if r["params"] is not None else "?"
+        line = [r["name"], r["family"], params, size, str(r["min_size"]), r["preprocessing"], r["twin"] or "-",
+                str(r["aux_heads"]), ", ".join(w.split(".", 1)[1] for w in r["weights"]) or "-", r["description"]]
         body.append(line)
     widths = [max(len(h), *(len(line[i]) for line in body)) for i, h in enumerate(header)]
-    numeric = {header.index("Params")} if args.params else set()
+    numeric = {header.index("Params")}
 
     def fmt(cells):
         return "  ".join(

@@ -16,7 +16,9 @@ def register(subparsers):
             "MODEL.keras (a trained Keras model; class names from class_names.json beside it); "
             "--server URL --model NAME (TF Serving's REST API: POST URL/v1/models/NAME"
             "[/versions/N]:predict with base64 images); --grpc HOST:PORT --model NAME (TF Serving's "
-            "gRPC PredictionService; needs the 'serving' extra)."
+            "gRPC PredictionService). An image that cannot be predicted (missing, not an image, "
+            "corrupt) gets its own error line on stderr and the others are still predicted; the exit "
+            "status is 0 when every image was predicted, 1 otherwise, 2 for bad usage."
         ),
     )
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files (JPEG, PNG, GIF, BMP)")
@@ -72,24 +74,28 @@ def _predict(args):
 
 
 def run(args):
-    from keras_cnn.export.client import MissingExtraError, ServingError
+    from keras_cnn.export.client import ServingError
 
     try:
         predictions = _predict(args)
-    except MissingExtraError as err:
-        print(f"keras-cnn predict: error: {err}", file=sys.stderr)
-        return 2
     except ServingError as err:
         print(f"keras-cnn predict: error: {err}", file=sys.stderr)
         return 1
+    failed = [p for p in predictions if not p.ok]
     if args.json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))
-        return 0
     for prediction in predictions:
-        print(prediction.source)
-        width = max(len(n) for n in prediction.class_names)
-        for rank, (index, name, score) in enumerate(
-            zip(prediction.classes, prediction.class_names, prediction.scores), start=1
-        ):
-            print(f"  {rank}. {name.ljust(width)}  {score:.4f}  (class {index})")
+        if not prediction.ok:
+            print(f"keras-cnn predict: error: {prediction.source}: {prediction.error}", file=sys.stderr)
+        elif not args.json:
+            print(prediction.source)
+            width = max(len(n) for n in prediction.class_names)
+            for rank, (index, name, score) in enumerate(
+                zip(prediction.classes, prediction.class_names, prediction.scores), start=1
+            ):
+                print(f"  {rank}. {name.ljust(width)}  {score:.4f}  (class {index})")
+    if failed:
+        print(f"keras-cnn predict: {len(failed)} of {len(predictions)} images could not be predicted",
+              file=sys.stderr)
+        return 1
     return 0

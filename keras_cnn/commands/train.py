@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from keras_cnn.commands._args import IMAGE_SIZE_FORMS, check_image_channels, image_size
 from keras_cnn.commands._errors import set_flag_names
 
 
@@ -65,9 +66,11 @@ def register(subparsers):
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: the recipe's)")
     parser.add_argument("--augment", default=None, metavar="SPEC",
                         help='augmentation, e.g. "flip,crop,rotate=15,pca=0.1"; "none" for none (default: the recipe\'s)')
-    parser.add_argument("--augment-on", default="device", choices=("device", "cpu"),
-                        help="run the augmentation inside the compiled step (device, default) or in tf.data (cpu)")
-    parser.add_argument("--image-size", default=None, metavar="H,W", help="input size (default: the model's)")
+    parser.add_argument("--augment-on", default="auto", choices=("auto", "device", "cpu"),
+                        help="run the augmentation inside the compiled step (device) or in a tf.data map "
+                             "(cpu); auto (default): device when a GPU is visible, else cpu")
+    parser.add_argument("--image-size", default=None, type=image_size, metavar="SIZE",
+                        help=f"input size, {IMAGE_SIZE_FORMS} (default: the model's)")
     parser.add_argument("--mixed-precision", action="store_true", help="train with the mixed_float16 policy")
     parser.add_argument("--xla", action="store_true", help="compile the train step with XLA (jit_compile)")
     parser.add_argument("--early-stopping", type=int, default=None, metavar="N",
@@ -117,7 +120,13 @@ def print_result(result):
 
 
 def run(args):
+    from keras_cnn.data.augment import resolve_augment_on
+    from keras_cnn.models import get_model_entry, list_models
     from keras_cnn.training import train
+
+    size = args.image_size
+    if size is not None and len(size) == 3 and args.model in list_models():
+        size = check_image_channels(size, get_model_entry(args.model).channels, args.model)
 
     result = train(
         args.model,
@@ -125,8 +134,8 @@ def run(args):
         epochs=args.epochs,
         batch_size=args.batch_size,
         augment=args.augment,
-        augment_on=args.augment_on,
-        image_size=args.image_size,
+        augment_on=resolve_augment_on(args.augment_on),
+        image_size=size,
         out_dir=args.out,
         recipe=parse_key_values("--recipe", args.recipe) or None,
         mixed_precision=args.mixed_precision,

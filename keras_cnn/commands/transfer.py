@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from keras_cnn.commands._args import IMAGE_SIZE_FORMS, check_image_channels, image_size
 from keras_cnn.commands._errors import set_flag_names
 
 
@@ -36,8 +37,8 @@ def register(subparsers):
     parser.add_argument("--fine-tune-lr", type=float, default=None, help="phase 2 learning rate (default lr / 10)")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
     parser.add_argument("--dropout", type=float, default=0.2, help="dropout before the new softmax (default 0.2)")
-    parser.add_argument("--image-size", default=None,
-                        help="input size for a registry base, e.g. 224 or 96,96 (default: the network's)")
+    parser.add_argument("--image-size", default=None, type=image_size, metavar="SIZE",
+                        help=f"input size for a registry base, {IMAGE_SIZE_FORMS} (default: the network's)")
     parser.add_argument("--precompute", action="store_true", help="phase 1 on features computed once")
     parser.add_argument("--max-examples", type=int, default=None, help="read at most N examples per split")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -56,10 +57,10 @@ def _input_shape(args):
     from keras_cnn.models.registry import get_model_entry, list_models
     from keras_cnn.training.evaluate import parse_image_size
 
-    text = args.image_size
-    size = parse_image_size(int(text) if isinstance(text, str) and text.strip().isdigit() else text)
+    size = parse_image_size(args.image_size[:2]) if args.image_size else None
     if args.base in list_models():
         entry = get_model_entry(args.base)
+        check_image_channels(args.image_size, entry.channels, args.base)
         size = size or (entry.default_size, entry.default_size)
         return args.base, (*size, entry.channels), size, entry.channels
     if not os.path.isfile(args.base):
@@ -74,12 +75,13 @@ def _input_shape(args):
 
     model = feature_model(keras.models.load_model(args.base))  # its softmax removed
     height, width, channels = model.input_shape[1:]
+    check_image_channels(args.image_size, channels, repr(args.base))
     if height is None or width is None:
         if size is None:
             raise ValueError(f"{args.base!r} takes any input size; pass --image-size. Received: --image-size=None")
     elif size is not None and tuple(size) != (height, width):
         raise ValueError(
-            f"{args.base!r} takes {height}x{width} inputs. Received: --image-size={args.image_size!r}"
+            f"{args.base!r} takes {height}x{width} inputs. Received: --image-size={','.join(map(str, args.image_size))}"
         )
     return model, None, size or (height, width), channels
 

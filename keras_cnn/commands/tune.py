@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from keras_cnn.commands._args import IMAGE_SIZE_FORMS, check_image_channels, image_size
 from keras_cnn.commands._errors import set_flag_names
 
 _SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
@@ -91,7 +92,9 @@ def register(subparsers):
     parser.add_argument("--project-name", default=None, help="search directory name (default FAMILY_TUNER)")
     parser.add_argument("--max-macs", default=None, help="MAC budget per example, e.g. 5M (default: none)")
     parser.add_argument("--max-params", default=None, help="parameter budget, e.g. 100k (default: none)")
-    parser.add_argument("--image-size", default=None, help="H,W or N (default 32 for digits, else the source's)")
+    parser.add_argument("--image-size", default=None, type=image_size, metavar="SIZE",
+                        help=f"input size, {IMAGE_SIZE_FORMS}; C must match --channels "
+                             "(default 32 for digits, else the source's)")
     parser.add_argument("--channels", type=int, default=3, help="image channels, 1 or 3 (default 3)")
     parser.add_argument("--max-examples", type=int, default=None, help="use at most N examples per split")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
@@ -166,7 +169,7 @@ def run(args):
         export=not args.no_export,
         export_dir=args.export_dir,
         export_name=args.export_name,
-        image_size=args.image_size,
+        image_size=check_image_channels(args.image_size, args.channels, "the search (--channels)"),
         channels=args.channels,
         max_examples=args.max_examples,
         batch_size=args.batch_size,

@@ -3,7 +3,7 @@
 * `load_data` - the embedded digits, any tensorflow-datasets image-classification set, or a
   folder of images, as batched ``tf.data`` pipelines of raw float32 pixels in [0, 255]
   (`DataBundle`).
-* `keras_cnn.data.augment` - the augmentation of the lectures (SPEC section 7) as one spec
+* `keras_cnn.data.augment` - the augmentation of the lectures (Ng, CNN course, week 2) as one spec
   string -> one Keras model that runs inside the compiled training step on the accelerator.
 """
 

@@ -1,6 +1,6 @@
 """Data augmentation: one spec string, one Keras model that runs inside the training step.
 
-Every technique of the lectures' data augmentation (SPEC section 7; Krizhevsky, Sutskever &
+Every technique of the lectures' data augmentation (Ng, CNN course, week 2; Krizhevsky, Sutskever &
 Hinton, "ImageNet Classification with Deep Convolutional Neural Networks", NIPS 2012,
 section 4.1): mirroring, random cropping, rotation, shearing, local warping, colour shifting and
 PCA colour augmentation, plus translation and zoom.
@@ -56,7 +56,7 @@ from collections import defaultdict
 import keras
 import numpy as np
 
-from keras_cnn._validation import parse_shape
+from keras_cnn._validation import check_choice, parse_shape
 from keras_cnn.layers.augment import PCAColorAugmentation, RandomColorShift, RandomPerImageCrop, RandomWarp
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "cpu_augment",
     "describe_placement",
     "parse_augment_spec",
+    "resolve_augment_on",
 ]
 
 _FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
@@ -117,7 +118,7 @@ def _parse_value(name, raw, token):
 def parse_augment_spec(spec):
     """Parse an augmentation spec into ``[(name, value), ...]``.
 
-    The data augmentation of the lectures (SPEC section 7; Krizhevsky et al., 2012, section 4.1),
+    The data augmentation of the lectures (Ng, CNN course, week 2; Krizhevsky et al., 2012, section 4.1),
     written as one comma-separated string for the CLI and the API. A bare name takes its default
     (see the module docstring); ``name=value`` sets it. Names are case-insensitive and ``-``
     reads as ``_``; ``mirror``, ``rotation`` and ``colour_shift`` are accepted aliases.
@@ -205,7 +206,7 @@ def _check_pca_stats(pca_stats, channels):
 def build_augmenter(spec, *, image_shape, pca_stats=None, seed=0):
     """Build the augmentation model for a spec string.
 
-    Data augmentation of the lectures (SPEC section 7; Krizhevsky et al., 2012, section 4.1).
+    Data augmentation of the lectures (Ng, CNN course, week 2; Krizhevsky et al., 2012, section 4.1).
     Keras' own layers are used where they exist (``RandomFlip``, ``RandomRotation``,
     ``RandomShear``, ``RandomTranslation``, ``RandomZoom``), `keras_cnn.layers.augment` for the
     rest. The layers take raw 0..255 pixels, compute in float32 (even under a mixed-precision
@@ -384,7 +385,7 @@ def _reseed(config, seed, counter):
 def cpu_augment(dataset, augmenter, seed=None, *, num_parallel_calls=None):
     """Apply an augmenter in a ``tf.data`` ``map`` on the CPU (the classic input-pipeline path).
 
-    The data augmentation of the lectures (SPEC section 7), for users who prefer augmenting in
+    The data augmentation of the lectures (Ng, CNN course, week 2), for users who prefer augmenting in
     the input pipeline (e.g. when the accelerator is the bottleneck). The default path of this
     package runs the augmenter inside the training step instead (see `build_augmenter`).
 
@@ -437,7 +438,7 @@ def cpu_augment(dataset, augmenter, seed=None, *, num_parallel_calls=None):
 def describe_placement(augmenter, *, image_shape=None, batch_size=2):
     """Run ``augmenter`` once in a fresh ``tf.function`` and report the device of every op.
 
-    Shows that the augmentation (SPEC section 7) runs on the accelerator: on a GPU machine the
+    Shows that the augmentation (Ng, CNN course, week 2) runs on the accelerator: on a GPU machine the
     image ops are listed under ``.../device:GPU:0``. For TensorFlow's own per-op log instead,
     call ``tf.debugging.set_log_device_placement(True)`` before running the model.
 
@@ -483,3 +484,32 @@ def describe_placement(augmenter, *, image_shape=None, batch_size=2):
                 if node.op not in ("_Arg", "_Retval", "NoOp"):
                     placement[node.device].add(node.op)
     return {device: sorted(ops) for device, ops in sorted(placement.items())}
+
+
+AUGMENT_ON_CHOICES = ("auto", "device", "cpu")
+
+
+def resolve_augment_on(augment_on="auto"):
+    """Where the augmentation runs: "auto" -> "device" when a GPU is visible, else "cpu".
+
+    On a GPU the augmenter belongs inside the compiled step (it runs next to the model and the
+    host stays free); on a CPU-only machine the step and the augmentation share the same cores, and
+    a ``tf.data`` ``map`` with AUTOTUNE overlaps them better: on the 2-core CI machine a LeNet-5
+    step kept 73 % of its rate with the ``map`` against 60 % on-device
+    (``apps/benchmarks/pipeline.py``, README "Benchmarks").
+
+    Args:
+        augment_on: "auto", "device" or "cpu"; "device" and "cpu" are returned unchanged.
+
+    Returns:
+        "device" or "cpu".
+
+    Raises:
+        ValueError: ``augment_on`` is none of the three.
+    """
+    check_choice("augment_on", augment_on, AUGMENT_ON_CHOICES)
+    if augment_on != "auto":
+        return augment_on
+    import tensorflow as tf
+
+    return "device" if tf.config.list_physical_devices("GPU") else "cpu"

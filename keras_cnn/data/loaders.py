@@ -267,6 +267,7 @@ def load_data(
     data_dir=None,
     on_corrupt="skip",
     max_examples=None,
+    download=True,
 ):
     """Load a dataset as batched ``tf.data`` pipelines of raw pixels.
 
@@ -277,10 +278,13 @@ def load_data(
     Sources:
         * ``"digits"`` - the embedded digits (works offline; ``data_dir`` is ignored).
         * ``"tfds:NAME"`` - any tensorflow-datasets image-classification set, read with
-          ``tfds.load(NAME, data_dir=data_dir, as_supervised=True, with_info=True)``; class names
-          from the label feature; its ``train``/``validation``/``test`` splits when present, a
-          missing validation/test split carved from ``train`` (contiguous example ranges, so
-          fixed). The dataset must be downloaded already or downloadable.
+          ``tfds.builder(NAME, data_dir=data_dir)`` (the registered builder, or a prepared dataset
+          directory ``data_dir/NAME/VERSION/`` of any builder) and ``tfds.load(...,
+          as_supervised=True)``; class names from the label feature; its
+          ``train``/``validation``/``test`` splits when present, a missing validation/test split
+          carved from ``train`` (contiguous example ranges, so fixed). A dataset not yet prepared
+          in ``data_dir`` is downloaded and prepared first (``download=True``); without network
+          that fails at once with an error saying where to put the prepared files.
         * a directory ``root/<class>/*.jpg|png|bmp|gif|webp`` (classes = sorted folder names) or
           ``root/<split>/<class>/*`` with splits ``train``, ``val``/``validation``, ``test``.
           Every file is decoded once up front: unreadable ones are skipped and counted
@@ -310,6 +314,8 @@ def load_data(
         max_examples: read at most this many examples from each split of the source (a fixed
             stratified subsample for digits and folders, the first ones for tfds), before
             validation/test are carved; for quick runs. Default None (all).
+        download: for "tfds:NAME", download and prepare a dataset that ``data_dir`` lacks
+            (default True); False reads only what is prepared (an error otherwise).
 
     Returns:
         `DataBundle`.
@@ -317,7 +323,8 @@ def load_data(
     Raises:
         ValueError: unknown source string, bad argument, bad split fractions, empty folder or
             folder without class folders/images, corrupt file with ``on_corrupt="error"``,
-            unknown tfds dataset or one that is not image classification.
+            unknown tfds dataset or one that is not image classification, a tfds dataset that is
+            not prepared and cannot be downloaded (no network, or ``download=False``).
         FileNotFoundError: a directory source that does not exist.
 
     Example:
@@ -344,6 +351,8 @@ def load_data(
     check_choice("on_corrupt", on_corrupt, ("skip", "error"))
     if max_examples is not None:
         check_positive_int("max_examples", max_examples)
+    if not isinstance(download, bool):
+        raise ValueError(f"`download` must be a bool. Received: download={download!r}")
     options = dict(
         image_size=image_size,
         channels=channels,
@@ -361,7 +370,7 @@ def load_data(
         name = source[len("tfds:"):].strip()
         if not name:
             raise ValueError(f"`source` 'tfds:NAME' needs a dataset name, e.g. 'tfds:mnist'. Received: source={source!r}")
-        return _load_tfds(source, name, data_dir=data_dir, **options)
+        return _load_tfds(source, name, data_dir=data_dir, download=download, **options)
     if os.path.isdir(source):
         return _load_directory(source, on_corrupt=on_corrupt, **options)
     if os.path.exists(source):
@@ -571,20 +580,75 @@ def _count(ds):
     return int(ds.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
 
 
-def _load_tfds(
-    source, name, *, data_dir, image_size, channels, batch_size, validation_split, test_split, seed, shuffle, cache,
-    max_examples,
-):
-    import tensorflow as tf
+# tfds' own mirror of prepared datasets; tfds asks it first, so it is what `download_and_prepare` needs.
+TFDS_PROBE_HOST = ("storage.googleapis.com", 443)
+
+
+def _network_error(host=TFDS_PROBE_HOST, timeout=5.0):
+    """None if a TCP connection to ``host`` opens within ``timeout`` s, else why not (a string).
+
+    tfds retries every failed download 10 times with back-off (minutes, per file) before it gives
+    up; one connection attempt up front turns "no network" into an immediate, clear error.
+    """
+    import socket
+
+    try:
+        socket.create_connection(host, timeout=timeout).close()
+    except OSError as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _cannot_download(source, name, builder, data_dir, why):
+    where = data_dir if data_dir is not None else "tfds' default data_dir (~/tensorflow_datasets)"
+    manual = os.path.join(str(data_dir or "~/tensorflow_datasets"), "downloads", "manual")
+    return ValueError(
+        f"`source` {source!r}: cannot download tensorflow-datasets dataset {name!r} into data_dir={where} ({why}). "
+        f"Prepare it where there is network - `tfds build {name} --data_dir DIR` or "
+        f"`tfds.load({name!r}, data_dir=DIR)` - and copy DIR/{name.split('/')[0]}/ into {where}, so that "
+        f"{builder.data_dir} holds dataset_info.json and the record files; datasets that tfds cannot "
+        f"download itself take their source files in {manual}. Received: source={source!r}, data_dir={data_dir!r}"
+    )
+
+
+def _prepared_builder(source, name, data_dir, download):
+    """The tfds builder of ``name`` with its data prepared in ``data_dir`` (downloaded if need be)."""
     import tensorflow_datasets as tfds
 
-    common = dict(data_dir=data_dir, as_supervised=True, with_info=True)
     try:
-        _, info = tfds.load(name, split="train", **common)
+        builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError as error:
         raise ValueError(
             f"`source` names no known tensorflow-datasets dataset ({name!r}; data_dir={data_dir!r}). "
             f"Received: source={source!r}"
+        ) from error
+    if builder.is_prepared() or not download:
+        return builder  # not prepared and download=False: tfds.load(download=False) says so
+    why = _network_error()
+    if why is not None:
+        raise _cannot_download(source, name, builder, data_dir, f"no network: {why}")
+    try:
+        builder.download_and_prepare()
+    except (OSError, tfds.download.DownloadError) as error:
+        raise _cannot_download(source, name, builder, data_dir, f"{type(error).__name__}: {error}") from error
+    return builder
+
+
+def _load_tfds(
+    source, name, *, data_dir, download, image_size, channels, batch_size, validation_split, test_split, seed,
+    shuffle, cache, max_examples,
+):
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    builder = _prepared_builder(source, name, data_dir, download)
+    common = dict(data_dir=data_dir, as_supervised=True, with_info=True, download=False)
+    try:
+        _, info = tfds.load(name, split="train", **common)
+    except AssertionError as error:  # tfds: "Dataset ... not found in data_dir" with download=False
+        raise ValueError(
+            f"`source` {source!r}: tensorflow-datasets dataset {name!r} is not prepared in data_dir={data_dir!r} "
+            f"({builder.data_dir}) and download=False. Received: source={source!r}"
         ) from error
     except (KeyError, ValueError) as error:
         raise ValueError(

@@ -9,7 +9,6 @@ Example:
 """
 
 from keras_cnn.export.client import (
-    MissingExtraError,
     Prediction,
     ServingError,
     predict_grpc,
@@ -28,10 +27,13 @@ from keras_cnn.export.saved_model import (
     next_version,
     read_class_names,
     read_metadata,
+    remove_stale_temporaries,
 )
 from keras_cnn.export.serving_config import (
     ServedModel,
+    batching_parameters,
     batching_parameters_text,
+    models_config,
     models_config_from_exports,
     models_config_text,
     scan_exports,
@@ -39,7 +41,7 @@ from keras_cnn.export.serving_config import (
     write_models_config,
 )
 from keras_cnn.export.verify import Check, VerifyReport, read_signatures, verify_export
-from keras_cnn.export.warmup import decode_predict_log, encode_predict_log, read_warmup_requests, write_warmup_requests
+from keras_cnn.export.warmup import predict_log, read_warmup_requests, request_inputs, write_warmup_requests
 
 __all__ = [
     "BYTES_INPUT",
@@ -47,30 +49,33 @@ __all__ = [
     "Check",
     "DEFAULT_SIGNATURE",
     "IMAGES_INPUT",
-    "MissingExtraError",
     "OUTPUT_NAMES",
     "Prediction",
     "ServedModel",
     "ServingError",
     "VerifyReport",
+    "batching_parameters",
     "batching_parameters_text",
-    "decode_predict_log",
-    "encode_predict_log",
     "export_for_serving",
     "load_class_names",
+    "models_config",
     "models_config_from_exports",
     "models_config_text",
     "next_version",
     "predict_grpc",
     "predict_keras",
+    "predict_log",
     "predict_rest",
     "predict_saved_model",
     "read_class_names",
     "read_metadata",
     "read_signatures",
     "read_warmup_requests",
+    "remove_stale_temporaries",
+    "request_inputs",
     "scan_exports",
     "verify_export",
     "write_batching_parameters",
     "write_models_config",
+    "write_warmup_requests",
 ]

@@ -7,6 +7,7 @@ the model what the server would have fed it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -31,19 +32,34 @@ def sniff_image_format(data: bytes) -> str | None:
     return None
 
 
-def read_image_files(paths, *, arg="images") -> list[tuple[str, bytes]]:
-    """Read encoded images, checking each is a JPEG/PNG/GIF/BMP file.
+@dataclasses.dataclass
+class ImageItem:
+    """One input image at the serving boundary.
+
+    Attributes:
+        name: the file name (or ``<bytes #i>``), as given.
+        data: the encoded bytes, or None when the file could not be read.
+        error: why this image cannot be predicted (None: fine so far).
+    """
+
+    name: str
+    data: bytes | None
+    error: str | None = None
+
+
+def read_image_items(paths, *, arg="images") -> list[ImageItem]:
+    """Read encoded images one by one; a bad file becomes an item with ``error`` set.
 
     Args:
-        paths: image file paths (str or PathLike), or ``(name, bytes)`` pairs, or raw bytes.
+        paths: image file paths (str or PathLike), ``(name, bytes)`` pairs, or raw bytes.
         arg: argument name used in error messages.
 
     Returns:
-        ``[(name, encoded_bytes), ...]`` in input order.
+        One `ImageItem` per input, in input order. Missing files, directories, unreadable
+        files and files that are not JPEG/PNG/GIF/BMP get an ``error``; the others ``data``.
 
     Raises:
-        ValueError: no images, a directory, or a file that is not an image.
-        FileNotFoundError: a path that does not exist.
+        ValueError: no images at all.
     """
     if paths is None or isinstance(paths, (str, bytes, os.PathLike)):
         paths = [] if paths is None else [paths]
@@ -58,18 +74,51 @@ def read_image_files(paths, *, arg="images") -> list[tuple[str, bytes]]:
             name, data = f"<bytes #{i}>", bytes(item)
         else:
             path = Path(item)
+            name = str(path)
             if path.is_dir():
-                raise ValueError(f"`{arg}` must be image files, not directories. Received: {arg}={str(path)!r}")
-            if not path.is_file():
-                raise FileNotFoundError(f"`{arg}` must be existing image files. Received: {arg}={str(path)!r}")
-            name, data = str(path), path.read_bytes()
+                out.append(ImageItem(name, None, "is a directory, not an image file"))
+                continue
+            if not path.exists():
+                out.append(ImageItem(name, None, "no such file"))
+                continue
+            try:
+                data = path.read_bytes()
+            except OSError as err:
+                out.append(ImageItem(name, None, f"cannot be read ({err.strerror or err})"))
+                continue
         if sniff_image_format(data) is None:
-            raise ValueError(
-                f"`{arg}` must be encoded images ({', '.join(f.upper() for f in IMAGE_FORMATS)}); "
-                f"{name!r} is not one. Received: {arg}={name!r}"
-            )
-        out.append((name, data))
+            formats = ", ".join(f.upper() for f in IMAGE_FORMATS)
+            reason = "empty file" if not data else "not an image"
+            out.append(ImageItem(name, None, f"{reason} (expected {formats})"))
+            continue
+        out.append(ImageItem(name, data))
     return out
+
+
+def decode_item(item, height=None, width=None, channels=0):
+    """Decode one `ImageItem` (and resize it when ``height``/``width`` are given), as serving does.
+
+    Returns:
+        float32 ``[height, width, channels]`` raw pixels, or None after setting ``item.error``
+        when the bytes cannot be decoded (truncated or corrupt file).
+    """
+    import tensorflow as tf
+
+    if item.error:
+        return None
+    try:
+        if channels:
+            image = tf_decode_image(tf.constant(item.data), channels)
+        else:
+            image = tf.io.decode_image(item.data, expand_animations=False)
+        image = tf.cast(image, tf.float32)
+        if height is not None:
+            image = tf.image.resize(image, (height, width))
+        return image.numpy()
+    except tf.errors.OpError as err:  # corrupt, truncated, too large, ...: this image only
+        msg = (getattr(err, "message", "") or str(err)).strip().splitlines()
+        item.error = "could not be decoded as an image" + (f" ({msg[0]})" if msg else "")
+        return None
 
 
 def tf_decode_image(data, channels):
@@ -118,33 +167,6 @@ def _convert_channels(image, channels):
     alpha = tf.cond(n == 4, lambda: image[..., 3:4], lambda: tf.fill(tf.concat([tf.shape(image)[:2], [1]], 0),
                                                                        tf.constant(255, tf.uint8)))
     return tf.concat([rgb(), alpha], axis=-1)
-
-
-def decode_images(items, height, width, channels, *, arg="images") -> np.ndarray:
-    """Decode and resize encoded images exactly as the ``serving_bytes`` signature does.
-
-    Args:
-        items: ``[(name, bytes), ...]`` from `read_image_files`.
-        height, width, channels: the model's input size.
-
-    Returns:
-        float32 array ``[N, height, width, channels]`` of raw 0..255 pixels.
-
-    Raises:
-        ValueError: naming the file that could not be decoded.
-    """
-    import tensorflow as tf
-
-    batch = []
-    for name, data in items:
-        try:
-            image = tf_decode_image(tf.constant(data), channels)
-        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as err:
-            msg = getattr(err, "message", str(err)).strip().splitlines()[0]
-            raise ValueError(f"`{arg}` could not be decoded as an image: {name!r} ({msg})") from None
-        image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
-        batch.append(image.numpy())
-    return np.stack(batch).astype("float32")
 
 
 def check_image_batch(arg, batch, shape) -> np.ndarray:

@@ -11,7 +11,6 @@ Writes ``<out>.npz`` (outputs, keys "<signature>/<output>"; string outputs as un
 ``<out>.json`` (status: signatures found, errors, warm-up records replayed).
 """
 
-import importlib.util
 import json
 import os
 import sys
@@ -22,15 +21,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # (client.py, warmup.py, ...) can never shadow a top-level package.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-
-def _load_warmup_module():
-    path = os.path.join(_HERE, "warmup.py")
-    spec = importlib.util.spec_from_file_location("_keras_cnn_warmup_standalone", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up while building the class
-    spec.loader.exec_module(module)
-    return module
 
 
 def _to_numpy(value):
@@ -91,18 +81,26 @@ def main(spec_path):
         warmup_file = os.path.join(spec["dir"], "assets.extra", "tf_serving_warmup_requests")
         if os.path.isfile(warmup_file):
             try:
-                requests = _load_warmup_module().read_warmup_requests(warmup_file)
+                # What TF Serving does: each TFRecord record is a PredictionLog.
+                from tensorflow_serving.apis import prediction_log_pb2
+
+                logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+                        for r in tf.data.TFRecordDataset(warmup_file)]
             except Exception:  # noqa: BLE001
-                requests = []
+                logs = []
                 record_error("reading warm-up records")
-            for i, request in enumerate(requests):
+            for i, log in enumerate(logs):
+                request = log.predict_log.request
                 try:
-                    function = loaded.signatures[request.signature_name or "serving_default"]
-                    feed = {k: tf.constant(v) for k, v in request.inputs.items()}
+                    if log.WhichOneof("log_type") != "predict_log":
+                        raise ValueError(f"log_type {log.WhichOneof('log_type')!r}, expected predict_log")
+                    function = loaded.signatures[request.model_spec.signature_name or "serving_default"]
+                    feed = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
                     function(**feed)
                     status["warmup_replayed"] += 1
                 except Exception as err:  # noqa: BLE001
-                    status["warmup_errors"].append(f"record {i} ({request.signature_name}): {type(err).__name__}: {err}")
+                    status["warmup_errors"].append(
+                        f"record {i} ({request.model_spec.signature_name}): {type(err).__name__}: {err}")
 
     status["keras_cnn_imported"] = any(m == "keras_cnn" or m.startswith("keras_cnn.") for m in sys.modules)
     np.savez(spec["out"] + ".npz", **outputs)

@@ -1,6 +1,10 @@
 """Prediction clients: a local SavedModel, a Keras model, TF Serving over REST or gRPC.
 
-Every client returns one `Prediction` per image (top-k classes with names and scores).
+Every client returns one `Prediction` per image (top-k classes with names and scores), in input
+order. An image that cannot be predicted (missing, unreadable, not an image, truncated or
+corrupt) gets a `Prediction` with ``error`` set and no classes; the other images are still
+predicted: files are checked and decoded here first, and should the model or the server still
+reject a batch as bad input, its images are retried one by one.
 
 REST follows https://www.tensorflow.org/tfx/serving/api_rest: ``POST
 {server}/v1/models/{name}[/versions/{n}]:predict`` with the body ::
@@ -11,8 +15,8 @@ REST follows https://www.tensorflow.org/tfx/serving/api_rest: ``POST
 (row format; binary values travel as ``{"b64": ...}`` objects), answered by
 ``{"predictions": [{"probabilities": [...], "classes": 3, "class_names": "3", ...}, ...]}``
 (one object per instance when the signature has several outputs) or ``{"error": "..."}``.
-gRPC calls ``tensorflow.serving.PredictionService/Predict`` and needs the optional ``serving``
-extra (``pip install 'keras-cnn[serving]'``), imported only when used.
+gRPC calls ``tensorflow.serving.PredictionService/Predict`` with the generated stubs of
+``tensorflow-serving-api``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_cnn._validation import check_positive_int
-from keras_cnn.export._images import decode_images, read_image_files
+from keras_cnn.export._images import decode_item, read_image_items
 from keras_cnn.export.saved_model import (
     BYTES_INPUT,
     BYTES_SIGNATURE,
@@ -45,11 +49,16 @@ from keras_cnn.export.serving_config import check_model_name
 
 
 class ServingError(RuntimeError):
-    """TF Serving answered with an error, or could not be reached."""
+    """TF Serving answered with an error, or could not be reached.
 
+    Attributes:
+        input_error: True when the server rejected the request's content (HTTP 400, gRPC
+            INVALID_ARGUMENT), so that the images may be retried one by one.
+    """
 
-class MissingExtraError(ImportError):
-    """An optional dependency (the ``serving`` extra) is not installed."""
+    def __init__(self, message, *, input_error=False):
+        super().__init__(message)
+        self.input_error = input_error
 
 
 @dataclasses.dataclass
@@ -61,12 +70,24 @@ class Prediction:
         classes: class indices.
         class_names: their names.
         scores: their probabilities.
+        error: why this image has no prediction (None when it has one).
     """
 
     source: str
     classes: list
     class_names: list
     scores: list
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the image was predicted."""
+        return self.error is None
+
+    @classmethod
+    def failed(cls, source, error):
+        """The `Prediction` of an image that could not be predicted."""
+        return cls(source, [], [], [], error)
 
     @property
     def top1(self):
@@ -74,6 +95,8 @@ class Prediction:
         return self.classes[0], self.class_names[0], self.scores[0]
 
     def to_dict(self):
+        if self.error is not None:
+            return {"image": self.source, "error": self.error}
         return {
             "image": self.source,
             "top_k": [
@@ -126,7 +149,7 @@ def predictions_from_rows(rows, sources, *, top_k=5, class_names=None) -> list[P
                 "is this a keras_cnn export?"
             )
 
-        def name_of(index):
+        def name_of(index, known=known):
             if class_names is not None and 0 <= index < len(class_names):
                 return class_names[index]
             return known.get(index, str(index))
@@ -138,6 +161,60 @@ def predictions_from_rows(rows, sources, *, top_k=5, class_names=None) -> list[P
 
 def _check_top_k(top_k):
     return check_positive_int("top_k", top_k)
+
+
+class _BadInput(Exception):
+    """The model or server rejected a batch's content (retry its images one by one)."""
+
+
+def _per_image(items, run):
+    """Predict every readable item, isolating the ones the model or server rejects.
+
+    Args:
+        items: `ImageItem`s; those with ``error`` set are reported as failed.
+        run: ``run(items) -> [Prediction, ...]`` for a list of good items; raises `_BadInput`
+            (with a reason) when the content of the batch is rejected.
+
+    Returns:
+        One `Prediction` per item, in order.
+    """
+    results = {id(item): Prediction.failed(item.name, item.error) for item in items if item.error}
+    good = [item for item in items if not item.error]
+    if good:
+        try:
+            batches = [(good, run(good))]
+        except _BadInput as err:
+            if len(good) == 1:
+                batches = [(good, [Prediction.failed(good[0].name, str(err))])]
+            else:
+                batches = []
+                for item in good:
+                    try:
+                        batches.append(([item], run([item])))
+                    except _BadInput as one:
+                        batches.append(([item], [Prediction.failed(item.name, str(one))]))
+        for batch, predictions in batches:
+            for item, prediction in zip(batch, predictions):
+                results[id(item)] = prediction
+    return [results[id(item)] for item in items]
+
+
+def _decoded(items, height, width, channels):
+    """Decode and resize the items (setting ``error`` on failures); the batch of the good ones."""
+    arrays = [decode_item(item, height, width, channels) for item in items]
+    return np.stack([a for a in arrays if a is not None]).astype("float32") if any(
+        a is not None for a in arrays) else None
+
+
+def _check_decodable(items):
+    """Set ``error`` on items whose bytes TensorFlow cannot decode (truncated, corrupt)."""
+    for item in items:
+        decode_item(item)
+
+
+def _tf_reason(err):
+    lines = (getattr(err, "message", "") or str(err)).strip().splitlines()
+    return f"rejected by the model ({type(err).__name__}: {lines[0] if lines else ''})"
 
 
 # --------------------------------------------------------------------------- local
@@ -155,7 +232,7 @@ def predict_saved_model(path, images, *, top_k=5, signature=None) -> list[Predic
             server-side decoding path), else ``serving_default`` with local decoding.
 
     Returns:
-        One `Prediction` per image.
+        One `Prediction` per image (``error`` set for the images that could not be predicted).
     """
     import tensorflow as tf
 
@@ -169,7 +246,7 @@ def predict_saved_model(path, images, *, top_k=5, signature=None) -> list[Predic
             raise FileNotFoundError(f"`saved_model` must be a SavedModel directory (with saved_model.pb) or a model "
                                     f"directory of numbered versions. Received: saved_model={str(path)!r}")
         path = path / str(versions[-1])  # the latest version, as TF Serving would serve it
-    items = read_image_files(images)
+    items = read_image_items(images)
     try:
         loaded = tf.saved_model.load(str(path), tags=["serve"])
     except (OSError, ValueError, tf.errors.OpError) as err:
@@ -185,16 +262,28 @@ def predict_saved_model(path, images, *, top_k=5, signature=None) -> list[Predic
     if len(inputs) != 1:
         raise ValueError(f"`signature` must take one input. Received: signature={signature!r} with inputs {sorted(inputs)}")
     (alias, spec), = inputs.items()
+    names = read_class_names(path)
     if spec.dtype == tf.string:
-        feed = tf.constant([data for _, data in items], dtype=tf.string)
+        _check_decodable(items)
     else:
         shape = spec.shape.as_list()
         if len(shape) != 4 or None in shape[1:]:
             raise ValueError(f"`signature` input {alias!r} must be [batch, H, W, C] with a fixed size. Received: {shape}")
-        feed = tf.constant(decode_images(items, *shape[1:]), dtype=spec.dtype)
-    outputs = {k: v.numpy() for k, v in function(**{alias: feed}).items()}
-    return predictions_from_rows(_rows_from_columns(outputs), [n for n, _ in items], top_k=top_k,
-                                 class_names=read_class_names(path))
+        pixels = {id(item): a for item in items if (a := decode_item(item, *shape[1:])) is not None}
+
+    def run(batch):
+        if spec.dtype == tf.string:
+            feed = tf.constant([item.data for item in batch], dtype=tf.string)
+        else:
+            feed = tf.constant(np.stack([pixels[id(item)] for item in batch]), dtype=spec.dtype)
+        try:
+            outputs = {k: v.numpy() for k, v in function(**{alias: feed}).items()}
+        except tf.errors.InvalidArgumentError as err:
+            raise _BadInput(_tf_reason(err)) from None
+        return predictions_from_rows(_rows_from_columns(outputs), [item.name for item in batch], top_k=top_k,
+                                     class_names=names)
+
+    return _per_image(items, run)
 
 
 def predict_keras(model, images, *, top_k=5, class_names=None) -> list[Prediction]:
@@ -218,16 +307,22 @@ def predict_keras(model, images, *, top_k=5, class_names=None) -> list[Predictio
     shape = tuple(serve_model.inputs[0].shape)
     if len(shape) != 4 or None in shape[1:]:
         raise ValueError(f"`model` must take images of a fixed size [batch, H, W, C]. Received: input shape {shape}")
-    items = read_image_files(images)
-    batch = decode_images(items, *shape[1:])
-    probs = np.asarray(serve_model(batch, training=False), dtype="float32")
-    if logits:
-        probs = np.exp(probs - probs.max(axis=-1, keepdims=True))
-        probs /= probs.sum(axis=-1, keepdims=True)
-    if names is not None and len(names) != probs.shape[-1]:
-        raise ValueError(f"`class_names` must have one name per class ({probs.shape[-1]}). Received: {len(names)} names")
-    return predictions_from_rows([{"probabilities": p} for p in probs], [n for n, _ in items], top_k=top_k,
-                                 class_names=names)
+    num_classes = serve_model.output.shape[-1]
+    if names is not None and num_classes is not None and len(names) != num_classes:
+        raise ValueError(f"`class_names` must have one name per class ({num_classes}). Received: {len(names)} names")
+    items = read_image_items(images)
+    pixels = {id(item): a for item in items if (a := decode_item(item, *shape[1:])) is not None}
+
+    def run(batch):
+        probs = np.asarray(serve_model(np.stack([pixels[id(item)] for item in batch]), training=False),
+                           dtype="float32")
+        if logits:
+            probs = np.exp(probs - probs.max(axis=-1, keepdims=True))
+            probs /= probs.sum(axis=-1, keepdims=True)
+        return predictions_from_rows([{"probabilities": p} for p in probs], [item.name for item in batch],
+                                     top_k=top_k, class_names=names)
+
+    return _per_image(items, run)
 
 
 # --------------------------------------------------------------------------- REST
@@ -260,7 +355,8 @@ def _http_json(url, payload=None, *, timeout):
             message = json.loads(body)["error"]
         except (ValueError, KeyError, TypeError):
             message = body.decode("utf-8", "replace").strip()[:500] or err.reason
-        raise ServingError(f"TF Serving returned HTTP {err.code} for {url}: {message}") from None
+        raise ServingError(f"TF Serving returned HTTP {err.code} for {url}: {message}",
+                           input_error=err.code == 400) from None
     except urllib.error.URLError as err:
         raise ServingError(f"cannot reach TF Serving at {url}: {err.reason}") from None
     except (socket.timeout, TimeoutError):
@@ -295,11 +391,22 @@ def _rest_signature_input(server, model_name, version, signature, timeout):
     return alias, info.get("dtype", "DT_INVALID"), dims
 
 
-def _float_instances(items, dims, alias, signature):
+def _float_pixels(items, dims, alias, signature):
+    """Decode and resize the items locally for a float signature: ``{id(item): pixels}``."""
     if not dims or len(dims) != 4 or any(d < 1 for d in dims[1:]):
         raise ValueError(f"`signature` {signature!r} input {alias!r} must be [batch, H, W, C] with a fixed size. "
                          f"Received: shape {dims}")
-    return decode_images(items, *dims[1:])
+    return {id(item): a for item in items if (a := decode_item(item, *dims[1:])) is not None}
+
+
+def _remote(call):
+    """Run one server call, turning a rejected input into `_BadInput` (retry one by one)."""
+    try:
+        return call()
+    except ServingError as err:
+        if err.input_error:
+            raise _BadInput(f"rejected by the server ({err})") from None
+        raise
 
 
 def predict_rest(server, model_name, images, *, version=None, signature=BYTES_SIGNATURE, top_k=5, timeout=30.0):
@@ -319,49 +426,49 @@ def predict_rest(server, model_name, images, *, version=None, signature=BYTES_SI
         timeout: seconds to wait. Default 30.
 
     Returns:
-        One `Prediction` per image.
+        One `Prediction` per image (``error`` set for the images that could not be predicted,
+        including those the server rejected as bad input).
 
     Raises:
-        ValueError: bad arguments or images.
-        ServingError: the server answered ``{"error": ...}`` or could not be reached.
+        ValueError: bad arguments.
+        ServingError: the server could not be reached or failed for a reason other than the
+            content of an image.
     """
     server = _check_server(server)
     check_model_name("model", model_name)
     if version is not None:
         check_positive_int("version", version)
     _check_top_k(top_k)
-    items = read_image_files(images)
+    items = read_image_items(images)
     if signature == BYTES_SIGNATURE:
         alias, dtype, dims = BYTES_INPUT, "DT_STRING", [-1]
     else:
         alias, dtype, dims = _rest_signature_input(server, model_name, version, signature, timeout)
     if dtype == "DT_STRING":
-        values = [{"b64": base64.b64encode(data).decode("ascii")} for _, data in items]
+        _check_decodable(items)
     elif dtype in ("DT_FLOAT", "DT_HALF", "DT_DOUBLE"):
-        values = _float_instances(items, dims, alias, signature).tolist()
+        pixels = _float_pixels(items, dims, alias, signature)
     else:
         raise ValueError(f"`signature` input {alias!r} has dtype {dtype}; expected DT_STRING or DT_FLOAT")
-    payload = {"signature_name": signature, "instances": [{alias: v} for v in values]}
-    answer = _http_json(_model_url(server, model_name, version) + ":predict", payload, timeout=timeout)
-    rows = answer.get("predictions") if isinstance(answer, dict) else None
-    if not isinstance(rows, list):
-        raise ServingError(f"TF Serving answer has no 'predictions' list (keys: {sorted(answer) if isinstance(answer, dict) else type(answer).__name__})")
-    return predictions_from_rows(rows, [n for n, _ in items], top_k=top_k)
+    url = _model_url(server, model_name, version) + ":predict"
+
+    def run(batch):
+        if dtype == "DT_STRING":
+            values = [{"b64": base64.b64encode(item.data).decode("ascii")} for item in batch]
+        else:
+            values = [pixels[id(item)].tolist() for item in batch]
+        payload = {"signature_name": signature, "instances": [{alias: v} for v in values]}
+        answer = _remote(lambda: _http_json(url, payload, timeout=timeout))
+        rows = answer.get("predictions") if isinstance(answer, dict) else None
+        if not isinstance(rows, list):
+            keys = sorted(answer) if isinstance(answer, dict) else type(answer).__name__
+            raise ServingError(f"TF Serving answer has no 'predictions' list (keys: {keys})")
+        return predictions_from_rows(rows, [item.name for item in batch], top_k=top_k)
+
+    return _per_image(items, run)
 
 
 # --------------------------------------------------------------------------- gRPC
-
-
-def _import_grpc():
-    try:
-        import grpc
-        from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
-    except ImportError as err:
-        raise MissingExtraError(
-            "gRPC needs the optional 'serving' extra (tensorflow-serving-api): "
-            f"pip install 'keras-cnn[serving]' ({err})"
-        ) from None
-    return grpc, predict_pb2, get_model_metadata_pb2, prediction_service_pb2_grpc
 
 
 _TARGET_RE = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d+$")
@@ -378,8 +485,9 @@ def predict_grpc(target, model_name, images, *, version=None, signature=BYTES_SI
         One `Prediction` per image.
 
     Raises:
-        MissingExtraError: ``tensorflow-serving-api`` is not installed.
-        ServingError: an RPC error (unreachable server, unknown model, bad input, ...).
+        ValueError: bad arguments.
+        ServingError: an RPC error other than a rejected image (unreachable server, unknown
+            model, ...); images rejected with INVALID_ARGUMENT get their own ``error``.
     """
     if not isinstance(target, str) or not _TARGET_RE.match(target):
         raise ValueError(f"`grpc` must be host:port like localhost:8500. Received: grpc={target!r}")
@@ -387,9 +495,13 @@ def predict_grpc(target, model_name, images, *, version=None, signature=BYTES_SI
     if version is not None:
         check_positive_int("version", version)
     _check_top_k(top_k)
-    items = read_image_files(images)
-    grpc, predict_pb2, metadata_pb2, service_grpc = _import_grpc()
+    items = read_image_items(images)
+    import grpc
     import tensorflow as tf
+
+    from keras_cnn.export.serving_protos import get_model_metadata_pb2 as metadata_pb2
+    from keras_cnn.export.serving_protos import predict_pb2
+    from keras_cnn.export.serving_protos import prediction_service_pb2_grpc as service_grpc
 
     with grpc.insecure_channel(target) as channel:
         stub = service_grpc.PredictionServiceStub(channel)
@@ -400,7 +512,8 @@ def predict_grpc(target, model_name, images, *, version=None, signature=BYTES_SI
             except grpc.RpcError as err:
                 code = err.code().name if hasattr(err, "code") and err.code() else "UNKNOWN"
                 details = err.details() if hasattr(err, "details") else str(err)
-                raise ServingError(f"TF Serving gRPC error at {target} ({code}): {details}") from None
+                raise ServingError(f"TF Serving gRPC error at {target} ({code}): {details}",
+                                   input_error=code == "INVALID_ARGUMENT") from None
 
         if signature == BYTES_SIGNATURE:
             alias, dtype, dims = BYTES_INPUT, tf.string, [-1]
@@ -421,20 +534,28 @@ def predict_grpc(target, model_name, images, *, version=None, signature=BYTES_SI
             (alias, info), = sig_inputs.items()
             dtype = tf.dtypes.as_dtype(info.dtype)
             dims = [d.size for d in info.tensor_shape.dim]
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = model_name
-        request.model_spec.signature_name = signature
-        if version is not None:
-            request.model_spec.version.value = version
         if dtype == tf.string:
-            tensor = tf.make_tensor_proto([data for _, data in items], dtype=tf.string)
+            _check_decodable(items)
         elif dtype.is_floating:
-            tensor = tf.make_tensor_proto(_float_instances(items, dims, alias, signature).astype(dtype.as_numpy_dtype))
+            pixels = _float_pixels(items, dims, alias, signature)
         else:
             raise ValueError(f"`signature` input {alias!r} has dtype {dtype.name}; expected string or float")
-        request.inputs[alias].CopyFrom(tensor)
-        response = call(stub.Predict, request)
-    outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
-    if not outputs:
-        raise ServingError("TF Serving answered with no outputs")
-    return predictions_from_rows(_rows_from_columns(outputs), [n for n, _ in items], top_k=top_k)
+
+        def run(batch):
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model_name
+            request.model_spec.signature_name = signature
+            if version is not None:
+                request.model_spec.version.value = version
+            if dtype == tf.string:
+                tensor = tf.make_tensor_proto([item.data for item in batch], dtype=tf.string)
+            else:
+                tensor = tf.make_tensor_proto(np.stack([pixels[id(item)] for item in batch]).astype(dtype.as_numpy_dtype))
+            request.inputs[alias].CopyFrom(tensor)
+            response = _remote(lambda: call(stub.Predict, request))
+            outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+            if not outputs:
+                raise ServingError("TF Serving answered with no outputs")
+            return predictions_from_rows(_rows_from_columns(outputs), [item.name for item in batch], top_k=top_k)
+
+        return _per_image(items, run)

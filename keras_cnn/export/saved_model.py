@@ -3,10 +3,12 @@
 Layout written by `export_for_serving` (TF Serving's ``<base_path>/<version>/``)::
 
     saved_models/lenet5/1/
-      saved_model.pb, fingerprint.pb, variables/   the graph, tag "serve"
+      saved_model.pb, fingerprint.pb, variables/   the graph, tag "serve" (optimize=True: the
+                                                   folded weights are constants inside
+                                                   saved_model.pb and variables/ is empty)
       assets/class_names.txt                       one class name a line; a tracked tf asset
                                                    (it feeds the index -> name lookup table)
-      assets.extra/keras_cnn.json                  metadata: model, input size, preprocessing,
+      assets.extra/keras_cnn.json                  metadata: model and its network identity, input size, preprocessing,
                                                    classes, metrics, package versions, time
       assets.extra/tf_serving_warmup_requests      warm-up PredictionLog records (optional)
 
@@ -22,6 +24,12 @@ Signatures (tag "serve"; batch dimension dynamic)::
                       top_k_scores       float32 [-1, k]
                       top_k_classes      int64   [-1, k]
                       top_k_class_names  string  [-1, k]
+
+Files are readable by others (directories 0755, files 0644 under the usual umask 022: what a
+plain ``mkdir``/``open`` would create), so a server running as another user can load them.
+Each variable is stored once: the signatures' own captured variables are tracked, not the
+Keras model object (``keras.export.ExportArchive.track(model)`` stores every variable twice,
+under ``variables/`` and ``_all_variables/`` of the checkpoint).
 """
 
 from __future__ import annotations
@@ -31,7 +39,11 @@ import json
 import math
 import os
 import platform
+import re
+import shutil
 import tempfile
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +62,9 @@ OUTPUT_NAMES = ("probabilities", "classes", "class_names", "top_k_scores", "top_
 CLASS_NAMES_ASSET = "class_names.txt"
 METADATA_FILE = "keras_cnn.json"
 METADATA_FORMAT = 1
+_OWNER_FILE = ".keras_cnn_export_owner"  # inside a version being written; removed before the rename
+_TEMP_RE = re.compile(r"^\.\d+\.(tmp|old)-")  # atomic_dir's temporaries for version directories
+_IMPORT_TIME = time.time()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -158,7 +173,8 @@ def inference_model(model):
                 f"serve. Received: outputs={sorted(output)}"
             )
         head = output["predictions"]
-        model = keras.Model(model.inputs, head, name=model.name)
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # call it with a tensor, not a list
+        model = keras.Model(inputs, head, name=model.name)
     elif isinstance(output, (list, tuple)):
         raise ValueError(
             f"`model` must have one output (or a dict with 'predictions'). Received: {len(output)} outputs"
@@ -176,8 +192,10 @@ def _has_output(model):
 
 def _outputs_logits(model) -> bool:
     """True when the layer producing the output has a linear activation (logits)."""
+    from keras_cnn._compat.keras_ import producing_layer
+
     try:
-        layer = model.output._keras_history[0]
+        layer = producing_layer(model.output)
     except (AttributeError, IndexError, ValueError):
         return False
     activation = getattr(layer, "activation", None)
@@ -186,12 +204,10 @@ def _outputs_logits(model) -> bool:
 
 
 def _preprocessing_mode(model):
+    from keras_cnn._compat.keras_ import flatten_layers
     from keras_cnn.layers.preprocess import Preprocess
 
-    try:
-        layers = list(model._flatten_layers(include_self=False, recursive=True))
-    except (AttributeError, TypeError):
-        layers = list(getattr(model, "layers", []))
+    layers = flatten_layers(model)
     modes = [layer.mode for layer in layers if isinstance(layer, Preprocess)]
     return modes[0] if modes else None
 
@@ -264,6 +280,78 @@ def _input_size(model, image_size):
     return int(height), int(width), int(channels)
 
 
+# --------------------------------------------------------------------------- layout
+
+
+def _process_start_time(pid=None):
+    """When process ``pid`` (default: this one) started, in epoch seconds, or None if unknown."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        with open("/proc/stat", encoding="ascii") as handle:
+            boot = next(float(line.split()[1]) for line in handle if line.startswith("btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None if pid != os.getpid() else _IMPORT_TIME
+
+
+def _owner_alive(temp_dir):
+    """True when the temporary export's owner marker names a process that is still running."""
+    try:
+        owner = json.loads((Path(temp_dir) / _OWNER_FILE).read_text(encoding="utf-8"))
+        pid, started = int(owner["pid"]), float(owner["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    now = _process_start_time(pid)
+    return now is not None and abs(now - started) < 2.0  # same pid, same process (not a reused pid)
+
+
+def remove_stale_temporaries(model_dir) -> list[Path]:
+    """Delete hidden ``.<version>.tmp-*`` / ``.old-*`` directories left by killed exports.
+
+    A temporary directory is stale when it was last modified before this process started and
+    no running process owns it (the exporter writes its pid and start time into it while it
+    works). Exports in progress in other processes are left alone.
+
+    Returns:
+        The directories removed.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return []
+    started = _process_start_time()
+    removed = []
+    for entry in model_dir.iterdir():
+        if not _TEMP_RE.match(entry.name) or not entry.is_dir() or entry.is_symlink():
+            continue
+        try:
+            modified = entry.stat().st_mtime
+        except OSError:
+            continue
+        if modified >= started or _owner_alive(entry):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        if not entry.exists():
+            removed.append(entry)
+    if removed:
+        warnings.warn(f"removed {len(removed)} stale temporary export(s) left by an interrupted export: "
+                      + ", ".join(str(p) for p in removed), stacklevel=3)
+    return removed
+
+
+def _make_readable(root):
+    """Give ``root`` and everything in it the modes a plain mkdir/open would (0755/0644 at umask 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(root, 0o777 & ~umask)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(folder, name), 0o777 & ~umask)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o666 & ~umask)
+
+
 # --------------------------------------------------------------------------- export
 
 
@@ -279,6 +367,7 @@ def export_for_serving(
     overwrite=False,
     top_k=5,
     image_size=None,
+    optimize=True,
 ):
     """Export a classifier as a TF Serving SavedModel version, atomically.
 
@@ -303,6 +392,13 @@ def export_for_serving(
         overwrite: replace an existing version. Default False (FileExistsError instead).
         top_k: number of ``top_k_*`` results (capped at the number of classes). Default 5.
         image_size: (height, width) for models built without a fixed input size. Default None.
+        optimize: write the optimized inference graph: weights frozen to constants and every
+            BatchNormalization that follows a convolution folded into it (see
+            `keras_cnn.export._optimize`); the folded graph is checked against the model before
+            it is written. Should that fail (an op that cannot be frozen, over 1.5 GB of weights,
+            a mismatch), the plain graph is written instead with a warning, and the reason is
+            kept as ``optimize_error`` in the metadata. False: the plain graph reading the
+            model's variables. Default True.
 
     Returns:
         ``pathlib.Path`` of the version directory.
@@ -317,9 +413,10 @@ def export_for_serving(
         >>> path
         PosixPath('saved_models/lenet5/1')
     """
-    import keras
     import tensorflow as tf
 
+    if not isinstance(optimize, bool):
+        raise ValueError(f"`optimize` must be True or False. Received: optimize={optimize!r}")
     keras_model, source = resolve_model(model)
     if class_names is None:
         class_names = class_names_beside(source)
@@ -349,6 +446,7 @@ def export_for_serving(
         raise ValueError(f"`metadata` must be a dict or None. Received: metadata={metadata!r}")
     user_metadata = _json_safe("metadata", metadata or {})
     target = model_dir / str(version)
+    remove_stale_temporaries(model_dir)
     if target.exists() and not overwrite:
         raise FileExistsError(
             f"{target} already exists; versions are never overwritten unless overwrite=True "
@@ -358,6 +456,22 @@ def export_for_serving(
     with tempfile.TemporaryDirectory(prefix="keras_cnn_export_") as scratch, atomic_dir(
         target, overwrite=overwrite
     ) as tmp:
+        owner = tmp / _OWNER_FILE
+        owner.write_text(json.dumps({"pid": os.getpid(), "started": _process_start_time()}), encoding="utf-8")
+        optimized, optimize_error, network = None, None, None
+        if optimize:
+            try:
+                optimized, network = _optimized_network(serve_model, (height, width, channels))
+            except (ValueError, RuntimeError, TypeError, tf.errors.OpError) as err:
+                # Never lose an export (e.g. the one at the end of a long training run) to the
+                # optimizer: fall back to the plain graph, loudly, and record why.
+                optimize_error = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                warnings.warn(f"the optimized serving graph could not be built ({optimize_error}); "
+                              "exported the plain graph instead (optimize=False)", stacklevel=2)
+        if network is None:
+            network = tf.function(lambda images: serve_model(images, training=False),
+                                  input_signature=[tf.TensorSpec((None, height, width, channels), tf.float32)],
+                                  ).get_concrete_function()
         vocab = Path(scratch) / CLASS_NAMES_ASSET
         vocab.write_text("\n".join(class_names) + "\n", encoding="utf-8")
         # Index -> name table initialised from the asset file: tf.saved_model.save copies the file
@@ -371,7 +485,7 @@ def export_for_serving(
         )
 
         def classify(images):
-            scores = serve_model(images, training=False)
+            scores = network(images)
             scores = tf.cast(scores, tf.float32)
             if logits:
                 scores = tf.nn.softmax(scores, axis=-1)
@@ -401,18 +515,17 @@ def export_for_serving(
             )
             return classify(images)
 
-        archive = keras.export.ExportArchive()
-        archive.track(serve_model)
-        archive.track(table)
-        default_fn = archive.add_endpoint(
-            DEFAULT_SIGNATURE, serve_images,
-            input_signature=[tf.TensorSpec((None, height, width, channels), tf.float32, name=IMAGES_INPUT)],
-        )
-        bytes_fn = archive.add_endpoint(
-            BYTES_SIGNATURE, serve_bytes,
-            input_signature=[tf.TensorSpec((None,), tf.string, name=BYTES_INPUT)],
-        )
-        archive.write_out(str(tmp), verbose=False)
+        root = tf.Module()
+        root.table = table
+        default_fn = tf.function(serve_images, input_signature=[
+            tf.TensorSpec((None, height, width, channels), tf.float32, name=IMAGES_INPUT)])
+        bytes_fn = tf.function(serve_bytes, input_signature=[tf.TensorSpec((None,), tf.string, name=BYTES_INPUT)])
+        root.serving_default, root.serving_bytes = default_fn, bytes_fn
+        concrete = {DEFAULT_SIGNATURE: default_fn.get_concrete_function(),
+                    BYTES_SIGNATURE: bytes_fn.get_concrete_function()}
+        # Track exactly the variables the signatures read (none when optimized), each once.
+        root.model_variables = list({id(v): v for c in concrete.values() for v in c.variables}.values())
+        tf.saved_model.save(root, str(tmp), signatures=concrete)
 
         signatures = {
             DEFAULT_SIGNATURE: _describe(default_fn, IMAGES_INPUT),
@@ -423,9 +536,9 @@ def export_for_serving(
             records = []
             for size in batch_sizes:
                 images = rng.integers(0, 256, (size, height, width, channels)).astype("float32")
-                records.append(_warmup.encode_predict_log(name, DEFAULT_SIGNATURE, {IMAGES_INPUT: images}))
+                records.append(_warmup.predict_log(name, DEFAULT_SIGNATURE, {IMAGES_INPUT: images}))
                 pngs = [encode_png(image) for image in images]
-                records.append(_warmup.encode_predict_log(name, BYTES_SIGNATURE, {BYTES_INPUT: pngs}))
+                records.append(_warmup.predict_log(name, BYTES_SIGNATURE, {BYTES_INPUT: pngs}))
             _warmup.write_warmup_requests(tmp / _warmup.ASSETS_EXTRA / _warmup.WARMUP_FILENAME, records)
 
         info = {
@@ -433,6 +546,7 @@ def export_for_serving(
             "name": name,
             "version": version,
             "model_name": keras_model.name,
+            "network": _network_identity(keras_model),
             "source": None if source is None else str(source),
             "input_shape": [height, width, channels],
             "channels": channels,
@@ -445,12 +559,61 @@ def export_for_serving(
             "top_k": k,
             "signatures": signatures,
             "warmup_batch_sizes": list(batch_sizes),
+            "optimized": None if optimized is None else {
+                "frozen": True,
+                "batchnorms_folded": optimized.folded,
+                "activation_scalings_left": optimized.batch_norms_left,
+            },
+            "optimize_error": optimize_error,
             "metadata": user_metadata,
             "packages": _package_versions(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         atomic_write_json(tmp / _warmup.ASSETS_EXTRA / METADATA_FILE, info)
+        owner.unlink()
+        _make_readable(tmp)
     return target
+
+
+def _network_identity(model):
+    """The keras_cnn identity of the exported network (registry name, build arguments, weights,
+    preprocessing), or None for a model keras_cnn did not build."""
+    from keras_cnn.models.identity import model_identity
+
+    identity = model_identity(model)
+    if identity is None:
+        return None
+    return {"arch": identity.arch, "build_args": identity.build_args, "weights": identity.weights,
+            "preprocessing": identity.preprocessing}
+
+
+def _optimized_network(serve_model, input_shape):
+    """``(OptimizedGraph, concrete function)`` of the frozen, BN-folded model, checked against it."""
+    from keras_cnn.export import _optimize
+
+    optimized = _optimize.optimized_inference_graph(serve_model, input_shape)
+    size = optimized.graph_def.ByteSize()
+    if size > 1.5 * 2**30:
+        raise ValueError(f"the frozen graph holds {size / 2**30:.1f} GB of weights; one GraphDef is limited "
+                         "to 2 GB (protobuf)")
+    network = _optimize.graph_function(optimized, input_shape)
+    _check_optimized(serve_model, network, input_shape)
+    return optimized, network
+
+
+def _check_optimized(serve_model, network, input_shape, atol=1e-4):
+    """Refuse to write a folded graph whose probabilities differ from the model's by > atol."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (2, *input_shape)).astype("float32")
+    expected = np.asarray(serve_model(images, training=False), dtype="float64")
+    got = np.asarray(network(tf.constant(images)), dtype="float64")
+    diff = float(np.max(np.abs(expected - got))) if expected.shape == got.shape else float("inf")
+    scale = max(1.0, float(np.max(np.abs(expected))))  # logits: compare relative to their size
+    if not diff <= atol * scale:
+        raise RuntimeError(f"the optimized serving graph differs from the model by {diff:.3g} (allowed "
+                           f"{atol * scale:.3g}); export with optimize=False and report this model")
 
 
 def _describe(fn, input_name):

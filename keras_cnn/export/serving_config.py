@@ -3,7 +3,8 @@
 Both are protocol buffers in text format, read by ``tensorflow_model_server`` through
 ``--model_config_file`` (``tensorflow.serving.ModelServerConfig``) and
 ``--batching_parameters_file`` (``tensorflow.serving.BatchingParameters``, used with
-``--enable_batching``). Example ``models.config``::
+``--enable_batching``). They are built as the real messages (`keras_cnn.export.serving_protos`)
+and written with ``google.protobuf.text_format``. Example ``models.config``::
 
     model_config_list {
       config {
@@ -19,7 +20,6 @@ Both are protocol buffers in text format, read by ``tensorflow_model_server`` th
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 from typing import Sequence
@@ -87,38 +87,43 @@ class ServedModel:
                 )
 
 
-def _quote(text: str) -> str:
-    return json.dumps(text)  # a valid text-proto string literal for printable text
+def models_config(models):
+    """The ``tensorflow.serving.ModelServerConfig`` message for several models.
 
+    Args:
+        models: a list of `ServedModel` (or dicts of its fields).
 
-def models_config_text(models) -> str:
-    """The ``ModelServerConfig`` text for several models (a list of `ServedModel` or dicts)."""
+    Returns:
+        ``tensorflow_serving.config.model_server_config_pb2.ModelServerConfig``.
+    """
+    from keras_cnn.export.serving_protos import ModelServerConfig
+
     models = [m if isinstance(m, ServedModel) else ServedModel(**m) for m in models]
     if not models:
         raise ValueError("`models` must list at least one model. Received: models=[]")
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ValueError(f"`models` names must be unique. Received: names={names}")
-    lines = ["model_config_list {"]
+    config = ModelServerConfig()
     for m in models:
-        lines += [
-            "  config {",
-            f"    name: {_quote(m.name)}",
-            f"    base_path: {_quote(m.base_path)}",
-            '    model_platform: "tensorflow"',
-        ]
+        entry = config.model_config_list.config.add(name=m.name, base_path=m.base_path, model_platform="tensorflow")
+        policy = entry.model_version_policy
         if m.versions == "all":
-            lines.append("    model_version_policy { all {} }")
+            policy.all.SetInParent()
         elif m.versions == "latest":
-            lines.append("    model_version_policy { latest { num_versions: 1 } }")
+            policy.latest.num_versions = 1
         else:
-            versions = " ".join(f"versions: {v}" for v in m.versions)
-            lines.append(f"    model_version_policy {{ specific {{ {versions} }} }}")
+            policy.specific.versions.extend(m.versions)
         for label, version in sorted((m.labels or {}).items()):
-            lines.append(f"    version_labels {{ key: {_quote(label)} value: {version} }}")
-        lines.append("  }")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+            entry.version_labels[label] = version
+    return config
+
+
+def models_config_text(models) -> str:
+    """`models_config` in protobuf text format (what ``--model_config_file`` reads)."""
+    from google.protobuf import text_format
+
+    return text_format.MessageToString(models_config(models))
 
 
 def write_models_config(path, models) -> Path:
@@ -165,7 +170,7 @@ def models_config_from_exports(base_dir="saved_models", *, server_base="/models"
     return models_config_text(models)
 
 
-def batching_parameters_text(
+def batching_parameters(
     *,
     max_batch_size=32,
     batch_timeout_micros=2000,
@@ -173,8 +178,8 @@ def batching_parameters_text(
     num_batch_threads=4,
     allowed_batch_sizes=None,
     pad_variable_length_inputs=False,
-) -> str:
-    """The ``BatchingParameters`` text for ``--batching_parameters_file``.
+):
+    """The ``tensorflow.serving.BatchingParameters`` message for ``--batching_parameters_file``.
 
     Args:
         max_batch_size: largest batch formed. Default 32.
@@ -184,17 +189,21 @@ def batching_parameters_text(
         allowed_batch_sizes: optional increasing sizes to pad batches to; the last must equal
             ``max_batch_size`` (TF Serving's rule).
         pad_variable_length_inputs: pad inputs of different shapes. Default False.
+
+    Returns:
+        The message (see `keras_cnn.export.serving_protos.batching_parameters_class`).
     """
+    from keras_cnn.export.serving_protos import batching_parameters_class
+
     check_positive_int("max_batch_size", max_batch_size)
     check_non_negative_int("batch_timeout_micros", batch_timeout_micros)
     check_positive_int("max_enqueued_batches", max_enqueued_batches)
     check_positive_int("num_batch_threads", num_batch_threads)
-    lines = [
-        f"max_batch_size {{ value: {max_batch_size} }}",
-        f"batch_timeout_micros {{ value: {batch_timeout_micros} }}",
-        f"max_enqueued_batches {{ value: {max_enqueued_batches} }}",
-        f"num_batch_threads {{ value: {num_batch_threads} }}",
-    ]
+    message = batching_parameters_class()()
+    message.max_batch_size.value = max_batch_size
+    message.batch_timeout_micros.value = batch_timeout_micros
+    message.max_enqueued_batches.value = max_enqueued_batches
+    message.num_batch_threads.value = num_batch_threads
     if allowed_batch_sizes:
         sizes = list(allowed_batch_sizes)
         for s in sizes:
@@ -204,10 +213,17 @@ def batching_parameters_text(
                 "`allowed_batch_sizes` must be strictly increasing and end with max_batch_size="
                 f"{max_batch_size}. Received: allowed_batch_sizes={sizes}"
             )
-        lines += [f"allowed_batch_sizes: {s}" for s in sizes]
+        message.allowed_batch_sizes.extend(sizes)
     if pad_variable_length_inputs:
-        lines.append("pad_variable_length_inputs: true")
-    return "\n".join(lines) + "\n"
+        message.pad_variable_length_inputs = True
+    return message
+
+
+def batching_parameters_text(**kwargs) -> str:
+    """`batching_parameters` (same keywords) in protobuf text format."""
+    from google.protobuf import text_format
+
+    return text_format.MessageToString(batching_parameters(**kwargs))
 
 
 def write_batching_parameters(path, **kwargs) -> Path:

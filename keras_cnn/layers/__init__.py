@@ -2,6 +2,7 @@
 
 from keras_cnn.layers.augment import PCAColorAugmentation, RandomColorShift, RandomPerImageCrop, RandomWarp
 from keras_cnn.layers.conv import ConvBN, FactorizedConv
+from keras_cnn.layers.identity import ModelIdentity
 from keras_cnn.layers.inception import AuxiliaryClassifier, GridReduction, InceptionBlock
 from keras_cnn.layers.preprocess import Preprocess
 from keras_cnn.layers.residual import ResidualBlock
@@ -12,6 +13,7 @@ __all__ = [
     "FactorizedConv",
     "GridReduction",
     "InceptionBlock",
+    "ModelIdentity",
     "PCAColorAugmentation",
     "Preprocess",
     "RandomColorShift",

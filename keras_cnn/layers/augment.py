@@ -1,7 +1,7 @@
 """Augmentation layers that Keras lacks, written to run on the accelerator.
 
-Data augmentation as in the lectures (SPEC section 7; Krizhevsky, Sutskever & Hinton, "ImageNet
-Classification with Deep Convolutional Neural Networks", NIPS 2012, section 4.1): mirroring,
+Data augmentation as in the lectures (Ng, CNN course, week 2; Krizhevsky, Sutskever & Hinton,
+"ImageNet Classification with Deep Convolutional Neural Networks", NIPS 2012, section 4.1): mirroring,
 random cropping, rotation, shearing, local warping, colour shifting and PCA colour augmentation.
 Keras 3 already has mirroring (``RandomFlip``), rotation (``RandomRotation``), shearing
 (``RandomShear``), translation and zoom; this module adds the rest:
@@ -164,7 +164,7 @@ class RandomPerImageCrop(_RandomImageLayer):
     """Random crop with a different box per image, resized back to the input size.
 
     Random cropping of Krizhevsky et al. (2012, section 4.1: random 224x224 patches of the 256x256
-    images) and of the lectures (SPEC section 7: "not so aggressive that the object is lost").
+    images) and of the lectures (Ng, CNN course, week 2: "not so aggressive that the object is lost").
     Each image gets its own square-ish box whose sides are a fraction ``s ~ U(scale)`` of the
     image's, at a uniform random offset inside the image; the box is resampled (bilinear) back to
     ``H x W`` by a per-image gather (no Python loop; compiles with XLA).
@@ -231,7 +231,7 @@ class RandomPerImageCrop(_RandomImageLayer):
 class RandomWarp(_RandomImageLayer):
     """Local (elastic) warping by a smooth random displacement field, one field per image.
 
-    The "local warping" of the lectures (SPEC section 7), in the spirit of the elastic
+    The "local warping" of the lectures (Ng, CNN course, week 2), in the spirit of the elastic
     distortions of Simard, Steinkraus & Platt, "Best Practices for Convolutional Neural Networks
     Applied to Visual Document Analysis" (ICDAR 2003). A ``grid_size x grid_size`` grid of random
     displacements ``U(-magnitude, magnitude) * (H, W)`` is upsampled bilinearly to ``H x W`` (a
@@ -282,7 +282,7 @@ class RandomWarp(_RandomImageLayer):
 class RandomColorShift(_RandomImageLayer):
     """Colour shifting: a random offset per image and per channel added to R, G and B.
 
-    The "colour shifting" of the lectures (SPEC section 7: small offsets added to R, G, B;
+    The "colour shifting" of the lectures (Ng, CNN course, week 2: small offsets added to R, G, B;
     Krizhevsky et al., 2012, section 4.1 motivate it). Each image gets
     ``delta ~ U(-max_delta, max_delta)`` per channel, constant over its pixels; the result is
     clipped to ``value_range``. On a 1-channel image it is a per-image brightness offset.

@@ -18,18 +18,22 @@ axis, in branch order. A step is one of
 * pool:  ``{"type": "pool", "pool": "max"|"avg", "pool_size": [3, 3], "strides": [1, 1],
   "padding": "same"}``. Shorthand: the string ``"max"`` or ``"avg"`` (3x3, stride 1, same).
   A pool branch without a conv keeps its input's channels.
-* split: ``{"type": "split", "convs": [conv, conv, ...]}`` -- several convs applied to the same
-  tensor, concatenated side by side (the 1x3 | 3x1 pair of the expanded filter bank).
+* factorized: ``{"type": "factorized", "filters": 96, "kernel_size": 5, "mode": "stacked",
+  "intermediate_filters": 96, "first_factor": "1xn"}`` -- a `FactorizedConv`: an n x n
+  convolution as stacked 3x3s (Figure 5), as 1xn -> nx1 (Figure 6), or as 1xn | nx1 side by
+  side (``mode="expanded"``, Figure 7; ``2 * filters`` output channels). Built with
+  `factorized_step`; Inception-v2 and Inception-v3 write every factorised branch this way.
 
-The helpers `conv_step`, `pool_step` and `split_step` build canonical steps, and the branch
-factories (`naive_branches`, `v1_branches`, `factorized_branches`, `asymmetric_branches`,
-`expanded_branches`) build the modules of the papers. ``get_config()`` always holds the
-canonical form (plain lists and dicts), so a saved module is readable JSON.
+The helpers `conv_step`, `pool_step` and `factorized_step` build canonical steps, and the
+branch factories (`naive_branches`, `v1_branches`, `factorized_branches`,
+`asymmetric_branches`, `expanded_branches`) build the modules of the papers. ``get_config()``
+always holds the canonical form (plain lists and dicts), so a saved module is readable JSON.
 
 Sub-layer names are ``{block}_branch{b}_{s}`` for step ``s`` of branch ``b`` (both from 1),
-``{block}_branch{b}_{s}a`` / ``..._{s}b`` for the convs of a split, and ``{block}_concat`` for
-the output concatenation. The leaf Conv2D / BatchNormalization layers are created -- and their
-weights listed -- in branch order, then step order, then split order.
+``{block}_branch{b}_{s}_{f}`` for factor ``f`` of a factorized step (from 1, in
+`FactorizedConv` order), and ``{block}_concat`` for the output concatenation. The leaf Conv2D /
+BatchNormalization layers are created -- and their weights listed -- in branch order, then
+step order, then factor order.
 """
 
 from __future__ import annotations
@@ -40,10 +44,18 @@ import keras
 from keras import ops
 
 from keras_cnn._validation import check_choice, check_fraction, check_positive_int
-from keras_cnn.layers.conv import ConvBN
+from keras_cnn.layers.conv import (
+    PADDINGS,
+    ConvBN,
+    ConvOptions,
+    FactorizedConv,
+    check_factorization,
+    pair,
+    take_conv_options,
+)
 
-_PADDINGS = ("same", "valid")
 POOLS = ("max", "avg")
+STEP_TYPES = ("conv", "pool", "factorized")
 FIVE_BY_FIVE = ("plain", "stacked", "asymmetric")
 
 
@@ -52,18 +64,8 @@ FIVE_BY_FIVE = ("plain", "stacked", "asymmetric")
 # --------------------------------------------------------------------------------------------
 
 
-def _pair(value, arg):
-    if isinstance(value, bool):
-        raise ValueError(f"`{arg}` must be a positive int or a pair of positive ints. Received: {arg}={value!r}")
-    if isinstance(value, int) and value > 0:
-        return [value, value]
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-    ):
-        return [int(value[0]), int(value[1])]
-    raise ValueError(f"`{arg}` must be a positive int or a pair of positive ints. Received: {arg}={value!r}")
+def _pairlist(value, arg):
+    return list(pair(value, arg))
 
 
 def conv_step(filters, kernel_size=1, strides=1, padding="same"):
@@ -77,9 +79,9 @@ def conv_step(filters, kernel_size=1, strides=1, padding="same"):
     return {
         "type": "conv",
         "filters": int(filters),
-        "kernel_size": _pair(kernel_size, "kernel_size"),
-        "strides": _pair(strides, "strides"),
-        "padding": check_choice("padding", padding, _PADDINGS),
+        "kernel_size": _pairlist(kernel_size, "kernel_size"),
+        "strides": _pairlist(strides, "strides"),
+        "padding": check_choice("padding", padding, PADDINGS),
     }
 
 
@@ -88,23 +90,36 @@ def pool_step(pool="max", pool_size=3, strides=1, padding="same"):
     return {
         "type": "pool",
         "pool": check_choice("pool", pool, POOLS),
-        "pool_size": _pair(pool_size, "pool_size"),
-        "strides": _pair(strides, "strides"),
-        "padding": check_choice("padding", padding, _PADDINGS),
+        "pool_size": _pairlist(pool_size, "pool_size"),
+        "strides": _pairlist(strides, "strides"),
+        "padding": check_choice("padding", padding, PADDINGS),
     }
 
 
-def split_step(*convs):
-    """A split step: each conv applied to the same input, outputs concatenated in order."""
-    if len(convs) < 1:
-        raise ValueError("`convs` must hold at least one conv step. Received: convs=()")
-    return {"type": "split", "convs": [_normalize_conv(c, "convs") for c in convs]}
+def factorized_step(filters, kernel_size, mode="stacked", intermediate_filters=None, first_factor="1xn"):
+    """A canonical factorized step: a `FactorizedConv` (see it for the modes).
+
+    Example:
+        >>> factorized_step(192, 7, "asymmetric", intermediate_filters=128)["intermediate_filters"]
+        128
+    """
+    filters, kernel_size, mode, intermediate_filters, first_factor = check_factorization(
+        filters, kernel_size, mode, intermediate_filters, first_factor
+    )
+    return {
+        "type": "factorized",
+        "filters": filters,
+        "kernel_size": kernel_size,
+        "mode": mode,
+        "intermediate_filters": intermediate_filters,
+        "first_factor": first_factor,
+    }
 
 
 def _normalize_conv(step, where):
     step = _normalize_step(step, where)
     if step["type"] != "conv":
-        raise ValueError(f"`branches`: a split holds conv steps only. Received: {where}={step!r}")
+        raise ValueError(f"`convs` holds conv steps only. Received: {where}={step!r}")
     return step
 
 
@@ -120,18 +135,21 @@ def _normalize_step(step, where="step"):
                 return conv_step(**fields)
             if kind == "pool":
                 return pool_step(**fields)
+            if kind == "factorized":
+                return factorized_step(**fields)
             if kind == "split":
-                if set(fields) != {"convs"} or not isinstance(fields["convs"], (list, tuple)):
-                    raise ValueError("a split step is {'type': 'split', 'convs': [conv, ...]}")
-                return split_step(*fields["convs"])
-            raise ValueError(f"unknown step type {kind!r}; expected one of ['conv', 'pool', 'split']")
+                raise ValueError(
+                    "the 'split' step of earlier keras_cnn versions is now a factorized step with "
+                    "mode='expanded' (see `factorized_step`); rebuild a model saved with it"
+                )
+            raise ValueError(f"unknown step type {kind!r}; expected one of {list(STEP_TYPES)}")
         if isinstance(step, (tuple, list)) and 2 <= len(step) <= 4 and isinstance(step[0], int):
             return conv_step(*step)
     except (TypeError, ValueError) as err:
         raise ValueError(f"`branches`: invalid step ({err}). Received: {where}={step!r}") from None
     raise ValueError(
         "`branches`: a step is a conv tuple (filters, kernel_size[, strides[, padding]]), "
-        "'max' / 'avg', or a dict with 'type' in ['conv', 'pool', 'split']. "
+        f"'max' / 'avg', or a dict with 'type' in {list(STEP_TYPES)}. "
         f"Received: {where}={step!r}"
     )
 
@@ -179,9 +197,9 @@ def _five_by_five(filters, mode):
     check_choice("five_by_five", mode, FIVE_BY_FIVE)
     if mode == "plain":
         return [(filters, 5)]
-    if mode == "stacked":  # Rethinking... Figure 5: two 3x3 have the 5x5's receptive field
-        return [(filters, 3), (filters, 3)]
-    return [(filters, (1, 5)), (filters, (5, 1))]
+    # "stacked": Rethinking... Figure 5, two 3x3 have the 5x5's receptive field;
+    # "asymmetric": 1x5 then 5x1.
+    return [factorized_step(filters, 5, mode)]
 
 
 def v1_branches(c1, r3, c3, r5, c5, pool_proj, *, five_by_five="plain", pool="max"):
@@ -189,7 +207,8 @@ def v1_branches(c1, r3, c3, r5, c5, pool_proj, *, five_by_five="plain", pool="ma
 
     ``(c1, r3, c3, r5, c5, pool_proj)``: 1x1 | 1x1 r3 -> 3x3 c3 | 1x1 r5 -> 5x5 c5 |
     3x3 pool -> 1x1 pool_proj. Output channels ``c1 + c3 + c5 + pool_proj``.
-    ``five_by_five`` replaces the 5x5 by two stacked 3x3 ("stacked") or 1x5 + 5x1 ("asymmetric").
+    ``five_by_five`` replaces the 5x5 by a `FactorizedConv`: two stacked 3x3 ("stacked") or
+    1x5 + 5x1 ("asymmetric").
     """
     return normalize_branches(
         [
@@ -209,16 +228,19 @@ def factorized_branches(c1, r3, c3, r5, c5, pool_proj, *, pool="avg"):
 def asymmetric_branches(c1, r7, c7, rd7, cd7, pool_proj, *, n=7, pool="avg"):
     """"Rethinking" Figure 6: n x n convolutions as 1xn -> nx1 chains (17x17 grid, n=7).
 
-    1x1 c1 | 1x1 r7 -> 1xn r7 -> nx1 c7 | 1x1 rd7 -> 1xn -> nx1 -> 1xn (rd7) -> nx1 cd7 |
-    pool -> 1x1 pool_proj.
+    1x1 c1 | 1x1 r7 -> [1xn r7 -> nx1 c7] | 1x1 rd7 -> [1xn -> nx1 (rd7)] -> [1xn (rd7) -> nx1 cd7] |
+    pool -> 1x1 pool_proj; every bracket is one asymmetric `FactorizedConv`.
     """
     check_positive_int("n", n)
-    row, col = (1, n), (n, 1)
     return normalize_branches(
         [
             [(c1, 1)],
-            [(r7, 1), (r7, row), (c7, col)],
-            [(rd7, 1), (rd7, row), (rd7, col), (rd7, row), (cd7, col)],
+            [(r7, 1), factorized_step(c7, n, "asymmetric", intermediate_filters=r7)],
+            [
+                (rd7, 1),
+                factorized_step(rd7, n, "asymmetric"),
+                factorized_step(cd7, n, "asymmetric", intermediate_filters=rd7),
+            ],
             [pool, (pool_proj, 1)],
         ]
     )
@@ -228,29 +250,29 @@ def expanded_branches(c1, r3, c3, rd3, md3, cd3, pool_proj, *, pool="avg"):
     """"Rethinking" Figure 7: the expanded filter bank of the 8x8 grid.
 
     1x1 c1 | 1x1 r3 -> [1x3 c3 | 3x1 c3] | 1x1 rd3 -> 3x3 md3 -> [1x3 cd3 | 3x1 cd3] |
-    pool -> 1x1 pool_proj. Output ``c1 + 2*c3 + 2*cd3 + pool_proj`` channels.
+    pool -> 1x1 pool_proj, each ``[1x3 | 3x1]`` an expanded `FactorizedConv`. Output
+    ``c1 + 2*c3 + 2*cd3 + pool_proj`` channels.
     """
     return normalize_branches(
         [
             [(c1, 1)],
-            [(r3, 1), split_step((c3, (1, 3)), (c3, (3, 1)))],
-            [(rd3, 1), (md3, 3), split_step((cd3, (1, 3)), (cd3, (3, 1)))],
+            [(r3, 1), factorized_step(c3, 3, "expanded")],
+            [(rd3, 1), (md3, 3), factorized_step(cd3, 3, "expanded")],
             [pool, (pool_proj, 1)],
         ]
     )
 
 
 def scale_branches(branches, width_multiplier=1.0):
-    """The same branches with every conv's filters scaled (rounded, at least 1)."""
+    """The same branches with every conv's (and factorisation's) filters scaled (rounded, at least 1)."""
     out = []
     for branch in normalize_branches(branches):
         new = []
         for step in branch:
             step = dict(step)
-            if step["type"] == "conv":
-                step["filters"] = _scale(step["filters"], width_multiplier)
-            elif step["type"] == "split":
-                step["convs"] = [dict(c, filters=_scale(c["filters"], width_multiplier)) for c in step["convs"]]
+            for key in ("filters", "intermediate_filters"):
+                if key in step:
+                    step[key] = _scale(step[key], width_multiplier)
             new.append(step)
         out.append(new)
     return out
@@ -302,7 +324,7 @@ def _conv_out(size, kernel, stride, padding):
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
-class InceptionBlock(keras.layers.Layer):
+class InceptionBlock(ConvOptions, keras.layers.Layer):
     """Parallel branches concatenated on channels: every Inception module, as data.
 
     Szegedy et al., "Going Deeper with Convolutions", 2015 (modules of Figure 2), and
@@ -310,21 +332,17 @@ class InceptionBlock(keras.layers.Layer):
     The branches are described by a specification (see the module docstring); the class
     methods build the papers' modules from their table columns.
 
-    Every conv step is a `ConvBN`; ``use_bn``, ``use_bias``, ``bn_scale``, ``bn_epsilon`` ...
-    apply to all of them, so GoogLeNet (bias, no BN) and Inception-v3 (no bias, BN with
-    ``scale=False``, epsilon 1e-3) are both expressed.
+    Every conv step is a `ConvBN` (every factorized step a `FactorizedConv` of them); the conv
+    options ``use_bn``, ``use_bias``, ``bn_scale``, ``bn_epsilon`` ... apply to all of them, so
+    GoogLeNet (bias, no BN) and Inception-v3 (no bias, BN with ``scale=False``, epsilon 1e-3)
+    are both expressed.
 
     Args:
         branches: the branch specification: a list of branches, each a list of steps.
-        use_bn: batch normalisation after every conv. Default True.
-        use_bias: conv bias. Default None (= ``not use_bn``).
-        activation: activation of every conv. Default "relu".
-        bn_scale: learn BN's gamma. Default True (Inception-v3: False).
-        bn_epsilon: Default 1e-3.
-        bn_momentum: Default 0.99.
-        kernel_initializer: Default "glorot_uniform".
-        kernel_regularizer: Default None.
-        **kwargs: `keras.layers.Layer` arguments (``name``, ``dtype``, ...).
+        **kwargs: the conv options of `ConvBN` for every conv (``use_bn``, ``use_bias``,
+            ``activation``, ``bn_scale``, ``bn_epsilon``, ``bn_momentum``,
+            ``kernel_initializer``, ``kernel_regularizer``; defaults as `ConvBN`: BN, no bias,
+            ReLU), and `keras.layers.Layer` arguments (``name``, ``dtype``, ...).
 
     Example:
         >>> block = InceptionBlock.v1(64, 96, 128, 16, 32, 32, use_bn=False, name="inception_3a")
@@ -335,53 +353,19 @@ class InceptionBlock(keras.layers.Layer):
     def __init__(
         self,
         branches,
-        use_bn=True,
-        use_bias=None,
-        activation="relu",
-        bn_scale=True,
-        bn_epsilon=1e-3,
-        bn_momentum=0.99,
-        kernel_initializer="glorot_uniform",
-        kernel_regularizer=None,
         **kwargs,
     ):
+        options = take_conv_options(kwargs)
         super().__init__(**kwargs)
         spec = normalize_branches(branches)
-        self.use_bn = bool(use_bn)
-        self.use_bias = (not self.use_bn) if use_bias is None else bool(use_bias)
-        self.activation = activation
-        self.bn_scale = bool(bn_scale)
-        self.bn_epsilon = float(bn_epsilon)
-        self.bn_momentum = float(bn_momentum)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self._set_conv_options(**options)
         layers, plan = [], []
         for b, branch in enumerate(spec, start=1):
-            branch_plan = []
+            indices = []
             for s, step in enumerate(branch, start=1):
-                prefix = f"{self.name}_branch{b}_{s}"
-                if step["type"] == "conv":
-                    layers.append(self._make_conv(step, prefix))
-                    branch_plan.append(("layer", len(layers) - 1))
-                elif step["type"] == "pool":
-                    pool_cls = keras.layers.MaxPooling2D if step["pool"] == "max" else keras.layers.AveragePooling2D
-                    layers.append(
-                        pool_cls(
-                            tuple(step["pool_size"]),
-                            strides=tuple(step["strides"]),
-                            padding=step["padding"],
-                            name=prefix,
-                        )
-                    )
-                    branch_plan.append(("layer", len(layers) - 1))
-                else:
-                    indices = []
-                    for i, conv in enumerate(step["convs"]):
-                        layers.append(self._make_conv(conv, f"{prefix}{chr(ord('a') + i)}"))
-                        indices.append(len(layers) - 1)
-                    layers.append(keras.layers.Concatenate(axis=-1, name=f"{prefix}_concat"))
-                    branch_plan.append(("split", tuple(indices), len(layers) - 1))
-            plan.append(tuple(branch_plan))
+                layers.append(self._make_step(step, f"{self.name}_branch{b}_{s}"))
+                indices.append(len(layers) - 1)
+            plan.append(tuple(indices))
         self._spec = tuple(spec)
         self._plan = tuple(plan)
         self.step_layers = layers
@@ -389,21 +373,22 @@ class InceptionBlock(keras.layers.Layer):
 
     # -- construction helpers ---------------------------------------------------------------
 
-    def _make_conv(self, step, name):
+    def _make_step(self, step, name):
+        """The layer of one canonical step."""
+        if step["type"] == "pool":
+            pool_cls = keras.layers.MaxPooling2D if step["pool"] == "max" else keras.layers.AveragePooling2D
+            return pool_cls(tuple(step["pool_size"]), strides=tuple(step["strides"]), padding=step["padding"], name=name)
+        if step["type"] == "factorized":
+            fields = {k: v for k, v in step.items() if k != "type"}
+            # The block's activation follows every conv, factors included.
+            return FactorizedConv(**fields, name=name, factor_activation=self.activation, **self.conv_options())
         return ConvBN(
             step["filters"],
             tuple(step["kernel_size"]),
             strides=tuple(step["strides"]),
             padding=step["padding"],
-            use_bn=self.use_bn,
-            use_bias=self.use_bias,
-            activation=self.activation,
-            bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum,
-            bn_scale=self.bn_scale,
-            kernel_initializer=self.kernel_initializer,
-            kernel_regularizer=self.kernel_regularizer,
             name=name,
+            **self.conv_options(),
         )
 
     @classmethod
@@ -442,39 +427,21 @@ class InceptionBlock(keras.layers.Layer):
         """Output shape of every branch; builds the sub-layers on the way if ``build``."""
         input_shape = tuple(input_shape)
         shapes = []
-        for branch_plan in self._plan:
+        for indices in self._plan:
             shape = input_shape
-            for entry in branch_plan:
-                if entry[0] == "layer":
-                    layer = self.step_layers[entry[1]]
-                    if build:
-                        layer.build(shape)
-                    shape = tuple(layer.compute_output_shape(shape))
-                else:
-                    _, indices, concat_index = entry
-                    parts = []
-                    for i in indices:
-                        layer = self.step_layers[i]
-                        if build:
-                            layer.build(shape)
-                        parts.append(tuple(layer.compute_output_shape(shape)))
-                    self._check_spatial(parts, "split")
-                    concat = self.step_layers[concat_index]
-                    if build:
-                        concat.build(parts)
-                    shape = tuple(concat.compute_output_shape(parts))
+            for i in indices:
+                layer = self.step_layers[i]
+                if build:
+                    layer.build(shape)
+                shape = tuple(layer.compute_output_shape(shape))
             shapes.append(shape)
-        self._check_spatial(shapes, "branch")
-        return shapes
-
-    def _check_spatial(self, shapes, what):
-        spatial = {s[1:3] for s in shapes}
-        if len(spatial) > 1:
+        if len({s[1:3] for s in shapes}) > 1:
             raise ValueError(
-                f"`branches` of {self.name!r}: every {what} must give the same height and width "
-                f"to be concatenated. Received {what} output shapes {shapes} "
+                f"`branches` of {self.name!r}: every branch must give the same height and width "
+                f"to be concatenated. Received branch output shapes {shapes} "
                 f"(branches={self.branches!r})"
             )
+        return shapes
 
     def build(self, input_shape):
         shapes = self._walk(input_shape, build=True)
@@ -483,16 +450,10 @@ class InceptionBlock(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         outputs = []
-        for branch_plan in self._plan:
+        for indices in self._plan:
             x = inputs
-            for entry in branch_plan:
-                if entry[0] == "layer":
-                    layer = self.step_layers[entry[1]]
-                    x = layer(x, training=training) if isinstance(layer, ConvBN) else layer(x)
-                else:
-                    _, indices, concat_index = entry
-                    parts = [self.step_layers[i](x, training=training) for i in indices]
-                    x = self.step_layers[concat_index](parts)
+            for i in indices:
+                x = self.step_layers[i](x, training=training)
             outputs.append(x)
         return self.concat(outputs)
 
@@ -501,21 +462,7 @@ class InceptionBlock(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            branches=self.branches,
-            use_bn=self.use_bn,
-            use_bias=self.use_bias,
-            activation=keras.activations.serialize(keras.activations.get(self.activation))
-            if not isinstance(self.activation, str) and self.activation is not None
-            else self.activation,
-            bn_scale=self.bn_scale,
-            bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer)
-            if self.kernel_regularizer is not None
-            else None,
-        )
+        config.update(branches=self.branches, **self._conv_options_config())
         return config
 
 
@@ -557,9 +504,9 @@ class GridReduction(InceptionBlock):
                     f"added by `pool`). Received: branches[{b}]={branch!r}"
                 )
         pool = check_choice("pool", pool, POOLS + (None,))
-        pool_size = _pair(pool_size, "pool_size")
-        strides = _pair(strides, "strides")
-        padding = check_choice("padding", padding, _PADDINGS)
+        pool_size = _pairlist(pool_size, "pool_size")
+        strides = _pairlist(strides, "strides")
+        padding = check_choice("padding", padding, PADDINGS)
         if pool_proj is not None:
             check_positive_int("pool_proj", pool_proj)
             if pool is None:
@@ -595,7 +542,7 @@ class GridReduction(InceptionBlock):
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
-class AuxiliaryClassifier(keras.layers.Layer):
+class AuxiliaryClassifier(ConvOptions, keras.layers.Layer):
     """A side classifier on an intermediate feature map (its output: class probabilities).
 
     Szegedy et al., "Going Deeper with Convolutions", 2015, section 5: on 4a and 4d,
@@ -625,9 +572,10 @@ class AuxiliaryClassifier(keras.layers.Layer):
         flatten: flatten the conv output (GoogLeNet: 4x4x128 = 2048 features) rather than
             global-average-pool it. Default True.
         activation: output activation, e.g. "softmax" or None for logits. Default "softmax".
-        use_bn, use_bias, bn_scale, bn_epsilon, bn_momentum, kernel_initializer,
-            kernel_regularizer: as `InceptionBlock`. Defaults False, None, True, 1e-3, 0.99,
-            "glorot_uniform", None.
+        **kwargs: the conv options of `ConvBN` for the convs (``use_bn`` -- here default
+            False --, ``use_bias``, ``bn_scale``, ``bn_epsilon``, ``bn_momentum``,
+            ``kernel_initializer``, ``kernel_regularizer``; the convs' activation is ReLU), and
+            `keras.layers.Layer` arguments.
 
     Example:
         >>> head = AuxiliaryClassifier.googlenet(10, name="aux1")
@@ -645,19 +593,13 @@ class AuxiliaryClassifier(keras.layers.Layer):
         dropout=0.7,
         flatten=True,
         activation="softmax",
-        use_bn=False,
-        use_bias=None,
-        bn_scale=True,
-        bn_epsilon=1e-3,
-        bn_momentum=0.99,
-        kernel_initializer="glorot_uniform",
-        kernel_regularizer=None,
         **kwargs,
     ):
+        options = take_conv_options(kwargs, use_bn=False, activation=activation)
         super().__init__(**kwargs)
         self.classes = check_positive_int("classes", classes)
-        self.pool_size = _pair(pool_size, "pool_size")
-        self.pool_strides = _pair(pool_strides, "pool_strides")
+        self.pool_size = _pairlist(pool_size, "pool_size")
+        self.pool_strides = _pairlist(pool_strides, "pool_strides")
         if not isinstance(convs, (list, tuple)):
             raise ValueError(f"`convs` must be a list of conv steps. Received: convs={convs!r}")
         self._convs = tuple(_normalize_conv(c, f"convs[{i}]") for i, c in enumerate(convs))
@@ -666,28 +608,17 @@ class AuxiliaryClassifier(keras.layers.Layer):
         self.fc_units = [check_positive_int("fc_units", u) for u in fc_units]
         self.dropout = check_fraction("dropout", dropout)
         self.flatten = bool(flatten)
-        self.activation = activation
-        self.use_bn = bool(use_bn)
-        self.use_bias = (not self.use_bn) if use_bias is None else bool(use_bias)
-        self.bn_scale = bool(bn_scale)
-        self.bn_epsilon = float(bn_epsilon)
-        self.bn_momentum = float(bn_momentum)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        # ``activation`` is the classifier's; the convs keep ReLU.
+        self._set_conv_options(**options)
+        conv_options = dict(self.conv_options(), activation="relu")
         self.conv_layers = [
             ConvBN(
                 c["filters"],
                 tuple(c["kernel_size"]),
                 strides=tuple(c["strides"]),
                 padding=c["padding"],
-                use_bn=self.use_bn,
-                use_bias=self.use_bias,
-                bn_epsilon=self.bn_epsilon,
-                bn_momentum=self.bn_momentum,
-                bn_scale=self.bn_scale,
-                kernel_initializer=self.kernel_initializer,
-                kernel_regularizer=self.kernel_regularizer,
                 name=f"{self.name}_conv{i + 1}",
+                **conv_options,
             )
             for i, c in enumerate(self._convs)
         ]
@@ -814,17 +745,6 @@ class AuxiliaryClassifier(keras.layers.Layer):
             fc_units=list(self.fc_units),
             dropout=self.dropout,
             flatten=self.flatten,
-            activation=keras.activations.serialize(keras.activations.get(self.activation))
-            if not isinstance(self.activation, str) and self.activation is not None
-            else self.activation,
-            use_bn=self.use_bn,
-            use_bias=self.use_bias,
-            bn_scale=self.bn_scale,
-            bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer)
-            if self.kernel_regularizer is not None
-            else None,
+            **self._conv_options_config(),
         )
         return config

@@ -7,33 +7,64 @@ here; we add checks keras lacks (``pooling``, ``dropout``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import keras
-from keras.src.applications import imagenet_utils
-from keras.src.ops import operation_utils
 
+from keras_cnn._compat import keras_ as keras_compat
 from keras_cnn._validation import check_choice, check_fraction
+from keras_cnn.layers.identity import ModelIdentity
 
 POOLINGS = (None, "avg", "max")
 
 
-def validate_common(*, include_top, weights, classes, pooling, classifier_activation, dropout=0.0, twin=None):
-    """keras.applications' validation of the shared arguments, plus ``pooling`` and ``dropout``."""
+class WeightsFileNotFoundError(FileNotFoundError, ValueError):
+    """``weights`` names a file that does not exist.
+
+    A FileNotFoundError, and a ValueError as keras.applications raises for a bad ``weights``.
+    """
+
+
+def _strip_source(weights):
+    text = os.fspath(weights)
+    return text[len("timm:"):] if text.startswith("timm:") else text
+
+
+def _is_weights_name(weights):
+    """A string that is not an existing path and looks like a name ("imagenet", "x.tag")."""
+    if not isinstance(weights, str) or os.path.exists(weights):
+        return False
+    return weights == "imagenet" or weights.startswith("timm:") or (
+        os.sep not in weights and not weights.endswith((".h5", ".keras", ".safetensors"))
+    )
+
+
+def validate_common(*, include_top, weights, classes, pooling, classifier_activation, dropout=0.0, twin=None,
+                    arch=None):
+    """keras.applications' validation of the shared arguments, plus ``pooling`` and ``dropout``.
+
+    ``weights`` may also name pretrained weights of ``arch`` (see `keras_cnn.models.list_weights`);
+    a path that does not exist is refused as such (FileNotFoundError naming ``weights``).
+    """
     if not isinstance(include_top, bool):
         raise ValueError(f"`include_top` must be True or False. Received: include_top={include_top!r}")
-    if not (weights in {"imagenet", None} or (isinstance(weights, (str, os.PathLike)) and os.path.exists(weights))):
-        raise ValueError(
-            "The `weights` argument should be either `None` (random initialization), `imagenet` "
-            "(pre-training on ImageNet), or the path to the weights file to be loaded. "
-            f"Received: weights={weights}"
-        )
-    if weights == "imagenet" and twin is None:
-        raise ValueError(
-            "ImageNet weights exist only for the keras.applications twins (VGG16Custom, VGG19Custom, "
-            "ResNet50Custom, ResNet101Custom, ResNet152Custom, InceptionV3Custom). "
-            "Received: weights='imagenet' for a network without one; use weights=None or a path."
-        )
+    named = weights is not None and _is_weights_name(weights)
+    if weights is not None and not named:
+        if not isinstance(weights, (str, os.PathLike)):
+            raise ValueError(
+                "The `weights` argument should be either `None` (random initialization), `imagenet` "
+                "(pre-training on ImageNet), a weights name (keras_cnn.models.list_weights()), or the "
+                f"path to the weights file to be loaded. Received: weights={weights!r}"
+            )
+        if not os.path.exists(weights):
+            raise WeightsFileNotFoundError(
+                f"`weights` file does not exist: {os.fspath(weights)!r}. Accepted: None, 'imagenet', a "
+                f"weights name (keras_cnn.models.list_weights()) or an existing file. Received: weights={weights!r}"
+            )
+    resolved = weights
+    if named:
+        resolved = resolve_weights_name(weights, arch=arch, twin=twin).name
     if weights == "imagenet" and include_top and classes != 1000:
         raise ValueError(
             'If using `weights="imagenet"` with `include_top=True`, `classes` should be 1000. '
@@ -44,11 +75,57 @@ def validate_common(*, include_top, weights, classes, pooling, classifier_activa
     check_choice("pooling", pooling, POOLINGS)
     check_fraction("dropout", dropout)
     if include_top:
-        imagenet_utils.validate_activation(classifier_activation, weights)
+        keras_compat.validate_activation(classifier_activation, weights)
+    return resolved
+
+
+def resolve_weights_name(weights, *, arch, twin):
+    """The `WeightsSpec` a weights name means for this build.
+
+    "imagenet" is the network's default pretrained weights for this layout: keras.applications'
+    file for a keras.applications twin, else the first other source (e.g. timm's torchvision
+    weights for a torchvision-layout network).
+
+    Raises:
+        ValueError: no such weights for this network, or keras.applications weights for a build
+            that is not layer for layer the keras.applications model.
+    """
+    from keras_cnn.models.specs import MODEL_SPECS, WEIGHTS_SPECS, get_weights_spec, list_weights
+
+    name = _strip_source(weights)
+    if arch not in MODEL_SPECS:
+        raise ValueError(
+            "Pretrained weights exist only for the registry networks with the default architecture "
+            f"arguments. Received: weights={weights!r} for a custom {arch or 'network'} build; use "
+            "weights=None or a file path."
+        )
+    if name == "imagenet":
+        own = [WEIGHTS_SPECS[n] for n in list_weights(arch)]
+        usable = [w for w in own if (w.source == "keras.applications") == (twin is not None)]
+        if not usable:
+            twins = sorted({s.builder_path.rpartition(':')[2] for s in MODEL_SPECS.values() if s.twin})
+            raise ValueError(
+                f"No ImageNet weights for this {arch} build. "
+                + ("keras.applications' weights fit only the layer-for-layer twins "
+                   f"({', '.join(twins)}) with their default arguments. " if own else "")
+                + f"Known weights for {arch}: {[w.name for w in own] or 'none'}. "
+                f"Received: weights='imagenet'; use weights=None or a file path."
+            )
+        return usable[0]
+    record = get_weights_spec(name, arch=arch)
+    if record.source == "keras.applications" and twin is None:
+        raise ValueError(
+            f"The weights {record.name!r} are keras.applications' and fit only the layer-for-layer "
+            f"twin with its default arguments; this {arch} build differs. Received: weights={weights!r}"
+        )
+    return record
 
 
 def make_inputs(input_shape, input_tensor, *, default_size, min_size, include_top, weights, channels=3):
     """Return ``(img_input, model_inputs)`` following keras.applications.
+
+    ``img_input`` has passed through the `ModelIdentity` layer (a pass-through that records
+    what the network is; `keras_cnn.models.identity.registered_builder` fills it in).
 
     ``input_shape`` defaults to ``(default_size, default_size, channels)``; it is checked
     against ``min_size`` and, with a top, must be fully specified.
@@ -59,7 +136,7 @@ def make_inputs(input_shape, input_tensor, *, default_size, min_size, include_to
         input_shape = (default_size, default_size, channels)
     if input_shape is not None:
         input_shape = tuple(input_shape)
-    input_shape = imagenet_utils.obtain_input_shape(
+    input_shape = keras_compat.obtain_input_shape(
         input_shape,
         default_size=default_size,
         min_size=min_size,
@@ -69,13 +146,13 @@ def make_inputs(input_shape, input_tensor, *, default_size, min_size, include_to
     )
     if input_tensor is None:
         img_input = keras.layers.Input(shape=input_shape, name="input_layer")
-        return img_input, img_input
+        return ModelIdentity()(img_input), img_input
     if not keras.backend.is_keras_tensor(input_tensor):
         img_input = keras.layers.Input(tensor=input_tensor, shape=input_shape)
     else:
         img_input = input_tensor
-    sources = operation_utils.get_source_inputs(input_tensor)
-    return img_input, sources[0] if len(sources) == 1 else sources
+    sources = keras.utils.get_source_inputs(input_tensor)
+    return ModelIdentity()(img_input), sources[0] if len(sources) == 1 else sources
 
 
 def pooled_features(x, pooling):
@@ -108,7 +185,34 @@ def finish_model(inputs, outputs, *, name, weights, arch, include_top, aux_outpu
         from keras_cnn.weights import load_weights
 
         load_weights(model, weights, arch=arch, include_top=include_top)
+    _record_weights(model, arch, weights)
     return model
+
+
+def _record_weights(model, arch, weights):
+    """Write the weights' name and the preprocessing they expect into the identity layer."""
+    from keras_cnn.layers.identity import IDENTITY_LAYER_NAME
+    from keras_cnn.models.specs import MODEL_SPECS, WEIGHTS_SPECS
+
+    try:
+        layer = model.get_layer(IDENTITY_LAYER_NAME)
+    except ValueError:
+        return
+    spec = MODEL_SPECS.get(arch)
+    mode = spec.preprocessing if spec else None
+    if weights is None:
+        label = None
+    elif isinstance(weights, str) and weights in WEIGHTS_SPECS:
+        label, mode = weights, WEIGHTS_SPECS[weights].preprocessing
+    else:
+        path = os.fspath(weights)
+        label = f"file:{os.path.basename(path)}"
+        from keras_cnn.timm_weights import is_safetensors_file
+
+        if is_safetensors_file(path):
+            mode = "torch"  # timm's files hold torchvision-preprocessed ImageNet weights
+    layer.weights_source = label
+    layer.preprocessing = mode
 
 
 def check_aux(aux_logits, include_top, arch):
@@ -134,3 +238,92 @@ def check_width_multiplier(width_multiplier):
 def scale_width(channels, width_multiplier):
     """``channels * width_multiplier``, rounded to the nearest int, at least 1."""
     return max(1, int(round(channels * width_multiplier)))
+
+
+@dataclasses.dataclass
+class Build:
+    """One network being built: keras.applications' shared arguments, validated once.
+
+    Every builder starts with :func:`start` and ends with :meth:`classifier` + :meth:`finish`,
+    so the argument rules, the input, the top and the weights are written once for the zoo.
+    """
+
+    arch: str
+    include_top: bool
+    weights: object
+    pooling: object
+    classes: int
+    classifier_activation: object
+    dropout: float
+    name: str
+    inputs: object
+
+    def classifier(self, x, *, fc=None, fc_activation="relu", regularizer=None):
+        """The top, or the ``pooling`` of the features when ``include_top=False``.
+
+        Args:
+            x: the last feature map.
+            fc: None for global average pooling -> dropout "top_dropout" -> "predictions" (the
+                ResNet / GoogLeNet / Inception top); else ``[(name, units), ...]`` hidden dense
+                layers after "flatten", each followed by dropout "<name>_dropout" (LeNet,
+                AlexNet, VGG; an empty list puts "top_dropout" after "flatten").
+            fc_activation: activation of the hidden dense layers.
+            regularizer: kernel regularizer of the classifier.
+        """
+        if not self.include_top:
+            return pooled_features(x, self.pooling)
+        if fc is None:
+            x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        else:
+            x = keras.layers.Flatten(name="flatten")(x)
+            for fc_name, units in fc:
+                x = keras.layers.Dense(units, activation=fc_activation, name=fc_name)(x)
+                if self.dropout:
+                    x = keras.layers.Dropout(self.dropout, name=f"{fc_name}_dropout")(x)
+        if self.dropout and not fc:
+            x = keras.layers.Dropout(self.dropout, name="top_dropout")(x)
+        return keras.layers.Dense(
+            self.classes, activation=self.classifier_activation, kernel_regularizer=regularizer, name="predictions"
+        )(x)
+
+    def finish(self, x, aux_outputs=None):
+        """The Functional model, its weights loaded (see :func:`finish_model`)."""
+        return finish_model(
+            self.inputs, x, name=self.name or self.arch, weights=self.weights, arch=self.arch,
+            include_top=self.include_top, aux_outputs=aux_outputs or None,
+        )
+
+
+def start(arch, args, *, twin=None, default_size=None, min_size=None):
+    """Validate a builder's keras.applications arguments and make its input.
+
+    Args:
+        arch: registry name (sizes default to its spec), or a custom build's name.
+        args: the builder's ``locals()`` (``include_top``, ``weights``, ``input_tensor``,
+            ``input_shape``, ``pooling``, ``classes``, ``classifier_activation``, ``name``,
+            ``dropout``).
+        twin: the keras.applications class this build is layer for layer, or None.
+        default_size, min_size: override the spec's (variants such as a small stem).
+
+    Returns:
+        ``(build, x)``: a :class:`Build` and the input tensor (after the identity layer).
+    """
+    from keras_cnn.models.specs import MODEL_SPECS
+
+    spec = MODEL_SPECS.get(arch)
+    weights = validate_common(
+        arch=arch, include_top=args["include_top"], weights=args["weights"], classes=args["classes"],
+        pooling=args["pooling"], classifier_activation=args["classifier_activation"],
+        dropout=args.get("dropout", 0.0), twin=twin,
+    )
+    x, inputs = make_inputs(
+        args["input_shape"], args["input_tensor"],
+        default_size=default_size or spec.default_size, min_size=min_size or spec.min_size,
+        include_top=args["include_top"], weights=weights, channels=spec.channels if spec else 3,
+    )
+    build = Build(
+        arch=arch, include_top=args["include_top"], weights=weights, pooling=args["pooling"],
+        classes=args["classes"], classifier_activation=args["classifier_activation"],
+        dropout=args.get("dropout", 0.0), name=args["name"], inputs=inputs,
+    )
+    return build, x

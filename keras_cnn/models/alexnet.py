@@ -13,15 +13,8 @@ from keras import ops
 
 from keras_cnn._validation import check_positive_int
 from keras_cnn.layers.conv import ConvBN
-from keras_cnn.models._common import (
-    check_width_multiplier,
-    finish_model,
-    make_inputs,
-    pooled_features,
-    scale_width,
-    validate_common,
-)
-from keras_cnn.models.registry import register_model
+from keras_cnn.models._common import check_width_multiplier, scale_width, start
+from keras_cnn.models.identity import registered_builder
 
 # (name, filters, kernel, stride, padding, LRN after it, max-pool after it)
 ALEXNET_CONVS = (
@@ -74,6 +67,7 @@ class LocalResponseNormalization(keras.layers.Layer):
         return {**super().get_config(), "depth": self.depth, "bias": self.bias, "alpha": self.alpha, "beta": self.beta}
 
 
+@registered_builder("alexnet")
 def AlexNet(
     include_top=True,
     weights=None,
@@ -119,21 +113,11 @@ def AlexNet(
         >>> AlexNet().count_params()
         62378344
     """
-    validate_common(
-        include_top=include_top,
-        weights=weights,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-    )
+    build, x = start("alexnet", locals())
     wm = check_width_multiplier(width_multiplier)
     if not isinstance(lrn, bool):
         raise ValueError(f"`lrn` must be True or False. Received: lrn={lrn!r}")
-    img_input, inputs = make_inputs(
-        input_shape, input_tensor, default_size=227, min_size=67, include_top=include_top, weights=weights
-    )
-    x = img_input  # 227x227x3
+    # 227x227x3
     for conv_name, filters, kernel, stride, padding, has_lrn, pool_name in ALEXNET_CONVS:
         x = ConvBN(
             scale_width(filters, wm), kernel, strides=stride, padding=padding, use_bn=False, name=conv_name
@@ -144,36 +128,5 @@ def AlexNet(
             x = keras.layers.MaxPooling2D(3, strides=2, name=pool_name)(x)
     # conv1 55x55x96 -> pool1 27x27x96 -> conv2 27x27x256 -> pool2 13x13x256
     # -> conv3..5 13x13x(384, 384, 256) -> pool5 6x6x256
-    if include_top:
-        x = keras.layers.Flatten(name="flatten")(x)  # 9216 features
-        for fc_name, units in ALEXNET_FC:
-            x = keras.layers.Dense(scale_width(units, wm), activation="relu", name=fc_name)(x)
-            if dropout:
-                x = keras.layers.Dropout(dropout, name=f"{fc_name}_dropout")(x)
-        x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        x = pooled_features(x, pooling)
-    return finish_model(inputs, x, name=name, weights=weights, arch="alexnet", include_top=include_top)
-
-
-register_model(
-    "alexnet",
-    AlexNet,
-    family="alexnet",
-    default_size=227,
-    min_size=67,
-    channels=3,
-    preprocessing="caffe",
-    stages={
-        "conv1": "conv1",
-        "pool1": "pool1",
-        "conv2": "conv2",
-        "pool2": "pool2",
-        "conv3": "conv3",
-        "conv4": "conv4",
-        "conv5": "conv5",
-        "pool5": "pool5",
-    },
-    twin=None,
-    description="AlexNet (Krizhevsky et al., 2012), single stream, 227x227, ReLU, dropout; 62,378,344 params.",
-)
+    x = build.classifier(x, fc=[(fc_name, scale_width(units, wm)) for fc_name, units in ALEXNET_FC])  # 9216 in
+    return build.finish(x)

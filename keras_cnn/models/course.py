@@ -1,4 +1,4 @@
-"""The small ConvNet of the lecture notes (SPEC section 1).
+"""The small ConvNet of the lecture notes (Ng, Convolutional Neural Networks, deeplearning.ai, week 1).
 
 39x39x3 -> conv 3x3/1 x10 -> 37x37x10 -> conv 5x5/2 x20 -> 17x17x20 -> conv 5x5/2 x40
 -> 7x7x40 = 1960 features -> softmax. Every conv layer is convolution + bias + activation;
@@ -8,25 +8,18 @@ and its output size ``floor((n + 2p - f) / s) + 1``.
 
 from __future__ import annotations
 
-import keras
 
 from keras_cnn._validation import check_choice
 from keras_cnn.layers.conv import ConvBN
-from keras_cnn.models._common import (
-    check_width_multiplier,
-    finish_model,
-    make_inputs,
-    pooled_features,
-    scale_width,
-    validate_common,
-)
-from keras_cnn.models.registry import register_model
+from keras_cnn.models._common import check_width_multiplier, scale_width, start
+from keras_cnn.models.identity import registered_builder
 
 # (filters, kernel, stride) per conv layer; all "valid" (p = 0).
 COURSE_CONVNET = ((10, 3, 1), (20, 5, 2), (40, 5, 2))
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 
 
+@registered_builder("course_convnet")
 def CourseConvNet(
     include_top=True,
     weights=None,
@@ -69,45 +62,15 @@ def CourseConvNet(
         >>> model.get_layer("flatten").output.shape
         (None, 1960)
     """
-    validate_common(
-        include_top=include_top,
-        weights=weights,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-    )
+    build, x = start("course_convnet", locals())
     wm = check_width_multiplier(width_multiplier)
     check_choice("activation", activation, ACTIVATIONS)
-    img_input, inputs = make_inputs(
-        input_shape, input_tensor, default_size=39, min_size=15, include_top=include_top, weights=weights
-    )
-    x = img_input  # 39x39x3
+    # 39x39x3
     for i, (filters, kernel, stride) in enumerate(COURSE_CONVNET, start=1):
         x = ConvBN(
             scale_width(filters, wm), kernel, strides=stride, padding="valid", use_bn=False,
             activation=activation, name=f"conv{i}",
         )(x)
     # 39 -> 37x37x10 -> 17x17x20 -> 7x7x40
-    if include_top:
-        x = keras.layers.Flatten(name="flatten")(x)  # 1960 features
-        if dropout:
-            x = keras.layers.Dropout(dropout, name="top_dropout")(x)
-        x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        x = pooled_features(x, pooling)
-    return finish_model(inputs, x, name=name, weights=weights, arch="course_convnet", include_top=include_top)
-
-
-register_model(
-    "course_convnet",
-    CourseConvNet,
-    family="course",
-    default_size=39,
-    min_size=15,
-    channels=3,
-    preprocessing="unit",
-    stages={"conv1": "conv1", "conv2": "conv2", "conv3": "conv3"},
-    twin=None,
-    description="The lecture's small ConvNet: 39x39x3 -> 37x37x10 -> 17x17x20 -> 7x7x40 (1960) -> softmax.",
-)
+    x = build.classifier(x, fc=[])
+    return build.finish(x)

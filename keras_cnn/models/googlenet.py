@@ -28,7 +28,8 @@ from keras_cnn._validation import check_choice
 from keras_cnn.layers.conv import ConvBN
 from keras_cnn.layers.inception import FIVE_BY_FIVE, AuxiliaryClassifier, InceptionBlock
 from keras_cnn.models import _common
-from keras_cnn.models.registry import register_model
+from keras_cnn.models.identity import registered_builder
+from keras_cnn.models.specs import get_model_spec
 
 # (c1, r3, c3, r5, c5, pool_proj): 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3 max-pool -> 1x1.
 GOOGLENET_MODULES = {
@@ -47,23 +48,16 @@ GOOGLENET_MODULES = {
 GOOGLENET_STAGES = {"3": ("3a", "3b"), "4": ("4a", "4b", "4c", "4d", "4e"), "5": ("5a", "5b")}
 
 STEMS = ("imagenet", "small")
-DEFAULT_SIZE = 224
+SPEC = get_model_spec("googlenet")
+DEFAULT_SIZE = SPEC.default_size
 # Total stride 32: 32 px is the smallest input whose last grid is a genuine 1x1 (with "same"
 # padding smaller inputs would still run, but every later stage would see a single pixel).
-MIN_SIZE = 32
+MIN_SIZE = SPEC.min_size
 # The "small" stem has total stride 4 (two max-pools between stages); 8x8 digits still give a
 # 2x2 last grid.
 MIN_SIZE_SMALL_STEM = 8
 
 # Feature taps (registry): stage -> layer whose output ends it (grid at 224 px in comments).
-STAGES = {
-    "conv1": "conv1",  # 112x112x64
-    "conv2": "conv2",  # 56x56x192
-    "inception3": "inception_3b",  # 28x28x480
-    "inception4": "inception_4e",  # 14x14x832
-    "inception5": "inception_5b",  # 7x7x1024
-}
-
 
 def _module_rows(modules_per_stage):
     """[(stage, [(key, row), ...]), ...] for the requested number of modules per stage.
@@ -98,6 +92,7 @@ def _check_positive_number(arg, value):
     return float(value)
 
 
+@registered_builder("googlenet")
 def build_googlenet(
     include_top=True,
     weights=None,
@@ -156,14 +151,7 @@ def build_googlenet(
         >>> model = build_googlenet(input_shape=(32, 32, 3), classes=10, stem="small",
         ...                         width_multiplier=0.25)
     """
-    _common.validate_common(
-        include_top=include_top,
-        weights=weights,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-    )
+    build, x = _common.start("googlenet", locals(), min_size=MIN_SIZE if stem == "imagenet" else MIN_SIZE_SMALL_STEM)
     _common.check_aux(aux_logits, include_top, "GoogLeNet")
     width_multiplier = _common.check_width_multiplier(width_multiplier)
     reduction_ratio = _check_positive_number("reduction_ratio", reduction_ratio)
@@ -173,14 +161,6 @@ def build_googlenet(
     if not isinstance(use_bn, bool):
         raise ValueError(f"`use_bn` must be True or False. Received: use_bn={use_bn!r}")
 
-    img_input, inputs = _common.make_inputs(
-        input_shape,
-        input_tensor,
-        default_size=DEFAULT_SIZE,
-        min_size=MIN_SIZE if stem == "imagenet" else MIN_SIZE_SMALL_STEM,
-        include_top=include_top,
-        weights=weights,
-    )
     conv = dict(use_bn=use_bn)
 
     def w(channels):
@@ -191,13 +171,13 @@ def build_googlenet(
 
     # Stem: 224x224x3 -> 28x28x192 (imagenet) or HxWx3 -> HxWx192 (small).
     if stem == "imagenet":
-        x = ConvBN(w(64), 7, strides=2, name="conv1", **conv)(img_input)  # 112x112x64
+        x = ConvBN(w(64), 7, strides=2, name="conv1", **conv)(x)  # 112x112x64
         x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)  # 56x56x64
         x = ConvBN(w(64), 1, name="conv2_reduce", **conv)(x)
         x = ConvBN(w(192), 3, name="conv2", **conv)(x)  # 56x56x192
         x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)  # 28x28x192
     else:
-        x = ConvBN(w(192), 3, name="conv1", **conv)(img_input)  # HxWx192
+        x = ConvBN(w(192), 3, name="conv1", **conv)(x)  # HxWx192
 
     aux_outputs = {}
     stages = _module_rows(modules_per_stage)
@@ -225,19 +205,12 @@ def build_googlenet(
                         )(x)
     # 7x7x1024 at 224 px
 
-    if include_top:
-        x = _common.gap_classifier(
-            x, classes=classes, classifier_activation=classifier_activation, dropout=dropout
-        )
-    else:
-        x = _common.pooled_features(x, pooling)
+    x = build.classifier(x)
     aux_outputs = {k: aux_outputs[k] for k in sorted(aux_outputs)}
-    return _common.finish_model(
-        inputs, x, name=name, weights=weights, arch="googlenet", include_top=include_top,
-        aux_outputs=aux_outputs or None,
-    )
+    return build.finish(x, aux_outputs)
 
 
+@registered_builder("googlenet")
 def GoogLeNet(
     include_top=True,
     weights=None,
@@ -273,17 +246,3 @@ def GoogLeNet(
         dropout=dropout,
         aux_logits=aux_logits,
     )
-
-
-register_model(
-    "googlenet",
-    build_googlenet,
-    family="googlenet",
-    default_size=DEFAULT_SIZE,
-    min_size=MIN_SIZE,
-    preprocessing="tf",
-    stages=STAGES,
-    twin=None,
-    aux_heads=2,
-    description="GoogLeNet / Inception-v1 (Szegedy et al. 2014), 9 Inception modules, 7.0M params",
-)

@@ -16,6 +16,11 @@ Layout (299x299x3 input, shapes after each row)::
     2 x Figure 7 modules (expanded filter bank)     8x8x2048   inception_c1..c2
     global average pool, dropout, linear, softmax
 
+Every factorised branch is a `keras_cnn.layers.FactorizedConv` step of its `InceptionBlock`:
+the 5x5 of the 35x35 modules ("stacked"), each 7x7 of the 17x17 modules and of reduction_b
+("asymmetric", 1x7 then 7x1), and the 1x3 | 3x1 banks of the 8x8 modules ("expanded"). The
+stride-2 convs of the grid reductions stay plain convs.
+
 Channel choices and deviations (the paper gives the grid sizes and block kinds, not the
 branch widths):
     * Branch widths follow keras.applications' Inception-v3 (the released network of the same
@@ -46,14 +51,17 @@ from keras_cnn.layers.inception import (
     apply_conv_stem,
     asymmetric_branches,
     expanded_branches,
+    factorized_step,
     scale_branches,
     v1_branches,
 )
 from keras_cnn.models import _common
-from keras_cnn.models.registry import register_model
+from keras_cnn.models.identity import registered_builder
+from keras_cnn.models.specs import get_model_spec
 
-DEFAULT_SIZE = 299
-MIN_SIZE = 75  # the two valid 3x3/2 reductions need a 35-grid of at least 7
+SPEC = get_model_spec("inception_v2")
+DEFAULT_SIZE = SPEC.default_size
+MIN_SIZE = SPEC.min_size  # the two valid 3x3/2 reductions need a 35-grid of at least 7
 MIN_SIZE_SMALL_STEM = 7
 
 BN = dict(use_bn=True, use_bias=False, bn_scale=False, bn_epsilon=1e-3)
@@ -81,17 +89,9 @@ INCEPTION_V2_GRIDS = (
         "c",
         "expanded",
         ((320, 384, 384, 448, 384, 384, 192),) * 2,
-        [[(192, 1), (320, 3)], [(192, 1), (192, (1, 7)), (192, (7, 1)), (192, 3)]],  # -> 8x8x1280
+        [[(192, 1), (320, 3)], [(192, 1), factorized_step(192, 7, "asymmetric"), (192, 3)]],  # -> 8x8x1280
     ),  # 8x8x2048
 )
-
-STAGES = {
-    "stem1": "stem_conv3",  # 147x147x64
-    "stem2": "stem_conv4",  # 71x71x80
-    "inception_a": "inception_a3",  # 35x35x288
-    "inception_b": "inception_b5",  # 17x17x768
-    "inception_c": "inception_c2",  # 8x8x2048
-}
 
 
 def _module_branches(kind, row, five_by_five):
@@ -113,6 +113,7 @@ def _check_modules_per_stage(value):
     return tuple(value)
 
 
+@registered_builder("inception_v2")
 def InceptionV2(
     include_top=True,
     weights=None,
@@ -165,32 +166,17 @@ def InceptionV2(
         >>> model = InceptionV2(input_shape=(32, 32, 3), classes=10, stem="small",
         ...                     width_multiplier=0.125)
     """
-    _common.validate_common(
-        include_top=include_top,
-        weights=weights,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-    )
+    build, x = _common.start("inception_v2", locals(), min_size=MIN_SIZE if stem == "imagenet" else MIN_SIZE_SMALL_STEM)
     _common.check_aux(aux_logits, include_top, "InceptionV2")
     width_multiplier = _common.check_width_multiplier(width_multiplier)
     modules_per_stage = _check_modules_per_stage((3, 5, 2) if modules_per_stage is None else modules_per_stage)
     check_choice("five_by_five", five_by_five, FIVE_BY_FIVE)
     check_choice("stem", stem, tuple(STEMS))
-    img_input, inputs = _common.make_inputs(
-        input_shape,
-        input_tensor,
-        default_size=DEFAULT_SIZE,
-        min_size=MIN_SIZE if stem == "imagenet" else MIN_SIZE_SMALL_STEM,
-        include_top=include_top,
-        weights=weights,
-    )
 
     def w(channels):
         return _common.scale_width(channels, width_multiplier)
 
-    x = apply_conv_stem(img_input, STEMS[stem], width_multiplier=width_multiplier, **BN)  # 35x35x288 at 299 px
+    x = apply_conv_stem(x, STEMS[stem], width_multiplier=width_multiplier, **BN)  # 35x35x288 at 299 px
     aux_outputs = {}
     for (grid, kind, rows, reduction), n in zip(INCEPTION_V2_GRIDS, modules_per_stage):
         if reduction is not None:
@@ -212,27 +198,5 @@ def InceptionV2(
             )(x)
     # 8x8x2048 at 299 px
 
-    if include_top:
-        x = _common.gap_classifier(
-            x, classes=classes, classifier_activation=classifier_activation, dropout=dropout
-        )
-    else:
-        x = _common.pooled_features(x, pooling)
-    return _common.finish_model(
-        inputs, x, name=name, weights=weights, arch="inception_v2", include_top=include_top,
-        aux_outputs=aux_outputs or None,
-    )
-
-
-register_model(
-    "inception_v2",
-    InceptionV2,
-    family="inception_v2",
-    default_size=DEFAULT_SIZE,
-    min_size=MIN_SIZE,
-    preprocessing="tf",
-    stages=STAGES,
-    twin=None,
-    aux_heads=1,
-    description="Inception-v2 (Szegedy et al. 2015, Rethinking... Table 1), factorised modules with BN",
-)
+    x = build.classifier(x)
+    return build.finish(x, aux_outputs)

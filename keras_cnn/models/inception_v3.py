@@ -6,24 +6,30 @@ CVPR 2016 (https://arxiv.org/abs/1512.00567); the architecture is keras.applicat
 `keras_cnn.models.inception_v2`).
 
 keras writes mixed0..mixed10 out by hand; here they are a table (`INCEPTION_V3_BLOCKS`) of
-`InceptionBlock` / `GridReduction` specifications that one loop walks. With 1000 classes the
-model has 23,851,784 parameters with the top (21,802,784 without), the same as keras.
+`InceptionBlock` / `GridReduction` specifications that one loop walks. Every factorised branch
+is a `FactorizedConv` step: the double 3x3 of mixed0-2 (a stacked 5x5, Figure 5), the 1x7 / 7x1
+chains of mixed4-8 (asymmetric 7x7s, Figure 6) and the 1x3 | 3x1 banks of mixed9-10 (expanded,
+Figure 7). With 1000 classes the model has 23,851,784 parameters with the top (21,802,784
+without), the same as keras.
 
-Weight-porting contract (for `keras_cnn.weights`):
-    * Every keras ``conv2d_bn(x, filters, rows, cols, ...)`` call is one `ConvBN` here:
-      Conv2D (no bias) -> BatchNormalization(scale=False, epsilon=1e-3) -> ReLU.
+Weight-porting contract (`keras_cnn.weights.port_weights` pairs the leaves by order, kind by
+kind; no Inception-specific table):
+    * Every keras ``conv2d_bn(x, filters, rows, cols, ...)`` call is one `ConvBN` here (a step
+      of a block, or a factor of a `FactorizedConv` step): Conv2D (no bias) ->
+      BatchNormalization(scale=False, epsilon=1e-3) -> ReLU.
     * Inside each block the leaf layers are created in keras' ``conv2d_bn`` call order
-      (branch by branch, top to bottom; in mixed9/mixed10 the 1x3 before the 3x1), and the
+      (branch by branch, top to bottom, factor by factor; the second 7x7 of mixed4-7 starts
+      with the 7x1, ``first_factor="nx1"``; in mixed9/mixed10 the 1x3 before the 3x1), and the
       branches are concatenated in keras' order. So the n-th Conv2D (BatchNormalization)
       of this model, in ``model.weights`` order, is the n-th Conv2D (BatchNormalization)
       that keras' ``InceptionV3`` *creates* -- keras' auto names conv2d, conv2d_1, ...,
-      conv2d_93 (batch_normalization, ..._93). Note that keras' own ``model.layers`` /
-      ``model.weights`` are in topological order, which differs inside a block; use
-      `twin_layer_pairs` to pair the layers.
+      conv2d_93 (batch_normalization, ..._93), which `port_weights` reads as creation order
+      (keras' own ``model.layers`` are in topological order, which differs inside a block).
     * ``predictions`` (Dense) is the same layer; there is no other weighted layer.
     * Names here: stem_conv1..stem_conv5, stem_pool1/2, mixed0..mixed10 (the blocks; keras'
-      concatenations of the same names), avg_pool, predictions. Conv ``b``-``s`` of block
-      ``mixedK`` is ``mixedK_branch{b}_{s}`` (its Conv2D ``..._conv``, BN ``..._bn``).
+      concatenations of the same names), avg_pool, predictions. Step ``s`` of branch ``b`` of
+      block ``mixedK`` is ``mixedK_branch{b}_{s}`` (a `ConvBN`: Conv2D ``..._conv``, BN
+      ``..._bn``; or a `FactorizedConv` whose factors are ``mixedK_branch{b}_{s}_1``, ``_2``).
 
 Additions over keras: ``aux_logits`` (the BN auxiliary head of the paper on mixed7, the last
 17x17 grid: avg-pool 5x5/3, 1x1 conv 128, 5x5 conv 768, FC; as torchvision's ``InceptionAux``)
@@ -32,22 +38,21 @@ and ``dropout`` before the classifier (default 0.0 = keras; it adds no parameter
 
 from __future__ import annotations
 
-import re
-
-import keras
-
 from keras_cnn.layers.inception import (
     AuxiliaryClassifier,
     GridReduction,
     InceptionBlock,
     apply_conv_stem,
     expanded_branches,
+    factorized_step,
 )
 from keras_cnn.models import _common
-from keras_cnn.models.registry import register_model
+from keras_cnn.models.identity import registered_builder
+from keras_cnn.models.specs import get_model_spec
 
-DEFAULT_SIZE = 299
-MIN_SIZE = 75
+SPEC = get_model_spec("inception_v3")
+DEFAULT_SIZE = SPEC.default_size
+MIN_SIZE = SPEC.min_size
 
 # BatchNormalization as keras' conv2d_bn: no conv bias, no gamma, epsilon 1e-3.
 BN = dict(use_bn=True, use_bias=False, bn_scale=False, bn_epsilon=1e-3)
@@ -67,16 +72,27 @@ INCEPTION_V3_STEM = (
 
 
 def _block_35(pool_proj):
-    """mixed0-2 (35x35): 1x1 64 | 1x1 48 -> 5x5 64 | 1x1 64 -> 3x3 96 -> 3x3 96 | avg -> 1x1."""
-    return [[(64, 1)], [(48, 1), (64, 5)], [(64, 1), (96, 3), (96, 3)], ["avg", (pool_proj, 1)]]
+    """mixed0-2 (35x35): 1x1 64 | 1x1 48 -> 5x5 64 | 1x1 64 -> [3x3 96 -> 3x3 96] | avg -> 1x1.
+
+    The bracket is a 5x5 factorised into two stacked 3x3 (keras' ``branch3x3dbl``).
+    """
+    return [[(64, 1)], [(48, 1), (64, 5)], [(64, 1), factorized_step(96, 5, "stacked")], ["avg", (pool_proj, 1)]]
 
 
 def _block_17(c7):
-    """mixed4-7 (17x17): keras' 7x7 factorisations (the double branch starts with a 7x1)."""
+    """mixed4-7 (17x17): keras' 7x7 factorisations, each an asymmetric `FactorizedConv`.
+
+    1x1 192 | 1x1 c7 -> [1x7 c7 -> 7x1 192] | 1x1 c7 -> [7x1 c7 -> 1x7 c7] -> [7x1 c7 -> 1x7 192]
+    | avg -> 1x1 192: keras starts the double branch's factorisations with the 7x1.
+    """
     return [
         [(192, 1)],
-        [(c7, 1), (c7, (1, 7)), (192, (7, 1))],
-        [(c7, 1), (c7, (7, 1)), (c7, (1, 7)), (c7, (7, 1)), (192, (1, 7))],
+        [(c7, 1), factorized_step(192, 7, "asymmetric", intermediate_filters=c7)],
+        [
+            (c7, 1),
+            factorized_step(c7, 7, "asymmetric", first_factor="nx1"),
+            factorized_step(192, 7, "asymmetric", intermediate_filters=c7, first_factor="nx1"),
+        ],
         ["avg", (192, 1)],
     ]
 
@@ -88,7 +104,10 @@ def _block_8():
 
 # Grid reductions (stride-2 last convs, valid padding; max-pool branch appended last).
 _REDUCTION_35_TO_17 = [[(384, 3)], [(64, 1), (96, 3), (96, 3)]]  # + pool: 384 + 96 + 288 = 768
-_REDUCTION_17_TO_8 = [[(192, 1), (320, 3)], [(192, 1), (192, (1, 7)), (192, (7, 1)), (192, 3)]]  # 320+192+768
+_REDUCTION_17_TO_8 = [  # + pool: 320 + 192 + 768 = 1280
+    [(192, 1), (320, 3)],
+    [(192, 1), factorized_step(192, 7, "asymmetric"), (192, 3)],
+]
 
 # name -> (kind, branches). Output shapes at 299 px in the comments.
 INCEPTION_V3_BLOCKS = {
@@ -106,15 +125,8 @@ INCEPTION_V3_BLOCKS = {
 }
 AUX_AFTER = "mixed7"
 
-STAGES = {
-    "stem1": "stem_conv3",  # 147x147x64 (stride 2)
-    "stem2": "stem_conv5",  # 71x71x192 (stride 4)
-    "mixed2": "mixed2",  # 35x35x288 (stride 8)
-    "mixed7": "mixed7",  # 17x17x768 (stride 16)
-    "mixed10": "mixed10",  # 8x8x2048 (stride 32)
-}
 
-
+@registered_builder("inception_v3")
 def InceptionV3Custom(
     include_top=True,
     weights=None,
@@ -132,8 +144,9 @@ def InceptionV3Custom(
     Szegedy et al., "Rethinking the Inception Architecture for Computer Vision", CVPR 2016.
     Same layers, parameter count (23,851,784 with the top), BN settings (no conv bias,
     ``scale=False``, epsilon 1e-3), branch and concatenation order, and block names
-    "mixed0".."mixed10" as keras, so keras' weights port one to one (see the module
-    docstring for the mapping and `twin_layer_pairs`). Default input 299x299x3, minimum 75.
+    "mixed0".."mixed10" as keras, so keras' weights port one to one with
+    `keras_cnn.weights.port_weights` (see the module docstring for the mapping). Default input
+    299x299x3, minimum 75.
 
     Args:
         include_top: include the classifier. Default True.
@@ -158,26 +171,10 @@ def InceptionV3Custom(
         >>> model.output.shape
         (None, 2048)
     """
-    _common.validate_common(
-        include_top=include_top,
-        weights=weights,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        twin="InceptionV3",
-    )
+    build, x = _common.start("inception_v3", locals(), twin="InceptionV3")
     _common.check_aux(aux_logits, include_top, "InceptionV3Custom")
-    img_input, inputs = _common.make_inputs(
-        input_shape,
-        input_tensor,
-        default_size=DEFAULT_SIZE,
-        min_size=MIN_SIZE,
-        include_top=include_top,
-        weights=weights,
-    )
 
-    x = apply_conv_stem(img_input, INCEPTION_V3_STEM, **BN)  # 35x35x192
+    x = apply_conv_stem(x, INCEPTION_V3_STEM, **BN)  # 35x35x192
     aux_outputs = {}
     for block_name, (kind, branches) in INCEPTION_V3_BLOCKS.items():
         if kind == "reduction":
@@ -190,89 +187,5 @@ def InceptionV3Custom(
             )(x)
     # 8x8x2048 at 299 px
 
-    if include_top:
-        x = _common.gap_classifier(
-            x, classes=classes, classifier_activation=classifier_activation, dropout=dropout
-        )
-    else:
-        x = _common.pooled_features(x, pooling)
-    return _common.finish_model(
-        inputs, x, name=name, weights=weights, arch="inception_v3", include_top=include_top,
-        aux_outputs=aux_outputs or None,
-    )
-
-
-def _leaves(layer):
-    """Leaf layers of ``layer`` in creation (= weight) order."""
-    children = getattr(layer, "_layers", [])
-    if not children:
-        return [layer]
-    out = []
-    for child in children:
-        out.extend(_leaves(child))
-    return out
-
-
-def _creation_index(layer):
-    match = re.search(r"_(\d+)$", layer.name)
-    return int(match.group(1)) if match else 0
-
-
-def twin_layer_pairs(model, keras_model):
-    """Pair the weighted leaf layers of ``model`` with those of keras' ``InceptionV3``.
-
-    ``model`` is an `InceptionV3Custom` (auxiliary heads are skipped); ``keras_model`` is a
-    ``keras.applications.InceptionV3`` with the same ``include_top``. keras' Conv2D and
-    BatchNormalization layers are ordered by creation (their auto-name suffix), ours by
-    weight order; the classifier is matched by name.
-
-    Returns:
-        A list of ``(our_layer, keras_layer)``; copying ``get_weights()`` along it ports keras'
-        weights, e.g. ImageNet's.
-
-    Raises:
-        ValueError: if the two models do not have the same weighted layers.
-    """
-    ours = []
-    for layer in model.layers:
-        if layer.name.startswith("aux"):
-            continue
-        ours.extend(leaf for leaf in _leaves(layer) if leaf.weights)
-    by_kind = {}
-    for layer in keras_model.layers:
-        if layer.weights:
-            by_kind.setdefault(type(layer).__name__, []).append(layer)
-    for layers in by_kind.values():
-        layers.sort(key=_creation_index)
-    cursor = {kind: 0 for kind in by_kind}
-    pairs = []
-    for layer in ours:
-        kind = type(layer).__name__
-        if kind not in by_kind or cursor[kind] >= len(by_kind[kind]):
-            raise ValueError(f"`keras_model` has no counterpart for {layer.name!r} ({kind}).")
-        twin = by_kind[kind][cursor[kind]]
-        cursor[kind] += 1
-        if [tuple(w.shape) for w in layer.weights] != [tuple(w.shape) for w in twin.weights]:
-            raise ValueError(
-                f"`keras_model`: weight shapes of {layer.name!r} and {twin.name!r} differ: "
-                f"{[tuple(w.shape) for w in layer.weights]} vs {[tuple(w.shape) for w in twin.weights]}"
-            )
-        pairs.append((layer, twin))
-    left = {kind: len(v) - cursor[kind] for kind, v in by_kind.items() if len(v) != cursor[kind]}
-    if left:
-        raise ValueError(f"`keras_model` has weighted layers without a counterpart here: {left}")
-    return pairs
-
-
-register_model(
-    "inception_v3",
-    InceptionV3Custom,
-    family="inception_v3",
-    default_size=DEFAULT_SIZE,
-    min_size=MIN_SIZE,
-    preprocessing="tf",
-    stages=STAGES,
-    twin="InceptionV3",
-    aux_heads=1,
-    description="Inception-v3 (Szegedy et al. 2015), keras.applications.InceptionV3 layer for layer, 23.9M params",
-)
+    x = build.classifier(x)
+    return build.finish(x, aux_outputs)

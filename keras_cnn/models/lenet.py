@@ -11,15 +11,8 @@ import keras
 
 from keras_cnn._validation import check_choice
 from keras_cnn.layers.conv import ConvBN
-from keras_cnn.models._common import (
-    check_width_multiplier,
-    finish_model,
-    make_inputs,
-    pooled_features,
-    scale_width,
-    validate_common,
-)
-from keras_cnn.models.registry import register_model
+from keras_cnn.models._common import check_width_multiplier, scale_width, start
+from keras_cnn.models.identity import registered_builder
 
 # The architecture as data: conv (filters, kernel) each followed by a 2x2/2 average pool,
 # then the hidden fully connected widths.
@@ -28,6 +21,7 @@ LENET5_FC = (120, 84)
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
 
 
+@registered_builder("lenet5")
 def LeNet5(
     include_top=True,
     weights=None,
@@ -73,21 +67,10 @@ def LeNet5(
         >>> model.count_params()
         61706
     """
-    validate_common(
-        include_top=include_top,
-        weights=weights,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-    )
+    build, x = start("lenet5", locals())
     wm = check_width_multiplier(width_multiplier)
     check_choice("activation", activation, ACTIVATIONS)
-    img_input, inputs = make_inputs(
-        input_shape, input_tensor, default_size=32, min_size=16, include_top=include_top, weights=weights,
-        channels=1,
-    )
-    x = img_input  # 32x32x1
+    # 32x32x1
     for i, (filters, kernel) in enumerate(LENET5_CONVS, start=1):
         x = ConvBN(
             scale_width(filters, wm), kernel, padding="valid", use_bn=False, activation=activation,
@@ -95,27 +78,6 @@ def LeNet5(
         )(x)
         x = keras.layers.AveragePooling2D(2, strides=2, name=f"pool{i}")(x)
     # 32 -> conv1 28x28x6 -> pool1 14x14x6 -> conv2 10x10x16 -> pool2 5x5x16
-    if include_top:
-        x = keras.layers.Flatten(name="flatten")(x)  # 400 features
-        for i, units in enumerate(LENET5_FC, start=1):
-            x = keras.layers.Dense(scale_width(units, wm), activation=activation, name=f"fc{i}")(x)
-            if dropout:
-                x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
-        x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        x = pooled_features(x, pooling)
-    return finish_model(inputs, x, name=name, weights=weights, arch="lenet5", include_top=include_top)
-
-
-register_model(
-    "lenet5",
-    LeNet5,
-    family="lenet",
-    default_size=32,
-    min_size=16,
-    channels=1,
-    preprocessing="unit",
-    stages={"conv1": "conv1", "pool1": "pool1", "conv2": "conv2", "pool2": "pool2"},
-    twin=None,
-    description="LeNet-5 (LeCun et al., 1998): 32x32x1, two conv+avg-pool, FC 120-84, tanh; 61,706 params.",
-)
+    fc = [(f"fc{i}", scale_width(units, wm)) for i, units in enumerate(LENET5_FC, start=1)]  # after 400 features
+    x = build.classifier(x, fc=fc, fc_activation=activation)
+    return build.finish(x)

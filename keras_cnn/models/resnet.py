@@ -13,15 +13,9 @@ import keras
 
 from keras_cnn._validation import check_choice, check_fraction
 from keras_cnn.layers.residual import BLOCK_KINDS, ResidualBlock
-from keras_cnn.models._common import (
-    check_width_multiplier,
-    finish_model,
-    make_inputs,
-    pooled_features,
-    scale_width,
-    validate_common,
-)
-from keras_cnn.models.registry import register_model
+from keras_cnn.models._common import check_width_multiplier, scale_width, start
+from keras_cnn.models.identity import registered_builder
+from keras_cnn.models.specs import get_model_spec
 
 # depth -> (block kind, blocks per stage conv2..conv5) (He et al., 2016, table 1).
 RESNET_DEPTHS = {
@@ -35,6 +29,8 @@ RESNET_WIDTHS = (64, 128, 256, 512)
 STEMS = ("imagenet", "small")
 MODEL_SHORTCUTS = ("auto", "projection", "none")
 _TWINS = {50: "ResNet50", 101: "ResNet101", 152: "ResNet152"}
+
+SPEC = get_model_spec("resnet50")  # the family's input size (resnet50)
 
 # Per-layout settings of the convolutions, BN and the bottleneck's stride placement.
 _LAYOUTS = {
@@ -178,27 +174,14 @@ def build_resnet(
         arch = "plain34"
     else:
         arch = f"resnet{key}"
-    validate_common(
-        include_top=include_top,
-        weights=weights,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        twin=_TWINS[key] if is_twin else None,
-    )
     strided_stages = len(stage_depths) - 1
-    default_size, min_size = (224, 4 * 2**strided_stages) if stem == "imagenet" else (32, 2**strided_stages)
-    img_input, inputs = make_inputs(
-        input_shape, input_tensor, default_size=default_size, min_size=min_size, include_top=include_top,
-        weights=weights,
-    )
+    default_size, min_size = (SPEC.default_size, 4 * 2**strided_stages) if stem == "imagenet" else (32, 2**strided_stages)
+    build, x = start(arch, locals(), twin=_TWINS[key] if is_twin else None, default_size=default_size, min_size=min_size)
     layout = _LAYOUTS[keras_layout]
     regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
     stem_width = scale_width(stage_widths[0], wm)
 
     # Stem. ImageNet: 224 -> conv1 112x112x64 -> pool1 56x56x64. Small: 32 -> 32x32x64.
-    x = img_input
     if stem == "imagenet":
         x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(x)
         kernel, strides, padding = 7, 2, "valid"
@@ -231,16 +214,8 @@ def build_resnet(
                 **layout,
             )(x)
 
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        if dropout:
-            x = keras.layers.Dropout(dropout, name="top_dropout")(x)
-        x = keras.layers.Dense(
-            classes, activation=classifier_activation, kernel_regularizer=regularizer, name="predictions"
-        )(x)
-    else:
-        x = pooled_features(x, pooling)
-    return finish_model(inputs, x, name=name or arch, weights=weights, arch=arch, include_top=include_top)
+    x = build.classifier(x, regularizer=regularizer)
+    return build.finish(x)
 
 
 def _variant(depth, include_top, weights, input_tensor, input_shape, pooling, classes,
@@ -256,6 +231,7 @@ def _variant(depth, include_top, weights, input_tensor, input_shape, pooling, cl
     )
 
 
+@registered_builder("resnet18")
 def ResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None, classes=1000,
              classifier_activation="softmax", name="resnet18", dropout=0.0, **kwargs):
     """ResNet-18 (He et al., 2016), torchvision layout: 11,689,512 trainable parameters.
@@ -273,6 +249,7 @@ def ResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None
                     classifier_activation, name, dropout, kwargs)
 
 
+@registered_builder("resnet34")
 def ResNet34(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None, classes=1000,
              classifier_activation="softmax", name="resnet34", dropout=0.0, **kwargs):
     """ResNet-34 (He et al., 2016), torchvision layout: 21,797,672 trainable parameters.
@@ -287,6 +264,7 @@ def ResNet34(include_top=True, weights=None, input_tensor=None, input_shape=None
                     classifier_activation, name, dropout, kwargs)
 
 
+@registered_builder("plain34")
 def Plain34(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None, classes=1000,
             classifier_activation="softmax", name="plain34", dropout=0.0, **kwargs):
     """The 34-layer plain network of He et al. (2016, figure 3 middle; table 2 "plain").
@@ -304,6 +282,7 @@ def Plain34(include_top=True, weights=None, input_tensor=None, input_shape=None,
                     classifier_activation, name, dropout, kwargs, shortcut="none")
 
 
+@registered_builder("resnet50")
 def ResNet50Custom(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
                    classes=1000, classifier_activation="softmax", name="resnet50", dropout=0.0, **kwargs):
     """ResNet-50 (He et al., 2016): keras.applications.ResNet50's twin, 25,636,712 parameters.
@@ -320,6 +299,7 @@ def ResNet50Custom(include_top=True, weights=None, input_tensor=None, input_shap
                     classifier_activation, name, dropout, kwargs)
 
 
+@registered_builder("resnet101")
 def ResNet101Custom(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
                     classes=1000, classifier_activation="softmax", name="resnet101", dropout=0.0, **kwargs):
     """ResNet-101 (He et al., 2016): keras.applications.ResNet101's twin, 44,707,176 parameters.
@@ -335,6 +315,7 @@ def ResNet101Custom(include_top=True, weights=None, input_tensor=None, input_sha
                     classifier_activation, name, dropout, kwargs)
 
 
+@registered_builder("resnet152")
 def ResNet152Custom(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
                     classes=1000, classifier_activation="softmax", name="resnet152", dropout=0.0, **kwargs):
     """ResNet-152 (He et al., 2016): keras.applications.ResNet152's twin, 60,419,944 parameters.
@@ -348,32 +329,3 @@ def ResNet152Custom(include_top=True, weights=None, input_tensor=None, input_sha
     kwargs.setdefault("keras_layout", True)
     return _variant(152, include_top, weights, input_tensor, input_shape, pooling, classes,
                     classifier_activation, name, dropout, kwargs)
-
-
-def _register(name, builder, depth, *, family, preprocessing, twin, description):
-    register_model(
-        name,
-        builder,
-        family=family,
-        default_size=224,
-        min_size=32,
-        channels=3,
-        preprocessing=preprocessing,
-        stages=resnet_stage_names(RESNET_DEPTHS[depth][1]),
-        twin=twin,
-        description=description,
-    )
-
-
-_register("plain34", Plain34, 34, family="plain", preprocessing="torch", twin=None,
-          description="Plain-34 (He et al., 2016): ResNet-34 without shortcuts, the degradation baseline.")
-_register("resnet18", ResNet18, 18, family="resnet", preprocessing="torch", twin=None,
-          description="ResNet-18 (He et al., 2016), basic blocks, torchvision layout; 11,689,512 params.")
-_register("resnet34", ResNet34, 34, family="resnet", preprocessing="torch", twin=None,
-          description="ResNet-34 (He et al., 2016), basic blocks, torchvision layout; 21,797,672 params.")
-_register("resnet50", ResNet50Custom, 50, family="resnet", preprocessing="caffe", twin="ResNet50",
-          description="ResNet-50 (He et al., 2016), keras.applications twin; 25,636,712 params.")
-_register("resnet101", ResNet101Custom, 101, family="resnet", preprocessing="caffe", twin="ResNet101",
-          description="ResNet-101 (He et al., 2016), keras.applications twin; 44,707,176 params.")
-_register("resnet152", ResNet152Custom, 152, family="resnet", preprocessing="caffe", twin="ResNet152",
-          description="ResNet-152 (He et al., 2016), keras.applications twin; 60,419,944 params.")

@@ -12,21 +12,17 @@ from __future__ import annotations
 import keras
 
 from keras_cnn.layers.conv import ConvBN
-from keras_cnn.models._common import (
-    check_width_multiplier,
-    finish_model,
-    make_inputs,
-    pooled_features,
-    scale_width,
-    validate_common,
-)
-from keras_cnn.models.registry import register_model
+from keras_cnn.models._common import check_width_multiplier, scale_width, start
+from keras_cnn.models.identity import registered_builder
+from keras_cnn.models.specs import get_model_spec
 
 VGG_WIDTHS = (64, 128, 256, 512, 512)
 # Convs per block of the paper's configurations A (11), B (13), D (16), E (19).
 VGG_DEPTHS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
 VGG_FC = (4096, 4096)
 _TWINS = {16: "VGG16", 19: "VGG19"}
+
+SPEC = get_model_spec("vgg16")  # the family's input size (vgg16)
 
 
 def _parse_config(config):
@@ -114,42 +110,21 @@ def build_vgg(
         raise ValueError(f"`batch_norm` must be True or False. Received: batch_norm={batch_norm!r}")
     is_twin = depth in _TWINS and wm == 1.0 and fc_units == VGG_FC and not batch_norm
     arch = f"vgg{depth}" if depth is not None else "vgg_custom"
-    validate_common(
-        include_top=include_top,
-        weights=weights,
-        classes=classes,
-        pooling=pooling,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        twin=_TWINS[depth] if is_twin else None,
-    )
-    img_input, inputs = make_inputs(
-        input_shape,
-        input_tensor,
-        default_size=224,
-        min_size=2 ** len(blocks),
-        include_top=include_top,
-        weights=weights,
-    )
-    x = img_input  # 224x224x3
+    build, x = start(arch, locals(), twin=_TWINS[depth] if is_twin else None, default_size=SPEC.default_size,
+                     min_size=2 ** len(blocks))
+    # 224x224x3
     for b, (num_convs, width) in enumerate(blocks, start=1):
         for i in range(1, num_convs + 1):
             x = ConvBN(scale_width(width, wm), 3, padding="same", use_bn=batch_norm, name=f"block{b}_conv{i}")(x)
         x = keras.layers.MaxPooling2D(2, strides=2, name=f"block{b}_pool")(x)
         # VGG-16/19 at 224: block1 112x112x64, block2 56x56x128, block3 28x28x256,
         # block4 14x14x512, block5 7x7x512
-    if include_top:
-        x = keras.layers.Flatten(name="flatten")(x)  # 25088 features for VGG-16/19 at 224
-        for i, units in enumerate(fc_units, start=1):
-            x = keras.layers.Dense(scale_width(units, wm), activation="relu", name=f"fc{i}")(x)
-            if dropout:
-                x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
-        x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        x = pooled_features(x, pooling)
-    return finish_model(inputs, x, name=name or arch, weights=weights, arch=arch, include_top=include_top)
+    fc = [(f"fc{i}", scale_width(units, wm)) for i, units in enumerate(fc_units, start=1)]
+    x = build.classifier(x, fc=fc)  # 25088 features into fc1 for VGG-16/19 at 224
+    return build.finish(x)
 
 
+@registered_builder("vgg16")
 def VGG16Custom(
     include_top=True,
     weights=None,
@@ -179,6 +154,7 @@ def VGG16Custom(
     )
 
 
+@registered_builder("vgg19")
 def VGG19Custom(
     include_top=True,
     weights=None,
@@ -205,31 +181,3 @@ def VGG19Custom(
         pooling=pooling, classes=classes, classifier_activation=classifier_activation, name=name,
         dropout=dropout, **kwargs,
     )
-
-
-_VGG_STAGES = {f"block{b}": f"block{b}_pool" for b in range(1, 6)}
-
-register_model(
-    "vgg16",
-    VGG16Custom,
-    family="vgg",
-    default_size=224,
-    min_size=32,
-    channels=3,
-    preprocessing="caffe",
-    stages=_VGG_STAGES,
-    twin="VGG16",
-    description="VGG-16 (Simonyan & Zisserman, 2015), keras.applications twin; 138,357,544 params.",
-)
-register_model(
-    "vgg19",
-    VGG19Custom,
-    family="vgg",
-    default_size=224,
-    min_size=32,
-    channels=3,
-    preprocessing="caffe",
-    stages=_VGG_STAGES,
-    twin="VGG19",
-    description="VGG-19 (Simonyan & Zisserman, 2015), keras.applications twin; 143,667,240 params.",
-)

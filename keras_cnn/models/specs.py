@@ -1,0 +1,520 @@
+"""What keras_cnn knows about each network and each set of pretrained weights, as data.
+
+This module is the single source of truth: one :class:`ModelSpec` per registry entry and one
+:class:`WeightsSpec` per pretrained source. Builders read their default and minimum input size
+from their spec; the registry, the weights loader, transfer learning, training, export, the
+``keras-cnn list`` command and the README's model table read the rest. Nothing here imports
+Keras or TensorFlow, so listing the zoo is instant.
+
+Adding a network = a ``ModelSpec`` here + a builder decorated with
+``keras_cnn.models.identity.registered_builder(name)``; ``tests/test_registry_contract.py``
+then checks it (build, forward pass, ``.keras`` round trip, parameter count, stage taps,
+preprocessing, minimum size, auxiliary heads) without a test file to edit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from typing import Mapping
+
+__all__ = [
+    "PREPROCESSING_MODES",
+    "MODEL_SPECS",
+    "WEIGHTS_SPECS",
+    "ModelSpec",
+    "WeightsFileSpec",
+    "WeightsSpec",
+    "add_model_spec",
+    "add_weights_spec",
+    "get_model_spec",
+    "get_weights_spec",
+    "list_models",
+    "list_weights",
+]
+
+#: Pixel preprocessing modes: "tf" (x / 127.5 - 1), "caffe" (RGB->BGR, ImageNet mean
+#: subtracted), "torch" (x / 255, ImageNet mean/std), "unit" (x / 255).
+PREPROCESSING_MODES = ("tf", "caffe", "torch", "unit")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One network of the zoo.
+
+    Attributes:
+        name: registry key, e.g. "resnet50".
+        family: "lenet", "alexnet", "vgg", "plain", "resnet", "googlenet", "inception_v2", ...
+        builder_path: ``"module:function"`` of the keras.applications-style builder (imported on
+            use; :attr:`builder` is the function).
+        default_size: default input height = width.
+        min_size: smallest input height = width accepted (``include_top=False``).
+        channels: default input channels.
+        preprocessing: pixel preprocessing the network expects when trained from scratch by the
+            recipes of this package, one of :data:`PREPROCESSING_MODES` (pretrained weights
+            carry their own, see :class:`WeightsSpec`).
+        stages: feature taps, stage name -> layer name, shallow to deep.
+        aux_heads: auxiliary classifiers the network grows with ``aux_logits=True``.
+        num_params: ``count_params()`` of the default build (top, 1000 classes) -- the figure we
+            are held to; includes BatchNormalization's moving statistics.
+        trainable_params: trainable parameters of the default build (torchvision's figure for
+            the torchvision-layout networks).
+        paper: the reference, with the section or table the network follows.
+        twin: the keras.applications class this network mirrors layer for layer, or None.
+        description: one line for listings.
+    """
+
+    name: str
+    family: str
+    builder_path: str
+    default_size: int
+    min_size: int
+    num_params: int | None = None
+    trainable_params: int | None = None
+    paper: str = ""
+    channels: int = 3
+    preprocessing: str = "tf"
+    stages: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    aux_heads: int = 0
+    twin: str | None = None
+    description: str = ""
+
+    def __post_init__(self):
+        if self.preprocessing not in PREPROCESSING_MODES:
+            raise ValueError(
+                f"`preprocessing` must be one of {list(PREPROCESSING_MODES)}. "
+                f"Received: preprocessing={self.preprocessing!r} for {self.name!r}"
+            )
+        if not 0 < self.min_size <= self.default_size:
+            raise ValueError(f"{self.name}: need 0 < min_size <= default_size. Received: {self.min_size}, {self.default_size}")
+        object.__setattr__(self, "stages", dict(self.stages))
+
+    @property
+    def default_input_shape(self):
+        """``(default_size, default_size, channels)``."""
+        return (self.default_size, self.default_size, self.channels)
+
+    @property
+    def weights(self):
+        """Names of the pretrained weights available for this network (default first)."""
+        return [w.name for w in WEIGHTS_SPECS.values() if w.arch == self.name]
+
+    @property
+    def builder(self):
+        """The builder function (its module is imported on first use)."""
+        import importlib
+
+        module, _, attr = self.builder_path.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsFileSpec:
+    """One downloadable file of a :class:`WeightsSpec`.
+
+    Attributes:
+        fname: file name in the cache.
+        url: where it is downloaded from.
+        file_hash: its hash (``hash_algorithm``), checked after download; "" when unpublished.
+        include_top: True/False for a file with/without the classifier; None when one file
+            serves both (the classifier is skipped for ``include_top=False``).
+        hash_algorithm: "md5" (keras.applications) or "sha256".
+    """
+
+    fname: str
+    url: str
+    file_hash: str = ""
+    include_top: bool | None = None
+    hash_algorithm: str = "md5"
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsSpec:
+    """One set of pretrained weights for a registry network.
+
+    Attributes:
+        name: "<arch>.<tag>", e.g. "resnet50.keras_in1k" or "resnet18.tv_in1k".
+        arch: registry name of the network the weights fit.
+        source: "keras.applications" (the ``.h5`` files keras.applications downloads, ported
+            into our layers) or "timm" (safetensors files on the Hugging Face hub).
+        files: the files, with or without the classifier.
+        input_size: the training / evaluation input side.
+        preprocessing: the pixel preprocessing the weights were trained with.
+        top1, top5: published ImageNet-1k validation accuracy (percent), None if unpublished.
+        license: the weights' license.
+        build_args: builder arguments the weights need (e.g. ``{"keras_layout": False}``).
+        twin: keras.applications class whose files these are (source "keras.applications").
+        hf_repo: Hugging Face repository (source "timm").
+        description: one line.
+    """
+
+    name: str
+    arch: str
+    source: str
+    files: tuple
+    input_size: int
+    preprocessing: str
+    license: str
+    top1: float | None = None
+    top5: float | None = None
+    build_args: Mapping[str, object] = dataclasses.field(default_factory=dict)
+    twin: str | None = None
+    hf_repo: str | None = None
+    description: str = ""
+
+    def __post_init__(self):
+        if self.preprocessing not in PREPROCESSING_MODES:
+            raise ValueError(f"{self.name}: `preprocessing` must be one of {list(PREPROCESSING_MODES)}")
+        object.__setattr__(self, "build_args", dict(self.build_args))
+        object.__setattr__(self, "files", tuple(self.files))
+
+    @property
+    def tag(self):
+        """The part after the network name, e.g. "keras_in1k"."""
+        return self.name.split(".", 1)[1]
+
+    def file(self, include_top):
+        """The :class:`WeightsFileSpec` serving ``include_top`` (a shared file if there is one)."""
+        for f in self.files:
+            if f.include_top is None or f.include_top == bool(include_top):
+                return f
+        raise ValueError(f"{self.name} has no file for include_top={include_top}")
+
+
+# --------------------------------------------------------------------------------------------
+# The zoo. Parameter counts are those of the default build (tests/test_registry_contract.py
+# builds every entry and compares).
+
+_RESNET_STAGES = {
+    18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3),
+}
+
+
+def _resnet_stages(depth):
+    blocks = _RESNET_STAGES[depth]
+    return {"stem": "conv1_relu", **{f"conv{s + 2}": f"conv{s + 2}_block{n}" for s, n in enumerate(blocks)}}
+
+
+_HE2016 = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016, table 1"
+_SZEGEDY2015 = "Szegedy et al., Rethinking the Inception Architecture for Computer Vision, CVPR 2016"
+
+_ZOO = (
+    ModelSpec(
+        name="course_convnet", family="course", builder_path="keras_cnn.models.course:CourseConvNet",
+        default_size=39, min_size=15, channels=3, preprocessing="unit",
+        stages={"conv1": "conv1", "conv2": "conv2", "conv3": "conv3"},
+        num_params=44_950, trainable_params=44_950,
+        paper="Ng, Convolutional Neural Networks (deeplearning.ai), week 1: the example ConvNet",
+        description="The lecture's small ConvNet: 39x39x3 -> 37x37x10 -> 17x17x20 -> 7x7x40 (1960) -> softmax.",
+    ),
+    ModelSpec(
+        name="lenet5", family="lenet", builder_path="keras_cnn.models.lenet:LeNet5",
+        default_size=32, min_size=16, channels=1, preprocessing="unit",
+        stages={"conv1": "conv1", "pool1": "pool1", "conv2": "conv2", "pool2": "pool2"},
+        num_params=61_706, trainable_params=61_706,
+        paper="LeCun et al., Gradient-Based Learning Applied to Document Recognition, Proc. IEEE 1998, section II.B",
+        description="LeNet-5: 32x32x1, two conv + average-pool stages, FC 120-84, tanh.",
+    ),
+    ModelSpec(
+        name="alexnet", family="alexnet", builder_path="keras_cnn.models.alexnet:AlexNet",
+        default_size=227, min_size=67, preprocessing="caffe",
+        stages={"conv1": "conv1", "pool1": "pool1", "conv2": "conv2", "pool2": "pool2",
+                "conv3": "conv3", "conv4": "conv4", "conv5": "conv5", "pool5": "pool5"},
+        num_params=62_378_344, trainable_params=62_378_344,
+        paper="Krizhevsky et al., ImageNet Classification with Deep Convolutional Neural Networks, NIPS 2012, section 3.5",
+        description="AlexNet, single stream, 227x227, ReLU, local response normalisation, dropout.",
+    ),
+    ModelSpec(
+        name="vgg16", family="vgg", builder_path="keras_cnn.models.vgg:VGG16Custom",
+        default_size=224, min_size=32, preprocessing="caffe",
+        stages={f"block{b}": f"block{b}_pool" for b in range(1, 6)},
+        num_params=138_357_544, trainable_params=138_357_544, twin="VGG16",
+        paper="Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015, table 1 (D)",
+        description="VGG-16, keras.applications twin.",
+    ),
+    ModelSpec(
+        name="vgg19", family="vgg", builder_path="keras_cnn.models.vgg:VGG19Custom",
+        default_size=224, min_size=32, preprocessing="caffe",
+        stages={f"block{b}": f"block{b}_pool" for b in range(1, 6)},
+        num_params=143_667_240, trainable_params=143_667_240, twin="VGG19",
+        paper="Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015, table 1 (E)",
+        description="VGG-19, keras.applications twin.",
+    ),
+    ModelSpec(
+        name="plain34", family="plain", builder_path="keras_cnn.models.resnet:Plain34",
+        default_size=224, min_size=32, preprocessing="torch", stages=_resnet_stages(34),
+        num_params=21_639_080, trainable_params=21_623_848,
+        paper=_HE2016 + " and figure 3 (34-layer plain)",
+        description="Plain-34: ResNet-34 without shortcuts, the degradation baseline.",
+    ),
+    ModelSpec(
+        name="resnet18", family="resnet", builder_path="keras_cnn.models.resnet:ResNet18",
+        default_size=224, min_size=32, preprocessing="torch", stages=_resnet_stages(18),
+        num_params=11_699_112, trainable_params=11_689_512, paper=_HE2016,
+        description="ResNet-18, basic blocks, torchvision layout.",
+    ),
+    ModelSpec(
+        name="resnet34", family="resnet", builder_path="keras_cnn.models.resnet:ResNet34",
+        default_size=224, min_size=32, preprocessing="torch", stages=_resnet_stages(34),
+        num_params=21_814_696, trainable_params=21_797_672, paper=_HE2016,
+        description="ResNet-34, basic blocks, torchvision layout.",
+    ),
+    ModelSpec(
+        name="resnet50", family="resnet", builder_path="keras_cnn.models.resnet:ResNet50Custom",
+        default_size=224, min_size=32, preprocessing="caffe", stages=_resnet_stages(50),
+        num_params=25_636_712, trainable_params=25_583_592, twin="ResNet50", paper=_HE2016,
+        description="ResNet-50, keras.applications twin (keras_layout=False: torchvision's v1.5).",
+    ),
+    ModelSpec(
+        name="resnet101", family="resnet", builder_path="keras_cnn.models.resnet:ResNet101Custom",
+        default_size=224, min_size=32, preprocessing="caffe", stages=_resnet_stages(101),
+        num_params=44_707_176, trainable_params=44_601_832, twin="ResNet101", paper=_HE2016,
+        description="ResNet-101, keras.applications twin.",
+    ),
+    ModelSpec(
+        name="resnet152", family="resnet", builder_path="keras_cnn.models.resnet:ResNet152Custom",
+        default_size=224, min_size=32, preprocessing="caffe", stages=_resnet_stages(152),
+        num_params=60_419_944, trainable_params=60_268_520, twin="ResNet152", paper=_HE2016,
+        description="ResNet-152, keras.applications twin.",
+    ),
+    ModelSpec(
+        name="googlenet", family="googlenet", builder_path="keras_cnn.models.googlenet:build_googlenet",
+        default_size=224, min_size=32, preprocessing="tf", aux_heads=2,
+        stages={"conv1": "conv1", "conv2": "conv2", "inception3": "inception_3b",
+                "inception4": "inception_4e", "inception5": "inception_5b"},
+        num_params=6_998_552, trainable_params=6_998_552,
+        paper="Szegedy et al., Going Deeper with Convolutions, CVPR 2015, table 1",
+        description="GoogLeNet / Inception-v1: 9 Inception modules, 2 auxiliary heads.",
+    ),
+    ModelSpec(
+        name="inception_v2", family="inception_v2", builder_path="keras_cnn.models.inception_v2:InceptionV2",
+        default_size=299, min_size=75, preprocessing="tf", aux_heads=1,
+        stages={"stem1": "stem_conv3", "stem2": "stem_conv4", "inception_a": "inception_a3",
+                "inception_b": "inception_b5", "inception_c": "inception_c2"},
+        num_params=25_973_512, trainable_params=25_934_984,
+        paper=_SZEGEDY2015 + ", table 1 (Inception-v2)",
+        description="Inception-v2: factorised modules (figures 5, 6, 7) with BatchNormalization.",
+    ),
+    ModelSpec(
+        name="inception_v3", family="inception_v3", builder_path="keras_cnn.models.inception_v3:InceptionV3Custom",
+        default_size=299, min_size=75, preprocessing="tf", aux_heads=1,
+        stages={"stem1": "stem_conv3", "stem2": "stem_conv5", "mixed2": "mixed2",
+                "mixed7": "mixed7", "mixed10": "mixed10"},
+        num_params=23_851_784, trainable_params=23_817_352, twin="InceptionV3",
+        paper=_SZEGEDY2015 + ", section 6 (Inception-v3)",
+        description="Inception-v3, keras.applications.InceptionV3 layer for layer.",
+    ),
+)
+
+#: name -> ModelSpec, in listing order.
+MODEL_SPECS: dict[str, ModelSpec] = {}
+
+# --------------------------------------------------------------------------------------------
+# Pretrained weights. keras.applications' files: names, URLs and md5 hashes exactly as
+# keras.applications passes them to `keras.utils.get_file` (tests/test_weights.py compares them
+# with the installed Keras, so an upgrade that changes one fails loudly). Accuracy: the
+# keras.applications documentation's table (single crop, ImageNet-1k validation).
+
+_KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications"
+_KERAS_LICENSES = {
+    "vgg": "CC BY 4.0 (ported by Keras from the weights the Oxford VGG group released)",
+    "resnet": "MIT (ported by Keras from the Caffe models Kaiming He released)",
+    "inception_v3": "Apache-2.0 (trained by the Keras team)",
+}
+
+
+def _keras_weights(arch, twin, folder, stem, hashes, *, input_size, preprocessing, top1, top5, license):
+    files = tuple(
+        WeightsFileSpec(fname=f"{stem}{suffix}.h5", url=f"{_KERAS_BASE}/{folder}/{stem}{suffix}.h5",
+                        file_hash=h, include_top=top)
+        for top, suffix, h in ((True, "", hashes[0]), (False, "_notop", hashes[1]))
+    )
+    return WeightsSpec(
+        name=f"{arch}.keras_in1k", arch=arch, source="keras.applications", files=files,
+        input_size=input_size, preprocessing=preprocessing, top1=top1, top5=top5, license=license,
+        twin=twin, description=f"keras.applications.{twin}(weights='imagenet'), ported layer for layer.",
+    )
+
+
+_KERAS_WEIGHTS = (
+    _keras_weights("vgg16", "VGG16", "vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels",
+                   ("64373286793e3c8b2b4e3219cbf3544b", "6d6bbae143d832006294945121d1f1fc"),
+                   input_size=224, preprocessing="caffe", top1=71.3, top5=90.1, license=_KERAS_LICENSES["vgg"]),
+    _keras_weights("vgg19", "VGG19", "vgg19", "vgg19_weights_tf_dim_ordering_tf_kernels",
+                   ("cbe5617147190e668d6c5d5026f83318", "253f8cb515780f3b799900260a226db6"),
+                   input_size=224, preprocessing="caffe", top1=71.3, top5=90.0, license=_KERAS_LICENSES["vgg"]),
+    _keras_weights("resnet50", "ResNet50", "resnet", "resnet50_weights_tf_dim_ordering_tf_kernels",
+                   ("2cb95161c43110f7111970584f804107", "4d473c1dd8becc155b73f8504c6f6626"),
+                   input_size=224, preprocessing="caffe", top1=74.9, top5=92.1, license=_KERAS_LICENSES["resnet"]),
+    _keras_weights("resnet101", "ResNet101", "resnet", "resnet101_weights_tf_dim_ordering_tf_kernels",
+                   ("f1aeb4b969a6efcfb50fad2f0c20cfc5", "88cf7a10940856eca736dc7b7e228a21"),
+                   input_size=224, preprocessing="caffe", top1=76.4, top5=92.8, license=_KERAS_LICENSES["resnet"]),
+    _keras_weights("resnet152", "ResNet152", "resnet", "resnet152_weights_tf_dim_ordering_tf_kernels",
+                   ("100835be76be38e30d865e96f2aaae62", "ee4c566cf9a93f14d82f913c2dc6dd0c"),
+                   input_size=224, preprocessing="caffe", top1=76.6, top5=93.1, license=_KERAS_LICENSES["resnet"]),
+    _keras_weights("inception_v3", "InceptionV3", "inception_v3", "inception_v3_weights_tf_dim_ordering_tf_kernels",
+                   ("9a0d58056eeedaa3f26cb7ebd46da564", "bcbd6486424b2319ff4ef7d526e38f63"),
+                   input_size=299, preprocessing="tf", top1=77.9, top5=93.7, license=_KERAS_LICENSES["inception_v3"]),
+)
+
+#: name -> WeightsSpec; for each network the first one listed is its default ("imagenet").
+WEIGHTS_SPECS: dict[str, WeightsSpec] = {}
+
+
+def add_model_spec(spec):
+    """Add ``spec`` to the zoo; ValueError on a duplicate name."""
+    if not isinstance(spec, ModelSpec):
+        raise ValueError(f"`spec` must be a ModelSpec. Received: spec={spec!r}")
+    if spec.name in MODEL_SPECS:
+        raise ValueError(f"A model named {spec.name!r} is already registered; names must be unique.")
+    MODEL_SPECS[spec.name] = spec
+    return spec
+
+
+def add_weights_spec(spec):
+    """Add a :class:`WeightsSpec`; ValueError on a duplicate name or an unknown network."""
+    if not isinstance(spec, WeightsSpec):
+        raise ValueError(f"`spec` must be a WeightsSpec. Received: spec={spec!r}")
+    if spec.name in WEIGHTS_SPECS:
+        raise ValueError(f"Weights named {spec.name!r} are already registered; names must be unique.")
+    if spec.arch not in MODEL_SPECS:
+        raise ValueError(f"{spec.name}: unknown network {spec.arch!r}. Known: {list(MODEL_SPECS)}")
+    if not spec.name.startswith(spec.arch + "."):
+        raise ValueError(f"Weights names are '<arch>.<tag>'. Received: {spec.name!r} for arch {spec.arch!r}")
+    WEIGHTS_SPECS[spec.name] = spec
+    return spec
+
+
+for _spec in _ZOO:
+    add_model_spec(_spec)
+for _spec in _KERAS_WEIGHTS:
+    add_weights_spec(_spec)
+del _spec
+
+
+def _ensure_extensions():
+    """Weights records kept in their own modules (imported lazily, they are data too)."""
+    import importlib
+
+    for module in ("keras_cnn.timm_weights",):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+
+
+def list_models(pattern=None, pretrained=False, family=None):
+    """Registry names, in listing order.
+
+    Args:
+        pattern: an ``fnmatch`` pattern ("resnet*"), or None for all.
+        pretrained: only networks with pretrained weights.
+        family: only this family ("resnet", "vgg", ...).
+
+    Example:
+        >>> list_models("resnet*", pretrained=True)
+        ['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152']
+    """
+    names = list(MODEL_SPECS)
+    if pattern is not None:
+        names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+    if family is not None:
+        names = [n for n in names if MODEL_SPECS[n].family == family]
+    if pretrained:
+        _ensure_extensions()
+        with_weights = {w.arch for w in WEIGHTS_SPECS.values()}
+        names = [n for n in names if n in with_weights]
+    return names
+
+
+def get_model_spec(name):
+    """The :class:`ModelSpec` of ``name``; ValueError listing the known names otherwise."""
+    if isinstance(name, ModelSpec):
+        return name
+    if name not in MODEL_SPECS:
+        raise ValueError(f"Unknown model `name`. Received: name={name!r}. Known models: {list(MODEL_SPECS)}")
+    return MODEL_SPECS[name]
+
+
+def list_weights(arch=None):
+    """Names of the pretrained weights (of one network), default of each network first."""
+    _ensure_extensions()
+    return [n for n, w in WEIGHTS_SPECS.items() if arch is None or w.arch == arch]
+
+
+def get_weights_spec(name, arch=None):
+    """The :class:`WeightsSpec` named ``name``.
+
+    Args:
+        name: a full name ("resnet50.keras_in1k"), a tag of ``arch`` ("tv_in1k"), "imagenet"
+            (``arch``'s default weights) or a registry name (its default weights).
+        arch: the network, to resolve a tag or "imagenet".
+
+    Raises:
+        ValueError: no such weights; the message lists what exists.
+    """
+    _ensure_extensions()
+    if isinstance(name, WeightsSpec):
+        return name
+    if name in WEIGHTS_SPECS:
+        spec = WEIGHTS_SPECS[name]
+        if arch is not None and spec.arch != arch:
+            raise ValueError(f"The weights {name!r} are for {spec.arch!r}, not {arch!r}. Received: weights={name!r}")
+        return spec
+    target = arch if name == "imagenet" else (name if name in MODEL_SPECS else arch)
+    if target is not None:
+        own = [w for w in WEIGHTS_SPECS.values() if w.arch == target]
+        if name in ("imagenet", target) and own:
+            return own[0]
+        for w in own:
+            if w.tag == name:
+                return w
+    known = list_weights(arch) if arch else list(WEIGHTS_SPECS)
+    raise ValueError(
+        f"Unknown pretrained weights. Received: weights={name!r}"
+        + (f" for {arch!r}" if arch else "")
+        + f". Known: {known or 'none for this network'}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The README's tables are generated from the records (tests/test_readme_tables.py checks them).
+
+
+def _builder_name(spec):
+    return spec.builder_path.rpartition(":")[2]
+
+
+def zoo_markdown():
+    """The README's model table, from :data:`MODEL_SPECS`."""
+    lines = [
+        "| name | function | params (trainable) | input (min) | preprocessing | twin | aux | reference |",
+        "|---|---|---:|---|---|---|---:|---|",
+    ]
+    for spec in MODEL_SPECS.values():
+        size = f"{spec.default_size}x{spec.default_size}x{spec.channels} ({spec.min_size})"
+        params = f"{spec.num_params:,}" if spec.num_params else "?"
+        if spec.trainable_params and spec.trainable_params != spec.num_params:
+            params += f" ({spec.trainable_params:,})"
+        lines.append(
+            f"| `{spec.name}` | `{_builder_name(spec)}` | {params} | {size} | {spec.preprocessing} | "
+            f"{spec.twin or '-'} | {spec.aux_heads} | {spec.paper} |"
+        )
+    return "\n".join(lines)
+
+
+def weights_markdown():
+    """The README's pretrained-weights table, from :data:`WEIGHTS_SPECS`."""
+    _ensure_extensions()
+    lines = [
+        "| weights | network | source | input | preprocessing | top-1 / top-5 (%) | license |",
+        "|---|---|---|---:|---|---|---|",
+    ]
+    for w in WEIGHTS_SPECS.values():
+        acc = "-" if w.top1 is None else f"{w.top1:.1f}" + ("" if w.top5 is None else f" / {w.top5:.1f}")
+        args = "".join(f", {k}={v!r}" for k, v in w.build_args.items())
+        lines.append(
+            f"| `{w.name}` | `{w.arch}`{args} | {w.source} | {w.input_size} | {w.preprocessing} | {acc} | {w.license} |"
+        )
+    return "\n".join(lines)

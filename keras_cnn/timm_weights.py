@@ -1,0 +1,714 @@
+"""Pretrained weights from timm's ``safetensors`` files: ResNet-18/34/50 (torchvision layout), VGG-16/19.
+
+keras.applications never shipped ImageNet weights for ResNet-18/34, nor torchvision's ResNet-50
+("v1.5": stride on the 3x3, no conv bias). timm publishes torchvision's weights, and its own
+better ones, on the Hugging Face Hub as ``timm/<arch>.<tag>/model.safetensors`` with plain
+PyTorch parameter names (``conv1.weight``, ``layer1.0.bn1.running_mean``, ``fc.weight``, ...).
+This module:
+
+* keeps the records of those files as data (:data:`TIMM_WEIGHTS`: Hub repository, file,
+  network, build arguments, input size, preprocessing, published accuracy, license);
+* fetches a file with ``huggingface_hub`` (its cache and its offline mode; a clear error naming
+  the repository, the file and where to put it when it cannot be had): :func:`get_timm_file`;
+* reads it with ``safetensors`` (numpy, no torch), recognises which timm network it holds
+  (:func:`describe_timm_file`), maps every tensor onto our layers with names generated from the
+  architecture tables (:func:`timm_key_map`), converts it (conv OIHW -> HWIO; BN weight, bias,
+  running mean and variance -> gamma, beta, moving mean and variance; linear (out, in) ->
+  (in, out); VGG's 7x7 "fc1" convolution -> our Dense over the NHWC-flattened 7x7x512 map),
+  checks every shape and the BN epsilons, and only then assigns anything:
+  :func:`load_timm_weights`.
+
+The records are registered as `keras_cnn.models.WeightsSpec` (source "timm") with a loader for
+that source, so they are accepted wherever a builder takes ``weights``:
+``weights="timm:resnet18.tv_in1k"`` (or "resnet18.tv_in1k", or the tag "tv_in1k"),
+``weights="/path/model.safetensors"`` and, for a network keras.applications has no weights for
+(ResNet-18/34, torchvision-layout ResNet-50), ``weights="imagenet"``: the first record of the
+network in :data:`TIMM_WEIGHTS` (torchvision's).
+
+Inception-v3 is not covered: timm's (torchvision's) Inception-v3 has BN scales (gamma) and
+average pools that count the zero padding, while `InceptionV3Custom` follows keras.applications
+(no gamma, padding excluded), so its weights would not reproduce timm's outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+
+import numpy as np
+
+__all__ = [
+    "TIMM_FILENAME",
+    "TIMM_NETWORKS",
+    "TIMM_WEIGHTS",
+    "TimmWeights",
+    "TimmWeightsUnavailableError",
+    "describe_timm_file",
+    "expected_timm_shapes",
+    "get_timm_file",
+    "is_safetensors_file",
+    "is_timm_source",
+    "load_timm_weights",
+    "resolve_timm_source",
+    "timm_key_map",
+    "timm_record",
+]
+
+TIMM_FILENAME = "model.safetensors"
+TIMM_PREFIX = "timm:"
+#: Seconds huggingface_hub may wait for the Hub's answer before giving up (its ``etag_timeout``).
+HUB_TIMEOUT = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TimmWeights:
+    """One timm weights file on the Hugging Face Hub.
+
+    Attributes:
+        tag: timm's full name, ``<architecture>.<pretrained tag>``, e.g. "resnet18.tv_in1k".
+        network: our registry name, e.g. "resnet18".
+        build_args: builder arguments the network needs for these weights besides the
+            registry's, e.g. ``{"keras_layout": False}`` for torchvision's ResNet-50.
+        input_size: timm's ``input_size`` for these weights, the resolution of ``top1``/``top5``.
+        crop_pct: center-crop fraction of the published evaluation.
+        interpolation: resize interpolation of the published evaluation.
+        preprocessing: our `Preprocess` mode for these weights: "torch" (x / 255, minus the
+            ImageNet mean, over its std) or "tf" (x / 127.5 - 1).
+        top1: ImageNet-1k validation top-1 (%) in timm's ``results-imagenet.csv`` at ``input_size``.
+        top5: the same for top-5.
+        license: the license timm states for the weights.
+        origin: who trained them.
+    """
+
+    tag: str
+    network: str
+    build_args: dict
+    input_size: int
+    crop_pct: float
+    interpolation: str
+    preprocessing: str
+    top1: float
+    top5: float
+    license: str
+    origin: str
+
+    @property
+    def architecture(self):
+        """timm's architecture name, e.g. "resnet18"."""
+        return self.tag.split(".", 1)[0]
+
+    @property
+    def repo_id(self):
+        """The Hugging Face Hub repository, e.g. "timm/resnet18.tv_in1k"."""
+        return f"timm/{self.tag}"
+
+    @property
+    def filename(self):
+        return TIMM_FILENAME
+
+    @property
+    def url(self):
+        return f"https://huggingface.co/{self.repo_id}/resolve/main/{self.filename}"
+
+
+def _record(tag, network, *, top1, top5, input_size=224, crop_pct=0.875, interpolation="bilinear",
+            license="BSD-3-Clause", origin="torchvision", build_args=None):
+    return TimmWeights(
+        tag=tag, network=network, build_args=types.MappingProxyType(dict(build_args or {})),
+        input_size=input_size, crop_pct=crop_pct, interpolation=interpolation,
+        preprocessing="torch", top1=top1, top5=top5, license=license, origin=origin,
+    )
+
+
+_TV50 = {"keras_layout": False}
+_RSB = dict(crop_pct=0.95, interpolation="bicubic", license="Apache-2.0", origin="timm (Wightman et al., 2021)")
+
+# The first record of a network is what weights="imagenet" means for a build without a
+# keras.applications twin (torchvision's weights).
+# Accuracy: timm's results/results-imagenet.csv (top1, top5) at the weights' input_size (timm also
+# lists the a1 weights at 288, tv2 at 224); crop, interpolation, license: the weights'
+# pretrained_cfg in timm/models/resnet.py and vgg.py. All use timm's
+# IMAGENET_DEFAULT_MEAN / _STD, i.e. our "torch" preprocessing.
+TIMM_WEIGHTS = {
+    r.tag: r
+    for r in (
+        _record("resnet18.tv_in1k", "resnet18", top1=69.752, top5=89.082),
+        _record("resnet18.a1_in1k", "resnet18", top1=71.504, top5=90.086, **_RSB),
+        _record("resnet34.tv_in1k", "resnet34", top1=73.298, top5=91.422),
+        _record("resnet34.a1_in1k", "resnet34", top1=76.420, top5=92.896, **_RSB),
+        _record("resnet50.tv_in1k", "resnet50", top1=76.156, top5=92.866, build_args=_TV50),
+        _record("resnet50.tv2_in1k", "resnet50", top1=79.434, top5=94.640, input_size=176, build_args=_TV50),
+        _record("resnet50.a1_in1k", "resnet50", top1=80.382, top5=94.598, build_args=_TV50, **_RSB),
+        _record("vgg16.tv_in1k", "vgg16", top1=71.594, top5=90.398),
+        _record("vgg19.tv_in1k", "vgg19", top1=72.400, top5=90.878),
+    )
+}
+
+#: Registry networks whose timm files this module converts.
+TIMM_NETWORKS = ("resnet18", "resnet34", "resnet50", "vgg16", "vgg19")
+
+
+class TimmWeightsUnavailableError(FileNotFoundError):
+    """A timm weights file is neither in the Hugging Face cache nor downloadable now.
+
+    Attributes:
+        record: the :class:`TimmWeights` needed.
+    """
+
+    def __init__(self, message, record=None):
+        super().__init__(message)
+        self.record = record
+
+
+def timm_record(tag):
+    """The :class:`TimmWeights` of ``tag`` ("resnet18.tv_in1k" or "timm:resnet18.tv_in1k")."""
+    if isinstance(tag, str) and tag.startswith(TIMM_PREFIX):
+        tag = tag[len(TIMM_PREFIX):]
+    if tag not in TIMM_WEIGHTS:
+        raise ValueError(
+            f"Unknown timm weights tag. Received: weights='timm:{tag}'. Supported: "
+            + ", ".join(f"'timm:{t}'" for t in TIMM_WEIGHTS)
+        )
+    return TIMM_WEIGHTS[tag]
+
+
+def is_timm_source(weights):
+    """True for a string ``"timm:<tag>"`` (known tag or not: :func:`timm_record` checks it)."""
+    return isinstance(weights, str) and weights.startswith(TIMM_PREFIX)
+
+
+def is_safetensors_file(path):
+    """True if ``path`` is an existing file in the safetensors format (read from its header)."""
+    import json
+
+    try:
+        if not os.path.isfile(path):
+            return False
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) != 8:
+                return False
+            size = int.from_bytes(head, "little")
+            if not 2 <= size <= 100_000_000 or size + 8 > os.path.getsize(path):
+                return False
+            header = json.loads(f.read(size))
+        return isinstance(header, dict)
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Fetching.
+
+
+def _offline():
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE", "")
+    return bool(constants.HF_HUB_OFFLINE) or env.strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def get_timm_file(tag, cache_dir=None, *, local_files_only=None, timeout=None):
+    """Local path of the safetensors file of timm weights ``tag``, downloading it if needed.
+
+    Uses ``huggingface_hub.hf_hub_download`` and so its cache (``$HF_HUB_CACHE``, default
+    ``~/.cache/huggingface/hub``) and its offline mode: with ``HF_HUB_OFFLINE=1`` (read at each
+    call) or ``local_files_only=True`` only the cache is looked at, at once. Otherwise each
+    request to the Hub waits at most ``timeout`` seconds and huggingface_hub retries five times
+    with backoff, so without a network the error comes after about half a minute, never a hang.
+
+    Args:
+        tag: "resnet18.tv_in1k" or "timm:resnet18.tv_in1k" (a key of :data:`TIMM_WEIGHTS`).
+        cache_dir: Hugging Face cache folder; default huggingface_hub's.
+        local_files_only: only the cache; default: True when ``HF_HUB_OFFLINE`` is set.
+        timeout: seconds to wait for the Hub (huggingface_hub's ``etag_timeout``); default
+            :data:`HUB_TIMEOUT`.
+
+    Returns:
+        The path of ``model.safetensors`` in the cache.
+
+    Raises:
+        ValueError: unknown tag.
+        TimmWeightsUnavailableError: not cached and not downloadable now; the message names the
+            repository, the file, its URL and where to put it.
+    """
+    from huggingface_hub import constants, hf_hub_download
+
+    record = timm_record(tag)
+    offline = _offline() if local_files_only is None else bool(local_files_only)
+    try:
+        return hf_hub_download(
+            record.repo_id, record.filename, cache_dir=cache_dir, local_files_only=offline,
+            etag_timeout=HUB_TIMEOUT if timeout is None else float(timeout),
+        )
+    except Exception as err:  # huggingface_hub raises many kinds (offline, HTTP, OS) for one cause
+        cache = os.fspath(cache_dir) if cache_dir is not None else constants.HF_HUB_CACHE
+        how = "offline mode (HF_HUB_OFFLINE / local_files_only): only the cache was searched" if offline else (
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+        )
+        raise TimmWeightsUnavailableError(
+            f"timm weights {record.tag!r} are not in the Hugging Face cache {cache} and could not be "
+            f"downloaded ({how}). Needed: file {record.filename!r} of the Hub repository "
+            f"{record.repo_id!r} ({record.url}). Where there is internet, run "
+            f"`hf download {record.repo_id} {record.filename} --cache-dir {cache}` and copy that "
+            f"cache folder here, or download the file and pass weights='/path/to/{record.filename}'.",
+            record=record,
+        ) from err
+
+
+# --------------------------------------------------------------------------------------------
+# The key maps, generated from our architecture tables.
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One timm module with weights and the leaf layer of ours that receives them.
+
+    Attributes:
+        prefix: timm's module name, e.g. "layer1.0.conv1" (tensors "<prefix>.weight", ...).
+        leaf: name of our leaf layer, e.g. "conv2_block1_1_conv".
+        kind: "conv", "bn", "linear" or "conv_as_dense" (a KxK conv applied to a KxK map,
+            i.e. a Dense over the flattened map, VGG's fc1; 1x1 for fc2).
+        head: part of the classifier (skipped with ``include_top=False``).
+    """
+
+    prefix: str
+    leaf: str
+    kind: str
+    head: bool = False
+
+
+def _resnet_map(depth):
+    from keras_cnn.models.resnet import RESNET_DEPTHS
+
+    kind, stages = RESNET_DEPTHS[depth]
+    convs = 2 if kind == "basic" else 3
+    params = [Param("conv1", "conv1_conv", "conv"), Param("bn1", "conv1_bn", "bn")]
+    for s, blocks in enumerate(stages):
+        for b in range(blocks):
+            t, k = f"layer{s + 1}.{b}", f"conv{s + 2}_block{b + 1}"
+            if b == 0 and (s > 0 or kind == "bottleneck"):  # projection where the shape changes
+                params += [Param(f"{t}.downsample.0", f"{k}_0_conv", "conv"),
+                           Param(f"{t}.downsample.1", f"{k}_0_bn", "bn")]
+            for c in range(1, convs + 1):
+                params += [Param(f"{t}.conv{c}", f"{k}_{c}_conv", "conv"), Param(f"{t}.bn{c}", f"{k}_{c}_bn", "bn")]
+    params.append(Param("fc", "predictions", "linear", head=True))
+    return params
+
+
+def _vgg_map(depth):
+    from keras_cnn.models.vgg import VGG_DEPTHS
+
+    params, index = [], 0
+    for b, convs in enumerate(VGG_DEPTHS[depth], start=1):
+        for i in range(1, convs + 1):
+            params.append(Param(f"features.{index}", f"block{b}_conv{i}_conv", "conv"))
+            index += 2  # Conv2d, ReLU
+        index += 1  # MaxPool2d
+    params += [Param("pre_logits.fc1", "fc1", "conv_as_dense", head=True),
+               Param("pre_logits.fc2", "fc2", "conv_as_dense", head=True),
+               Param("head.fc", "predictions", "linear", head=True)]
+    return params
+
+
+_MAPS = {
+    "resnet18": lambda: _resnet_map(18),
+    "resnet34": lambda: _resnet_map(34),
+    "resnet50": lambda: _resnet_map(50),
+    "vgg16": lambda: _vgg_map(16),
+    "vgg19": lambda: _vgg_map(19),
+}
+# BN epsilon of timm's networks (torch's default); VGG has no BN.
+_BN_EPSILON = 1e-5
+
+
+def timm_key_map(network):
+    """The :class:`Param` list mapping timm module names of ``network`` onto our leaf layers.
+
+    Generated from `keras_cnn.models.resnet.RESNET_DEPTHS` / `keras_cnn.models.vgg.VGG_DEPTHS`.
+
+    Args:
+        network: one of :data:`TIMM_NETWORKS`.
+
+    Example:
+        >>> [p.prefix for p in timm_key_map("resnet18")][:4]
+        ['conv1', 'bn1', 'layer1.0.conv1', 'layer1.0.bn1']
+    """
+    if network not in _MAPS:
+        raise ValueError(
+            f"timm weights convert into {list(TIMM_NETWORKS)}. Received: a model of network {network!r}"
+        )
+    return _MAPS[network]()
+
+
+def expected_timm_shapes(network, classes=1000):
+    """timm's tensor names and (PyTorch) shapes for ``network``, as its state dict holds them.
+
+    Computed from our architecture tables, independently of any model; used to recognise files.
+    """
+    from keras_cnn.models.resnet import RESNET_DEPTHS, RESNET_WIDTHS
+    from keras_cnn.models.vgg import VGG_DEPTHS, VGG_FC, VGG_WIDTHS
+
+    shapes = {}
+
+    def bn(prefix, n):
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            shapes[f"{prefix}.{name}"] = (n,)
+
+    if network.startswith("resnet"):
+        kind, stages = RESNET_DEPTHS[int(network[len("resnet"):])]
+        expansion = 1 if kind == "basic" else 4
+        shapes["conv1.weight"] = (64, 3, 7, 7)
+        bn("bn1", 64)
+        cin = 64
+        for s, (blocks, width) in enumerate(zip(stages, RESNET_WIDTHS)):
+            out = width * expansion
+            for b in range(blocks):
+                t = f"layer{s + 1}.{b}"
+                if b == 0 and cin != out or (b == 0 and s > 0):
+                    shapes[f"{t}.downsample.0.weight"] = (out, cin, 1, 1)
+                    bn(f"{t}.downsample.1", out)
+                if kind == "basic":
+                    convs = [(width, cin, 3), (out, width, 3)]
+                else:
+                    convs = [(width, cin, 1), (width, width, 3), (out, width, 1)]
+                for c, (o, i, k) in enumerate(convs, start=1):
+                    shapes[f"{t}.conv{c}.weight"] = (o, i, k, k)
+                    bn(f"{t}.bn{c}", o)
+                cin = out
+        shapes["fc.weight"], shapes["fc.bias"] = (classes, cin), (classes,)
+    else:
+        index, cin = 0, 3
+        for convs, width in zip(VGG_DEPTHS[int(network[len("vgg"):])], VGG_WIDTHS):
+            for _ in range(convs):
+                shapes[f"features.{index}.weight"], shapes[f"features.{index}.bias"] = (width, cin, 3, 3), (width,)
+                cin, index = width, index + 2
+            index += 1
+        shapes["pre_logits.fc1.weight"], shapes["pre_logits.fc1.bias"] = (VGG_FC[0], cin, 7, 7), (VGG_FC[0],)
+        shapes["pre_logits.fc2.weight"] = (VGG_FC[1], VGG_FC[0], 1, 1)
+        shapes["pre_logits.fc2.bias"] = (VGG_FC[1],)
+        shapes["head.fc.weight"], shapes["head.fc.bias"] = (classes, VGG_FC[1]), (classes,)
+    return shapes
+
+
+# --------------------------------------------------------------------------------------------
+# Reading and recognising a file.
+
+
+def _read_header(path):
+    """``{name: shape}`` of a safetensors file, from its header only (no tensor is read)."""
+    from safetensors import safe_open
+
+    if not is_safetensors_file(path):
+        raise ValueError(f"`weights` must be a safetensors file. Received: weights={path!r}, which is not one.")
+    with safe_open(path, framework="numpy") as f:
+        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+
+
+_LAYER_BLOCK = re.compile(r"^layer(\d+)\.(\d+)\.")
+_VGG_FEATURE = re.compile(r"^features\.(\d+)\.weight$")
+
+
+def _identify(shapes):
+    """``(network or None, description)`` of what a file with these tensor shapes holds."""
+    from keras_cnn.models.resnet import RESNET_DEPTHS
+    from keras_cnn.models.vgg import VGG_DEPTHS
+
+    if "conv1.weight" in shapes and any(_LAYER_BLOCK.match(k) for k in shapes):
+        blocks = {}
+        for k in shapes:
+            m = _LAYER_BLOCK.match(k)
+            if m:
+                s, b = int(m.group(1)), int(m.group(2))
+                blocks[s] = max(blocks.get(s, 0), b + 1)
+        stages = tuple(blocks[s] for s in sorted(blocks))
+        kind = "bottleneck" if "layer1.0.conv3.weight" in shapes else "basic"
+        network = next((f"resnet{d}" for d, spec in RESNET_DEPTHS.items() if spec == (kind, stages)), None)
+        what = f"a ResNet with {kind} blocks {'-'.join(map(str, stages))}"
+        if network:
+            what = f"timm's {network} ({what})"
+    elif any(_VGG_FEATURE.match(k) for k in shapes):
+        indices = sorted(int(_VGG_FEATURE.match(k).group(1)) for k in shapes if _VGG_FEATURE.match(k))
+        per_block, count, prev = [], 0, None
+        for i in indices:
+            if prev is not None and i - prev == 3:  # a pool between the two convs
+                per_block.append(count)
+                count = 0
+            count, prev = count + 1, i
+        per_block.append(count)
+        network = next((f"vgg{d}" for d, spec in VGG_DEPTHS.items() if tuple(per_block) == spec), None)
+        bn = "with BN " if any(k.endswith("running_mean") for k in shapes) else ""
+        what = f"a VGG {bn}with convs per block {'-'.join(map(str, per_block))}"
+        if network and not bn:
+            what = f"timm's {network} ({what})"
+        else:
+            network = None
+    elif any(k.startswith("Mixed_5b.") for k in shapes):
+        network, what = None, "timm's Inception-v3 (not convertible here)"
+    else:
+        some = ", ".join(list(shapes)[:3])
+        network, what = None, f"no network known here (first tensors: {some})"
+    head = next((shapes[k] for k in ("fc.weight", "head.fc.weight") if k in shapes), None)
+    if head is not None:
+        what += f", with a {head[0]}-class classifier"
+    return network, what
+
+
+def describe_timm_file(path):
+    """What a safetensors file holds: ``(network or None, description)``, from its header.
+
+    Example:
+        >>> describe_timm_file("resnet34.safetensors")
+        ('resnet34', "timm's resnet34 (a ResNet with basic blocks 3-4-6-3), with a 1000-class classifier")
+    """
+    return _identify(_read_header(os.fspath(path)))
+
+
+# --------------------------------------------------------------------------------------------
+# Loading.
+
+
+def _network_of(arch):
+    """Registry name for the builder's ``arch`` ("resnet18", ...) if timm weights fit it."""
+    return arch if arch in TIMM_NETWORKS else None
+
+
+def resolve_timm_source(weights, arch):
+    """``(path, record or None)`` for ``weights`` = "timm:<tag>" (fetched) or a safetensors path.
+
+    A tag of another network than ``arch`` is refused before anything is downloaded.
+    """
+    if is_timm_source(weights):
+        record = timm_record(weights)
+        if arch is not None and record.network != arch:
+            fitting = ", ".join(repr(f"timm:{t}") for t, r in TIMM_WEIGHTS.items() if r.network == arch)
+            raise ValueError(
+                f"timm weights 'timm:{record.tag}' are {record.network}'s; this model is {arch}. "
+                f"For {arch}: {fitting or 'none'}."
+            )
+        return get_timm_file(record.tag), record
+    return os.fspath(weights), None
+
+
+def _leaves_by_name(model):
+    from keras_cnn.weights import weighted_leaves
+
+    leaves = {}
+    for path, layer in weighted_leaves(model):
+        leaves.setdefault(layer.name, []).append((path, layer))
+    return leaves
+
+
+def _kind_of(layer):
+    import keras
+
+    for cls, kind in ((keras.layers.Conv2D, "Conv2D"), (keras.layers.BatchNormalization, "BatchNormalization"),
+                      (keras.layers.Dense, "Dense")):
+        if isinstance(layer, cls):
+            return kind
+    return type(layer).__name__
+
+
+def _convert(param, layer, tensors, shapes):
+    """``(assignments, problems)`` for one Param: [(variable, value thunk)], [message]."""
+    p = param.prefix
+    problems, out = [], []
+
+    def need(key):
+        if key not in shapes:
+            problems.append(f"tensor {key!r} is missing from the file (needed for our layer {layer.name!r})")
+            return False
+        return True
+
+    def add(variable, key, fn, expect_shape):
+        """Check the converted shape now; read and convert the tensor only at assignment."""
+        if not need(key):
+            return
+        target = tuple(int(d) for d in variable.shape)
+        if tuple(expect_shape) != target:
+            problems.append(
+                f"tensor {key!r} of shape {shapes[key]} gives {tuple(expect_shape)} for {layer.name}/"
+                f"{variable.name}, which is {target}"
+            )
+            return
+        out.append((variable, lambda: fn(tensors(key))))
+
+    kind = _kind_of(layer)
+    want = {"conv": "Conv2D", "bn": "BatchNormalization", "linear": "Dense", "conv_as_dense": "Dense"}[param.kind]
+    if kind != want:
+        return [], [f"our layer {layer.name!r} is a {kind}, expected a {want} for timm's {p!r}"]
+    if param.kind == "conv":
+        w = f"{p}.weight"
+        if w in shapes and len(shapes[w]) == 4:
+            o, i, kh, kw = shapes[w]
+            add(layer.kernel, w, lambda t: np.transpose(t, (2, 3, 1, 0)), (kh, kw, i, o))
+        elif need(w):
+            problems.append(f"tensor {w!r} has shape {shapes[w]}, not a convolution kernel")
+        if layer.use_bias:
+            if f"{p}.bias" not in shapes:
+                problems.append(
+                    f"our layer {layer.name!r} has a bias that timm's {p!r} lacks (a different layout: "
+                    "torchvision's convolutions before BN have no bias)"
+                )
+            else:
+                add(layer.bias, f"{p}.bias", lambda t: t, shapes[f"{p}.bias"])
+        elif f"{p}.bias" in shapes:
+            problems.append(f"timm's {p!r} has a bias that our layer {layer.name!r} lacks")
+    elif param.kind == "bn":
+        if abs(float(layer.epsilon) - _BN_EPSILON) > 1e-12:
+            problems.append(
+                f"our layer {layer.name!r} has BN epsilon {layer.epsilon:g}, timm's {p!r} {_BN_EPSILON:g} "
+                "(a different layout)"
+            )
+        pairs = [("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"),
+                 ("moving_variance", "running_var")]
+        for attr, name in pairs:
+            variable = getattr(layer, attr, None)
+            if variable is None:
+                problems.append(f"our layer {layer.name!r} has no {attr} for timm's {p}.{name}")
+                continue
+            add(variable, f"{p}.{name}", lambda t: t, shapes.get(f"{p}.{name}", ()))
+    elif param.kind == "linear":
+        w = f"{p}.weight"
+        if w in shapes and len(shapes[w]) == 2:
+            add(layer.kernel, w, lambda t: np.transpose(t), shapes[w][::-1])
+        elif need(w):
+            problems.append(f"tensor {w!r} has shape {shapes[w]}, not a linear layer's")
+        add(layer.bias, f"{p}.bias", lambda t: t, shapes.get(f"{p}.bias", ()))
+    else:  # conv_as_dense: (O, I, kh, kw) -> HWIO -> (kh * kw * I, O), the NHWC flatten order
+        w = f"{p}.weight"
+        if w in shapes and len(shapes[w]) == 4:
+            o, i, kh, kw = shapes[w]
+            add(layer.kernel, w, lambda t: np.transpose(t, (2, 3, 1, 0)).reshape(-1, t.shape[0]), (kh * kw * i, o))
+        elif need(w):
+            problems.append(f"tensor {w!r} has shape {shapes[w]}, not a convolution kernel")
+        add(layer.bias, f"{p}.bias", lambda t: t, shapes.get(f"{p}.bias", ()))
+    return out, problems
+
+
+def load_timm_weights(model, weights, *, arch, include_top):
+    """Load timm weights into ``model`` (built by the builder of registry network ``arch``).
+
+    Every tensor the model needs is checked (presence, shape after conversion, BN epsilon,
+    conv bias or not) before any variable is written; a file of another network is refused
+    naming the file, what it holds and what was expected.
+
+    Args:
+        model: a freshly built model, e.g. ``ResNet18(weights=None)``.
+        weights: "timm:<tag>" (fetched with :func:`get_timm_file`) or a safetensors file path.
+        arch: our registry name ("resnet18", "resnet34", "resnet50", "vgg16", "vgg19").
+        include_top: whether ``model`` has the classifier (then it must have timm's classes).
+
+    Returns:
+        ``model``.
+
+    Raises:
+        ValueError: the file does not fit ``model`` (the message says why).
+        TimmWeightsUnavailableError: "timm:<tag>" neither cached nor downloadable.
+    """
+    from safetensors import safe_open
+
+    network = _network_of(arch)
+    if network is None:
+        raise ValueError(
+            f"timm weights convert into {list(TIMM_NETWORKS)} only. Received: weights={weights!r} "
+            f"for a model of network {arch!r}."
+        )
+    if is_timm_source(weights):  # check the layout before fetching ~100 MB
+        record = timm_record(weights)
+        layout = _layout_problems(model, network) if record.network == network else []
+        if layout:
+            args = ", ".join(f"{k}={v!r}" for k, v in record.build_args.items())
+            raise ValueError(
+                f"timm weights 'timm:{record.tag}' do not fit the model {model.name!r} ({network}): "
+                + "; ".join(layout[:2]) + "."
+                + (f" These weights need the builder argument(s) {args}." if args else "")
+            )
+    path, record = resolve_timm_source(weights, network)
+    shapes = _read_header(path)
+    held, what = _identify(shapes)
+    if held != network:
+        raise ValueError(
+            f"The weights file {path!r} holds {what}; this model is {network}, which needs timm's "
+            f"{network} weights (e.g. 'timm:{next(t for t, r in TIMM_WEIGHTS.items() if r.network == network)}')."
+        )
+    leaves = _leaves_by_name(model)
+    assignments, problems = [], []
+    with safe_open(path, framework="numpy") as f:
+
+        def read(key):
+            return f.get_tensor(key)
+
+        for param in timm_key_map(network):
+            if param.head and not include_top:
+                continue
+            found = leaves.get(param.leaf, [])
+            if len(found) != 1:
+                problems.append(
+                    f"our model has {'no' if not found else len(found)} layer(s) named {param.leaf!r} "
+                    f"for timm's {param.prefix!r}"
+                )
+                continue
+            out, bad = _convert(param, found[0][1], read, shapes)
+            assignments += out
+            problems += bad
+        if problems:
+            hint = ""
+            if record is not None and record.build_args:
+                args = ", ".join(f"{k}={v!r}" for k, v in record.build_args.items())
+                hint = f" These weights need the builder argument(s) {args}."
+            elif network == "resnet50":
+                hint = " timm's resnet50 is torchvision's layout: build ResNet50Custom(keras_layout=False)."
+            raise ValueError(
+                f"The weights file {path!r} ({what}) does not fit the model {model.name!r} "
+                f"({network}, include_top={include_top}): {len(problems)} problem(s), first: "
+                + "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "") + "." + hint
+            )
+        values = [(variable, thunk()) for variable, thunk in assignments]
+    for variable, value in values:
+        variable.assign(value.astype(variable.dtype))
+    return model
+
+
+def _layout_problems(model, network):
+    """Problems mapping timm's ``network`` (shapes from our tables) onto ``model``'s backbone."""
+    shapes = expected_timm_shapes(network)
+    leaves = _leaves_by_name(model)
+    problems = []
+    for param in timm_key_map(network):
+        found = leaves.get(param.leaf, [])
+        if param.head:
+            continue
+        if len(found) != 1:
+            problems.append(f"no single layer {param.leaf!r}")
+            continue
+        problems += _convert(param, found[0][1], None, shapes)[1]
+    return problems
+
+
+def _load_record(model, record, *, include_top):
+    """Loader of `keras_cnn.weights` for the records of source "timm"."""
+    return load_timm_weights(model, f"{TIMM_PREFIX}{record.name}", arch=record.arch, include_top=include_top)
+
+
+def _register():
+    """Register :data:`TIMM_WEIGHTS` as `keras_cnn.models.WeightsSpec` records."""
+    from keras_cnn.models.specs import WEIGHTS_SPECS, WeightsFileSpec, WeightsSpec, add_weights_spec
+
+    for r in TIMM_WEIGHTS.values():
+        if r.tag in WEIGHTS_SPECS:
+            continue
+        add_weights_spec(WeightsSpec(
+            name=r.tag, arch=r.network, source="timm",
+            files=(WeightsFileSpec(r.filename, r.url, include_top=None, hash_algorithm="sha256"),),
+            input_size=r.input_size, preprocessing=r.preprocessing, license=r.license, top1=r.top1, top5=r.top5,
+            build_args=dict(r.build_args), hf_repo=r.repo_id,
+            description=f"{r.origin} ImageNet-1k weights via timm ({r.interpolation} resize, crop {r.crop_pct})",
+        ))
+    # The loader is found by `keras_cnn.weights` (source "timm" -> this module's `_load_record`),
+    # so registering the records imports neither Keras nor TensorFlow (`keras-cnn list` stays instant).
+
+
+_register()
