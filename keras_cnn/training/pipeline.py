@@ -208,7 +208,7 @@ def fingerprint(cfg, args, engine):
         "data": rundir.data_fingerprint(cfg.data),
         "recipe": args.recipe.to_dict(),
         "augment": args.spec,
-        "augment_on": cfg.augment_on,
+        "augment_on": cfg.augment_on if args.spec else None,  # irrelevant without augmentation
         "seed": cfg.seed,
         "max_examples": cfg.max_examples,
         "validation_split": cfg.validation_split,
