@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 READMES = [ROOT / "README.md", *sorted((ROOT / "apps").glob("*/README.md"))]
 
 _COMMAND = re.compile(r"^(?:[A-Z_][A-Z0-9_]*=\S+\s+)*(?:\S*/)?keras-cnn(?:\s|$)")
+# Quoted output ("keras-cnn predict: error: ...") is not a command.
+_OUTPUT = re.compile(r"^keras-cnn(?: [a-z_-]+)?: ")
 PLACEHOLDERS = {"MODEL": "lenet5", "IMAGE.png": "digit.png", "CHIEF_IP": "127.0.0.1"}
 
 
@@ -51,7 +53,7 @@ def _commands(path):
         offset += len(line) + 1
     for match in re.finditer(r"`([^`]+)`", joined):
         span = " ".join(match.group(1).split())
-        if _COMMAND.match(span):
+        if _COMMAND.match(span) and not _OUTPUT.match(span):
             number = max(n for start, n in starts if start <= match.start())
             found.append((number, span))
     return found
