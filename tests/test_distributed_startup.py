@@ -14,6 +14,9 @@ import pytest
 
 pytestmark = pytest.mark.slow  # each test starts a Python + TensorFlow process
 
+CLUSTER_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "keras_cnn", "training",
+                          "cluster.py")
+
 
 def _free_port():
     with socket.socket() as sock:
@@ -134,7 +137,8 @@ def test_training_worker_whose_peer_hangs_stops_on_sigterm_and_one_whose_peer_di
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-    print(f"measured: inside a collective with a frozen peer, SIGTERM -> exit {seconds:.2f} s (rc {procs[0].returncode})")
+    print(f"measured: inside a collective with a frozen peer, SIGTERM -> exit {seconds:.2f} s "
+          f"(rc {procs[0].returncode})")
     assert seconds < 5, seconds
     assert procs[0].returncode in (128 + signal.SIGTERM, -signal.SIGTERM)
     assert any((tmp_path / "hang" / "run0" / "checkpoints").glob("ckpt-*.index"))  # finished epochs kept
@@ -156,3 +160,37 @@ def test_training_worker_whose_peer_hangs_stops_on_sigterm_and_one_whose_peer_di
     error = [line for line in out.splitlines() if line.startswith("keras-cnn train: error:")]
     assert len(error) == 1 and "A worker of the cluster was lost" in error[0] and "restart every worker" in error[0]
     assert "Traceback" not in out
+
+
+# cluster.py loaded on its own (stdlib only): no TensorFlow threads, so the watcher thread is the
+# only one that takes the signals. (With TensorFlow's threads around, a signal may land on one of
+# them instead; the guard sets the default action for that case: the process ends at once.)
+GUARDED = """
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("cluster", sys.argv[2])
+cluster = sys.modules["cluster"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(cluster)
+SignalGuard = cluster.SignalGuard
+with SignalGuard(deadline_seconds=float(sys.argv[1]), what="the cluster did not start"):
+    print("guarded", flush=True)
+    time.sleep(60)  # stands for a call blocked in C++
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_guard_watcher_ends_a_blocked_process_with_a_line(tmp_path, sig):
+    log = tmp_path / "guard.log"
+    with open(log, "w") as handle:
+        proc = subprocess.Popen([sys.executable, "-c", GUARDED, "600", CLUSTER_PY], stdout=handle,
+                                stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    _wait_for(proc, log, "guarded", timeout=60)
+    seconds = _stop(proc, sig)
+    assert seconds < 2, seconds
+    assert proc.returncode == 128 + sig  # the watcher's exit, not the default action
+    assert f"keras-cnn: stopped by {signal.Signals(sig).name}" in log.read_text()
+
+
+def test_signal_guard_deadline_ends_a_blocked_process_with_an_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", GUARDED, "1", CLUSTER_PY], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "keras-cnn: error: the cluster did not start" in proc.stderr

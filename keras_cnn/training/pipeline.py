@@ -475,7 +475,8 @@ def begin(cfg, args, prep, state):
     """Write the run directory's start (``config.json``); say whether the run resumes."""
     rundir.start_run_dir(args.run_dir, prep.config, state=state)
     if state.status == "resume" and state.done_epochs:
-        notice(f"{args.run_dir}: resuming from epoch {state.done_epochs} of {args.recipe.epochs} (same run fingerprint)")
+        notice(f"{args.run_dir}: resuming from epoch {state.done_epochs} of {args.recipe.epochs} "
+               "(same run fingerprint)")
 
 
 # ---------------------------------------------------------------------------------------- finish

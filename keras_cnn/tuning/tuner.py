@@ -492,9 +492,12 @@ def smallest_candidates(hypermodel, *, max_combinations=16):
                 hp.values[knob.name] = knob.min_value
         if hp.values == before:
             break
+    def enumerated(knob):  # booleans and non-numeric choices: tried in turn
+        values = getattr(knob, "values", None)
+        return type(knob).__name__ == "Boolean" or (values and not all(_is_number(v) for v in values))
+
     other = [(k.name, list(k.values) if getattr(k, "values", None) else [False, True])
-             for k in hp.space
-             if type(k).__name__ == "Boolean" or (getattr(k, "values", None) and not all(_is_number(v) for v in k.values))]
+             for k in hp.space if enumerated(k)]
     combos = list(itertools.islice(itertools.product(*[v for _, v in other]), max_combinations))
     found = []
     for combo in combos:
