@@ -181,22 +181,9 @@ def is_timm_source(weights):
 
 def is_safetensors_file(path):
     """True if ``path`` is an existing file in the safetensors format (read from its header)."""
-    import json
+    from keras_cnn.weights import is_safetensors_file as check
 
-    try:
-        if not os.path.isfile(path):
-            return False
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) != 8:
-                return False
-            size = int.from_bytes(head, "little")
-            if not 2 <= size <= 100_000_000 or size + 8 > os.path.getsize(path):
-                return False
-            header = json.loads(f.read(size))
-        return isinstance(header, dict)
-    except (OSError, ValueError, TypeError):
-        return False
+    return check(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,7 +268,7 @@ class Param:
 
 
 def _resnet_map(depth):
-    from keras_cnn.models.resnet import RESNET_DEPTHS
+    from keras_cnn.models.specs import RESNET_DEPTHS
 
     kind, stages = RESNET_DEPTHS[depth]
     convs = 2 if kind == "basic" else 3
@@ -299,7 +286,7 @@ def _resnet_map(depth):
 
 
 def _vgg_map(depth):
-    from keras_cnn.models.vgg import VGG_DEPTHS
+    from keras_cnn.models.specs import VGG_DEPTHS
 
     params, index = [], 0
     for b, convs in enumerate(VGG_DEPTHS[depth], start=1):
@@ -348,8 +335,8 @@ def expected_timm_shapes(network, classes=1000):
 
     Computed from our architecture tables, independently of any model; used to recognise files.
     """
-    from keras_cnn.models.resnet import RESNET_DEPTHS, RESNET_WIDTHS
-    from keras_cnn.models.vgg import VGG_DEPTHS, VGG_FC, VGG_WIDTHS
+    from keras_cnn.models.specs import RESNET_DEPTHS, RESNET_WIDTHS
+    from keras_cnn.models.specs import VGG_DEPTHS, VGG_FC, VGG_WIDTHS
 
     shapes = {}
 
@@ -413,8 +400,8 @@ _VGG_FEATURE = re.compile(r"^features\.(\d+)\.weight$")
 
 def _identify(shapes):
     """``(network or None, description)`` of what a file with these tensor shapes holds."""
-    from keras_cnn.models.resnet import RESNET_DEPTHS
-    from keras_cnn.models.vgg import VGG_DEPTHS
+    from keras_cnn.models.specs import RESNET_DEPTHS
+    from keras_cnn.models.specs import VGG_DEPTHS
 
     if "conv1.weight" in shapes and any(_LAYER_BLOCK.match(k) for k in shapes):
         blocks = {}

@@ -1,4 +1,4 @@
-"""Transfer learning: the three regimes of the lectures (SPEC section 6).
+"""Transfer learning: the three regimes of the lectures (Ng, CNN course, week 2: transfer learning).
 
 "Download the code *and the weights*", then, by the amount of data you have:
 

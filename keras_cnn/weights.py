@@ -67,6 +67,13 @@ def _keras_weights_specs():
 IMAGENET_TWINS = tuple(w.twin for w in _keras_weights_specs())
 
 
+class WeightsFileNotFoundError(FileNotFoundError, ValueError):
+    """``weights`` names a file that does not exist.
+
+    A FileNotFoundError, and a ValueError as keras.applications raises for a bad ``weights``.
+    """
+
+
 class ImageNetWeightsUnavailableError(FileNotFoundError):
     """The ImageNet weights file is not in the Keras cache and could not be downloaded.
 
@@ -730,6 +737,26 @@ def _mismatch(path, model, arch, include_top, kind, detail=None):
     return ValueError(message)
 
 
+def is_safetensors_file(path):
+    """True if ``path`` is an existing file in the safetensors format (read from its header)."""
+    import json
+
+    try:
+        if not os.path.isfile(path):
+            return False
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) != 8:
+                return False
+            size = int.from_bytes(head, "little")
+            if not 2 <= size <= 100_000_000 or size + 8 > os.path.getsize(path):
+                return False
+            header = json.loads(f.read(size))
+        return isinstance(header, dict)
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def _check_readable(path, kind_hint=None):
     """The file's kind; ValueError naming ``weights`` for a truncated or unreadable file."""
     try:
@@ -805,8 +832,6 @@ def load_weights(model, weights, *, arch, include_top):
 
         looks_like_path = os.sep in text or text.endswith((".h5", ".keras", ".safetensors"))
         if looks_like_path:
-            from keras_cnn.models._common import WeightsFileNotFoundError
-
             raise WeightsFileNotFoundError(f"`weights` file does not exist: {text!r}. Received: weights={text!r}")
         registry_arch = arch if arch in MODEL_SPECS else _registry_name(arch)
         record = resolve_named_weights(text, registry_arch)
@@ -815,17 +840,11 @@ def load_weights(model, weights, *, arch, include_top):
         loader = _SOURCE_LOADERS.get(record.source)
         if loader is None:
             raise ValueError(f"No loader for weights source {record.source!r} ({record.name}).")
-        if isinstance(loader, str):
-            import importlib
-
-            module, _, attr = loader.partition(":")
-            loader = getattr(importlib.import_module(module), attr)
-        return loader(model, record, include_top=include_top)
+        return _import_loader(loader)(model, record, include_top=include_top)
     path = check_existing_path("weights", text)
-    from keras_cnn import timm_weights
-
-    if timm_weights.is_safetensors_file(path):  # timm's files: ResNet-18/34/50 (torchvision layout), VGG-16/19
-        return timm_weights.load_timm_weights(model, path, arch=_registry_name(arch) or arch, include_top=include_top)
+    if is_safetensors_file(path):  # timm's files: ResNet-18/34/50 (torchvision layout), VGG-16/19
+        load_safetensors = _import_loader(_FILE_LOADERS["safetensors"])
+        return load_safetensors(model, path, arch=_registry_name(arch) or arch, include_top=include_top)
     kind = _check_readable(path)
     twin = None
     try:
@@ -871,6 +890,19 @@ def _registry_name(arch):
 #: Loaders for weights records of sources other than keras.applications:
 #: ``source -> fn(model, record, *, include_top) -> model`` (or ``"module:function"``, imported on use).
 _SOURCE_LOADERS = {"timm": "keras_cnn.timm_weights:_load_record"}
+#: Loaders for weights files by format: ``fn(model, path, *, arch, include_top) -> model``. The
+#: converters sit above this module (they use its porting helpers), so they are named, not imported.
+_FILE_LOADERS = {"safetensors": "keras_cnn.timm_weights:load_timm_weights"}
+
+
+def _import_loader(loader):
+    """``loader`` itself, or the function a ``"module:function"`` string names."""
+    if not isinstance(loader, str):
+        return loader
+    import importlib
+
+    module, _, attr = loader.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def register_weights_loader(source, loader):

@@ -8,13 +8,7 @@ import keras_cnn
 
 ROOT = pathlib.Path(keras_cnn.__file__).parent
 
-# A cycle of lazy (function-level) imports between the weights modules and the model builders
-# (keras_cnn/models, weights.py, timm_weights.py: the ModelSpec restructuring, not part of the
-# training pipeline). Listed so that any *new* cycle fails; remove it when that cycle is gone.
-KNOWN_CYCLES = {
-    ("keras_cnn.models._common", "keras_cnn.models.resnet", "keras_cnn.models.vgg", "keras_cnn.timm_weights",
-     "keras_cnn.weights"),
-}
+KNOWN_CYCLES = set()  # none: keep it so
 PIPELINE = ("keras_cnn.training", "keras_cnn.tuning", "keras_cnn.transfer", "keras_cnn.commands", "keras_cnn.data",
             "keras_cnn.cli")
 

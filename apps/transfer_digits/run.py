@@ -2,7 +2,7 @@
 
 Source task: LeNet-5 trained on the digits 0-4 (all their training images). Target task: the
 digits 5-9 with only a few labelled images per class (``--shots``, default 2 and 10). Each
-regime of SPEC section 6 (``keras_cnn.transfer.fine_tune``) starts from the source network cut
+regime of the lectures (Ng, CNN course, week 2) (``keras_cnn.transfer.fine_tune``) starts from the source network cut
 at ``--cut`` (default "flatten": the convolutional part, what ``include_top=False`` keeps);
 "scratch" trains the same LeNet-5 from a random initialisation on the same few images for as
 many passes. Accuracy is measured on every test image of the digits 5-9 and averaged over

@@ -19,13 +19,6 @@ from keras_cnn.layers.identity import ModelIdentity
 POOLINGS = (None, "avg", "max")
 
 
-class WeightsFileNotFoundError(FileNotFoundError, ValueError):
-    """``weights`` names a file that does not exist.
-
-    A FileNotFoundError, and a ValueError as keras.applications raises for a bad ``weights``.
-    """
-
-
 def _strip_source(weights):
     text = os.fspath(weights)
     return text[len("timm:"):] if text.startswith("timm:") else text
@@ -58,6 +51,8 @@ def validate_common(*, include_top, weights, classes, pooling, classifier_activa
                 f"path to the weights file to be loaded. Received: weights={weights!r}"
             )
         if not os.path.exists(weights):
+            from keras_cnn.weights import WeightsFileNotFoundError
+
             raise WeightsFileNotFoundError(
                 f"`weights` file does not exist: {os.fspath(weights)!r}. Accepted: None, 'imagenet', a "
                 f"weights name (keras_cnn.models.list_weights()) or an existing file. Received: weights={weights!r}"
@@ -207,7 +202,7 @@ def _record_weights(model, arch, weights):
     else:
         path = os.fspath(weights)
         label = f"file:{os.path.basename(path)}"
-        from keras_cnn.timm_weights import is_safetensors_file
+        from keras_cnn.weights import is_safetensors_file
 
         if is_safetensors_file(path):
             mode = "torch"  # timm's files hold torchvision-preprocessed ImageNet weights

@@ -15,17 +15,9 @@ from keras_cnn._validation import check_choice, check_fraction
 from keras_cnn.layers.residual import BLOCK_KINDS, ResidualBlock
 from keras_cnn.models._common import check_width_multiplier, scale_width, start
 from keras_cnn.models.identity import registered_builder
-from keras_cnn.models.specs import get_model_spec
+from keras_cnn.models.specs import RESNET_DEPTHS, RESNET_WIDTHS, get_model_spec
 
 # depth -> (block kind, blocks per stage conv2..conv5) (He et al., 2016, table 1).
-RESNET_DEPTHS = {
-    18: ("basic", (2, 2, 2, 2)),
-    34: ("basic", (3, 4, 6, 3)),
-    50: ("bottleneck", (3, 4, 6, 3)),
-    101: ("bottleneck", (3, 4, 23, 3)),
-    152: ("bottleneck", (3, 8, 36, 3)),
-}
-RESNET_WIDTHS = (64, 128, 256, 512)
 STEMS = ("imagenet", "small")
 MODEL_SHORTCUTS = ("auto", "projection", "none")
 _TWINS = {50: "ResNet50", 101: "ResNet101", 152: "ResNet152"}

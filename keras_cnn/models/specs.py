@@ -21,6 +21,11 @@ from typing import Mapping
 __all__ = [
     "PREPROCESSING_MODES",
     "MODEL_SPECS",
+    "RESNET_DEPTHS",
+    "RESNET_WIDTHS",
+    "VGG_DEPTHS",
+    "VGG_FC",
+    "VGG_WIDTHS",
     "WEIGHTS_SPECS",
     "ModelSpec",
     "WeightsFileSpec",
@@ -185,13 +190,29 @@ class WeightsSpec:
 # The zoo. Parameter counts are those of the default build (tests/test_registry_contract.py
 # builds every entry and compares).
 
-_RESNET_STAGES = {
-    18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3),
+# Architecture tables (He et al. 2016, table 1; Simonyan & Zisserman 2015, table 1), read by the
+# builders and by the weight converters.
+
+#: ResNet depth -> (block kind, blocks per stage conv2..conv5).
+RESNET_DEPTHS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
 }
+#: ResNet stage widths (the 3x3 convs; a bottleneck's output is 4x).
+RESNET_WIDTHS = (64, 128, 256, 512)
+#: VGG conv widths per block.
+VGG_WIDTHS = (64, 128, 256, 512, 512)
+#: Convs per VGG block of the paper's configurations A (11), B (13), D (16), E (19).
+VGG_DEPTHS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
+#: VGG's hidden fully connected layers.
+VGG_FC = (4096, 4096)
 
 
 def _resnet_stages(depth):
-    blocks = _RESNET_STAGES[depth]
+    blocks = RESNET_DEPTHS[depth][1]
     return {"stem": "conv1_relu", **{f"conv{s + 2}": f"conv{s + 2}_block{n}" for s, n in enumerate(blocks)}}
 
 

@@ -14,12 +14,8 @@ import keras
 from keras_cnn.layers.conv import ConvBN
 from keras_cnn.models._common import check_width_multiplier, scale_width, start
 from keras_cnn.models.identity import registered_builder
-from keras_cnn.models.specs import get_model_spec
+from keras_cnn.models.specs import VGG_DEPTHS, VGG_FC, VGG_WIDTHS, get_model_spec
 
-VGG_WIDTHS = (64, 128, 256, 512, 512)
-# Convs per block of the paper's configurations A (11), B (13), D (16), E (19).
-VGG_DEPTHS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
-VGG_FC = (4096, 4096)
 _TWINS = {16: "VGG16", 19: "VGG19"}
 
 SPEC = get_model_spec("vgg16")  # the family's input size (vgg16)

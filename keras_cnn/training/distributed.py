@@ -443,7 +443,7 @@ def train_multi_worker(
     epochs=None,
     batch_size=None,
     augment=None,
-    augment_on="device",
+    augment_on="auto",
     image_size=None,
     out_dir=None,
     recipe=None,

@@ -33,7 +33,7 @@ from keras_cnn.training import rundir
 from keras_cnn.training.recipes import Recipe, get_recipe
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
-AUGMENT_ON = ("device", "cpu")
+AUGMENT_ON = ("auto", "device", "cpu")
 
 
 def notice(message):
@@ -50,7 +50,7 @@ class RunConfig:
     epochs: int | None = None
     batch_size: int | None = None
     augment: object = None
-    augment_on: str = "device"
+    augment_on: str = "auto"
     image_size: object = None
     out_dir: object = None
     recipe: object = None
@@ -166,6 +166,10 @@ def check(cfg):
     entry = get_model_entry(cfg.model)
     recipe = _resolve_recipe(cfg.model, cfg.recipe, cfg.epochs, cfg.batch_size)
     check_choice("augment_on", cfg.augment_on, AUGMENT_ON)
+    if cfg.augment_on == "auto":  # the faster path here: tf.data map on a CPU, in the step on a GPU
+        from keras_cnn.data.augment import resolve_augment_on
+
+        cfg.augment_on = resolve_augment_on("auto")  # the run records where it really ran
     check_non_negative_int("seed", cfg.seed)
     check_choice("verbose", cfg.verbose, (0, 1, 2))
     if cfg.early_stopping is not None:

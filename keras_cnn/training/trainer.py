@@ -55,7 +55,7 @@ def train(
     epochs=None,
     batch_size=None,
     augment=None,
-    augment_on="device",
+    augment_on="auto",
     image_size=None,
     out_dir=None,
     recipe=None,
@@ -93,8 +93,9 @@ def train(
         batch_size: global batch size (default: the recipe's).
         augment: augmentation spec, e.g. "flip,crop,rotate=15,pca=0.1" (default: the recipe's;
             "none" or "" for none).
-        augment_on: "device" (first layer of the training model, inside the compiled step) or
-            "cpu" (a tf.data map).
+        augment_on: "auto" (default: "device" when a GPU is visible, else "cpu", the faster path
+            on each), "device" (first layer of the training model, inside the compiled step) or
+            "cpu" (a tf.data map with AUTOTUNE).
         image_size: ``(H, W)``, "H,W" or an int (default: the model's default size).
         out_dir: run directory (default ``runs/<model>``).
         recipe: None (the family's), a `Recipe`, a family name, or a dict of overrides.

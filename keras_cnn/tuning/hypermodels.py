@@ -449,7 +449,7 @@ class InceptionHyperModel(CNNHyperModel):
     2, 5, 2); ``five_by_five`` ("plain" 5x5, "stacked" two 3x3 — 18 instead of 25 multiplies
     per position — or "asymmetric" 1x5 + 5x1, section 3 of the 2016 paper);
     ``reduction_ratio`` (scales the 1x1 reductions before the 3x3 and 5x5 branches, the
-    bottleneck of SPEC section 5); ``aux_logits`` (the two auxiliary classifiers) and, only when
+    bottleneck of Szegedy et al. 2015, section 4); ``aux_logits`` (the two auxiliary classifiers) and, only when
     they are on, ``aux_loss_weight`` (paper: 0.3); ``batch_norm``; ``dropout``; plus the
     optimiser, learning rate and ``label_smoothing`` (0.1 in the 2016 paper) of `CNNHyperModel`.
     The auxiliary heads are dropped at inference, so they cost no MACs in the budget.
@@ -588,7 +588,7 @@ class ResNetHyperModel(CNNHyperModel):
         self.stem = _auto_stem(self.input_shape, stem)
 
     def declare_architecture(self, hp):
-        from keras_cnn.models.resnet import RESNET_DEPTHS
+        from keras_cnn.models.specs import RESNET_DEPTHS
 
         depth = hp.Choice("depth", self.depths, default=self.depths[0])
         kind, stage_depths = RESNET_DEPTHS[depth]
