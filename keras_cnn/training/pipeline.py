@@ -589,7 +589,8 @@ def finish(cfg, args, prep, *, status, started, fit_seconds, optimizer_steps, re
     metrics["wall_seconds"] = time.perf_counter() - started
     atomic_write_json(run_dir / rundir.METRICS_FILE, metrics)  # written last: the run is finished
     if not cfg.keep_checkpoints and rundir.drop_checkpoints(run_dir):
-        notice(f"{run_dir}: run finished; its checkpoints were removed (keep_checkpoints=True keeps them)")
+        notice(f"{run_dir}: run finished; its checkpoints were removed "
+               "(--keep-checkpoints, or keep_checkpoints=True in Python, keeps them)")
     rundir.write_readme(run_dir, title=f"keras-cnn run: {cfg.model} on {prep.config['data']}")
     return TrainResult(run_dir, inference, history, metrics, export_path=export_path, recipe=args.recipe,
                        status=status)
