@@ -30,3 +30,25 @@ def eager_context_initialized():
     from tensorflow.python.eager import context
 
     return bool(context.context()._initialized)
+
+
+def run_metadata_of(fn, *args):
+    """Call ``fn(*args)`` with TensorFlow's run metadata on; return the ``RunMetadata`` proto.
+
+    Why private: the partitioned graphs (which op ran on which device) are only exposed through
+    ``tensorflow.python.eager.context``'s ``enable_run_metadata`` / ``export_run_metadata``;
+    `keras_cnn.data.augment.describe_placement` uses them to show the augmentation runs on the GPU.
+    """
+    from tensorflow.python.eager import context
+
+    context.enable_run_metadata()
+    try:
+        fn(*args)
+        return context.export_run_metadata()
+    finally:
+        context.disable_run_metadata()
+
+
+#: ``python -m`` module of TensorFlow's ``saved_model_cli``, the last resort when its console
+#: script is not installed (a private module path: the script is TensorFlow's public entry point).
+SAVED_MODEL_CLI_MODULE = "tensorflow.python.tools.saved_model_cli"

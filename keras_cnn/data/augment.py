@@ -455,7 +455,8 @@ def describe_placement(augmenter, *, image_shape=None, batch_size=2):
         >>> describe_placement(build_augmenter("flip,rotate", image_shape=(32, 32, 3)))
     """
     import tensorflow as tf
-    from tensorflow.python.eager import context
+
+    from keras_cnn._compat import tensorflow_ as tf_compat
 
     if isinstance(augmenter, (str, list, tuple)):
         if image_shape is None:
@@ -472,12 +473,7 @@ def describe_placement(augmenter, *, image_shape=None, batch_size=2):
     probe = tf.random.uniform((batch_size, *shape), 0.0, 255.0, seed=0)
     step = tf.function(lambda x: augmenter(x, training=True))
     placement = defaultdict(set)
-    context.enable_run_metadata()
-    try:
-        step(probe)
-        metadata = context.export_run_metadata()
-    finally:
-        context.disable_run_metadata()
+    metadata = tf_compat.run_metadata_of(step, probe)
     for function_graph in metadata.function_graphs:
         for graph in function_graph.partition_graphs:
             for node in graph.node:

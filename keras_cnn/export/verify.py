@@ -159,7 +159,9 @@ def saved_model_cli_command() -> list[str]:
     found = shutil.which("saved_model_cli")
     if found:
         return [found]
-    return [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+    from keras_cnn._compat.tensorflow_ import SAVED_MODEL_CLI_MODULE
+
+    return [sys.executable, "-m", SAVED_MODEL_CLI_MODULE]
 
 
 def _tail(text, n=3):
