@@ -82,3 +82,18 @@ def test_tensorflow_freezing_and_run_metadata():
     assert "AddV2" in ops
     assert T.eager_context_initialized() is True
     importlib.import_module(T.SAVED_MODEL_CLI_MODULE)
+
+
+def test_keras_tuner_hooks_still_exist_upstream():
+    """The private methods our hook mixins override must exist in keras-tuner, or they are dead."""
+    import keras_tuner
+
+    from keras_cnn._compat import keras_tuner_ as KT
+    from keras_cnn.tuning.oracles import RandomSearchOracle
+    from keras_cnn.tuning.tuner import CNNTuner
+
+    for name in ("_save_trial", "_check_consecutive_failures"):
+        assert callable(getattr(keras_tuner.Oracle, name)), name
+        assert getattr(RandomSearchOracle, name) is getattr(KT.OracleHooks, name)
+    assert callable(keras_tuner.Tuner._populate_initial_space)
+    assert CNNTuner._populate_initial_space is KT.TunerHooks._populate_initial_space

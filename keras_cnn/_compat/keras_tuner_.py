@@ -122,3 +122,34 @@ def set_grid_order(oracle, ordered_ids, populate_next):
     whose successors are still to be tried (``_populate_next``), lost when a search is reloaded."""
     oracle._ordered_ids = ordered_ids
     oracle._populate_next = list(populate_next)
+
+
+class OracleHooks:
+    """Routes two private keras-tuner ``Oracle`` hooks to public-named methods of the subclass.
+
+    Why private: keras-tuner offers no public hook for how a trial's ``trial.json`` is written
+    (``Oracle._save_trial``: keras_cnn adds the id of the tuner that ran it, and writes it
+    atomically) or for how consecutive failures are counted (``Oracle._check_consecutive_failures``:
+    keras_cnn does not count candidates rejected for the compute budget as failures). A subclass
+    defines ``write_trial(trial)`` and ``check_consecutive_failures()``; list this mixin before the
+    keras-tuner oracle in the bases.
+    """
+
+    def _save_trial(self, trial):
+        return self.write_trial(trial)
+
+    def _check_consecutive_failures(self):
+        return self.check_consecutive_failures()
+
+
+class TunerHooks:
+    """Routes keras-tuner's private ``Tuner._populate_initial_space`` to ``populate_initial_space``.
+
+    Why private: keras-tuner builds the hyper-model repeatedly to discover conditional
+    hyper-parameters and has no public hook around it; keras_cnn's hyper-models only declare their
+    hyper-parameters there (no model is built). The subclass defines
+    ``populate_initial_space(default)`` where ``default()`` runs keras-tuner's own.
+    """
+
+    def _populate_initial_space(self):
+        return self.populate_initial_space(super()._populate_initial_space)

@@ -55,7 +55,7 @@ def save_json(path, obj):
     return text
 
 
-class _BookkeepingMixin:
+class _BookkeepingMixin(kt_compat.OracleHooks):
     """Adds tuner-id records, budget-aware failure counting and a trial cap to an oracle."""
 
     def _init_bookkeeping(self, max_rejected=None):
@@ -86,7 +86,7 @@ class _BookkeepingMixin:
             self.max_trials = cap
         if trial.status == trial_module.TrialStatus.RUNNING:
             self.trial_tuner_ids[trial.trial_id] = tuner_id
-            self._save_trial(trial)
+            self.write_trial(trial)
             self.save()
         return trial
 
@@ -102,7 +102,7 @@ class _BookkeepingMixin:
             warnings.filterwarnings("ignore", message="All-NaN", category=RuntimeWarning)
             return super().update_trial(trial_id, metrics, step=step)
 
-    def _check_consecutive_failures(self):
+    def check_consecutive_failures(self):
         # As keras-tuner's, but trials rejected for the budget are neither failures nor
         # successes: they cost no training and say nothing about crashes.
         if not self.max_consecutive_failed_trials:
@@ -122,7 +122,7 @@ class _BookkeepingMixin:
                     f"of {self.max_consecutive_failed_trials}.\n" + (trial.message or "")
                 )
 
-    def _save_trial(self, trial):
+    def write_trial(self, trial):
         # keras-tuner's trial.json plus the id of the tuner that ran it (Trial.load ignores it).
         state = trial.get_state()
         state["tuner_id"] = getattr(self, "trial_tuner_ids", {}).get(trial.trial_id)

@@ -148,7 +148,7 @@ def _output_key(name, dict_output):
     return f"{prefix}predictions_{name[len(prefix):]}"
 
 
-class CNNTuner(keras_tuner.Tuner):
+class CNNTuner(kt_compat.TunerHooks, keras_tuner.Tuner):
     """keras-tuner `Tuner` for the `CNNHyperModel`s (see the module docstring).
 
     Args:
@@ -180,14 +180,14 @@ class CNNTuner(keras_tuner.Tuner):
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
 
     # ---------------------------------------------------------------- search space
-    def _populate_initial_space(self):
+    def populate_initial_space(self, default):
         # keras-tuner builds the hyper-model repeatedly to discover the conditional
         # hyper-parameters; declaring them is enough (no model construction).
         declaring = getattr(self.hypermodel, "declaring", None)
         if declaring is None:
-            return super()._populate_initial_space()
+            return default()
         with declaring():
-            return super()._populate_initial_space()
+            return default()
 
     # ---------------------------------------------------------------- the search loop
     def search(self, *fit_args, **fit_kwargs):
