@@ -60,6 +60,7 @@ def test_cli_train_then_evaluate(cli_run, capsys):
         (["train", "lenet5", "--model-arg", "bogus=1"], "`--model-arg` has 'bogus'"),
         (["train", "lenet5", "--model-arg", "width_multiplier=abc"], "`--model-arg`"),
         (["train", "lenet5", "--validation-split", "1.5"], "`--validation-split`"),
+        (["train", "resnet18", "--image-size", "31"], "Received: --image-size=(31, 31, 3)"),
         (["train", "lenet5", "--strategy", "multi_worker", "--cluster-timeout", "0"], "`--cluster-timeout`"),
         (["evaluate", "/nonexistent/run"], "RUN_DIR"),
         (["demo", "--epochs", "0"], "`--epochs`"),

@@ -46,7 +46,7 @@ def register(subparsers):
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     parser.set_defaults(func=run)
     set_flag_names(parser, {"model_or_base": "BASE", "head_epochs": "--epochs", "head_lr": "--lr",
-                            "source": "--data"})
+                            "source": "--data", "input_shape": "--image-size"})
     return parser
 
 
