@@ -48,7 +48,6 @@ __all__ = [
     "describe_timm_file",
     "expected_timm_shapes",
     "get_timm_file",
-    "is_safetensors_file",
     "is_timm_source",
     "load_timm_weights",
     "resolve_timm_source",
@@ -177,13 +176,6 @@ def timm_record(tag):
 def is_timm_source(weights):
     """True for a string ``"timm:<tag>"`` (known tag or not: :func:`timm_record` checks it)."""
     return isinstance(weights, str) and weights.startswith(TIMM_PREFIX)
-
-
-def is_safetensors_file(path):
-    """True if ``path`` is an existing file in the safetensors format (read from its header)."""
-    from keras_cnn.weights import is_safetensors_file as check
-
-    return check(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,6 +380,8 @@ def _read_header(path):
     """``{name: shape}`` of a safetensors file, from its header only (no tensor is read)."""
     from safetensors import safe_open
 
+    from keras_cnn.weights import is_safetensors_file
+
     if not is_safetensors_file(path):
         raise ValueError(f"`weights` must be a safetensors file. Received: weights={path!r}, which is not one.")
     with safe_open(path, framework="numpy") as f:
@@ -400,8 +394,7 @@ _VGG_FEATURE = re.compile(r"^features\.(\d+)\.weight$")
 
 def _identify(shapes):
     """``(network or None, description)`` of what a file with these tensor shapes holds."""
-    from keras_cnn.models.specs import RESNET_DEPTHS
-    from keras_cnn.models.specs import VGG_DEPTHS
+    from keras_cnn.models.specs import RESNET_DEPTHS, VGG_DEPTHS
 
     if "conv1.weight" in shapes and any(_LAYER_BLOCK.match(k) for k in shapes):
         blocks = {}

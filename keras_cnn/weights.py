@@ -138,15 +138,8 @@ def _resolve_twin(name):
         return name
     from keras_cnn.models.specs import MODEL_SPECS
 
-    twin = None
-    if isinstance(name, str):
-        if name in MODEL_SPECS:
-            twin = MODEL_SPECS[name].twin
-        else:
-            for spec in MODEL_SPECS.values():
-                if spec.builder_path.rpartition(":")[2] == name:
-                    twin = spec.twin
-                    break
+    spec = MODEL_SPECS.get(_registry_name(name))
+    twin = spec.twin if spec is not None else None
     if twin not in IMAGENET_TWINS:
         raise ValueError(
             "ImageNet weights exist only for the keras.applications twins "
@@ -720,7 +713,7 @@ def _network_in_config(config):
     return f"a model named {name!r}" if name else None
 
 
-def _mismatch(path, model, arch, include_top, kind, detail=None):
+def _mismatch(path, model, arch, include_top, kind):
     """One short sentence: which file, what it holds, what was expected."""
     tensors, params, network = _file_summary(path, kind)
     holds = f"{network}: " if network else ""
@@ -732,8 +725,6 @@ def _mismatch(path, model, arch, include_top, kind, detail=None):
         f"The weights file {os.fspath(path)!r} does not fit {expected}: it holds "
         f"{holds}{tensors} tensors, {params:,} parameters."
     )
-    if detail:
-        message += f" ({detail})"
     return ValueError(message)
 
 
@@ -757,7 +748,7 @@ def is_safetensors_file(path):
         return False
 
 
-def _check_readable(path, kind_hint=None):
+def _check_readable(path):
     """The file's kind; ValueError naming ``weights`` for a truncated or unreadable file."""
     try:
         return weights_file_format(path)
@@ -781,22 +772,6 @@ def _load_keras_file_into_twin(model, path, kind, twin, include_top):
     with _with_suffix(path, ".keras" if kind == "keras" else ".weights.h5") as p:
         source.load_weights(p)
     port_weights(source, target)
-
-
-def resolve_named_weights(weights, arch):
-    """The :class:`keras_cnn.models.WeightsSpec` for a named ``weights`` value, or None for a path.
-
-    "imagenet", a full weights name ("resnet50.keras_in1k") or a tag of ``arch`` are names; an
-    existing file is a path. Raises ValueError for a name that matches nothing.
-    """
-    from keras_cnn.models.specs import get_weights_spec
-
-    text = os.fspath(weights)
-    if os.path.exists(text):
-        return None
-    if text.startswith("timm:"):  # timm's own spelling of a tag
-        text = text[len("timm:"):]
-    return get_weights_spec(text, arch=arch)
 
 
 def load_weights(model, weights, *, arch, include_top):
@@ -828,13 +803,12 @@ def load_weights(model, weights, *, arch, include_top):
         return model
     text = os.fspath(weights)
     if not os.path.exists(text):
-        from keras_cnn.models.specs import MODEL_SPECS
+        from keras_cnn.models.specs import get_weights_spec, weights_name
 
-        looks_like_path = os.sep in text or text.endswith((".h5", ".keras", ".safetensors"))
-        if looks_like_path:
+        name = weights_name(text)
+        if name is None:
             raise WeightsFileNotFoundError(f"`weights` file does not exist: {text!r}. Received: weights={text!r}")
-        registry_arch = arch if arch in MODEL_SPECS else _registry_name(arch)
-        record = resolve_named_weights(text, registry_arch)
+        record = get_weights_spec(name, arch=_registry_name(arch))
         if record.source == "keras.applications":
             return load_imagenet_weights(model, arch=record.arch, include_top=include_top)
         loader = _SOURCE_LOADERS.get(record.source)

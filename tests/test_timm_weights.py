@@ -15,6 +15,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from keras_cnn import timm_weights as TW
+from keras_cnn import weights as W
 from keras_cnn.models.registry import build_model
 
 keras_hub = pytest.importorskip("keras_hub")
@@ -218,7 +219,7 @@ def test_missing_tensor_and_non_safetensors_file(tmp_path):
         _ours("resnet18", include_top=False, weights=str(path), input_shape=(64, 64, 3))
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a safetensors file at all")
-    assert not TW.is_safetensors_file(junk)
+    assert not W.is_safetensors_file(junk)
     with pytest.raises(ValueError, match="junk.safetensors"):  # routed to the Keras loaders: clear error too
         _ours("resnet18", include_top=False, weights=str(junk), input_shape=(64, 64, 3))
 

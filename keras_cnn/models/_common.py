@@ -15,22 +15,9 @@ import keras
 from keras_cnn._compat import keras_ as keras_compat
 from keras_cnn._validation import check_choice, check_fraction
 from keras_cnn.layers.identity import ModelIdentity
+from keras_cnn.models.specs import weights_name
 
 POOLINGS = (None, "avg", "max")
-
-
-def _strip_source(weights):
-    text = os.fspath(weights)
-    return text[len("timm:"):] if text.startswith("timm:") else text
-
-
-def _is_weights_name(weights):
-    """A string that is not an existing path and looks like a name ("imagenet", "x.tag")."""
-    if not isinstance(weights, str) or os.path.exists(weights):
-        return False
-    return weights == "imagenet" or weights.startswith("timm:") or (
-        os.sep not in weights and not weights.endswith((".h5", ".keras", ".safetensors"))
-    )
 
 
 def validate_common(*, include_top, weights, classes, pooling, classifier_activation, dropout=0.0, twin=None,
@@ -42,7 +29,7 @@ def validate_common(*, include_top, weights, classes, pooling, classifier_activa
     """
     if not isinstance(include_top, bool):
         raise ValueError(f"`include_top` must be True or False. Received: include_top={include_top!r}")
-    named = weights is not None and _is_weights_name(weights)
+    named = weights_name(weights) is not None
     if weights is not None and not named:
         if not isinstance(weights, (str, os.PathLike)):
             raise ValueError(
@@ -87,7 +74,7 @@ def resolve_weights_name(weights, *, arch, twin):
     """
     from keras_cnn.models.specs import MODEL_SPECS, WEIGHTS_SPECS, get_weights_spec, list_weights
 
-    name = _strip_source(weights)
+    name = weights_name(weights)
     if arch not in MODEL_SPECS:
         raise ValueError(
             "Pretrained weights exist only for the registry networks with the default architecture "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import os
 from typing import Mapping
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "get_weights_spec",
     "list_models",
     "list_weights",
+    "weights_name",
 ]
 
 #: Pixel preprocessing modes: "tf" (x / 127.5 - 1), "caffe" (RGB->BGR, ImageNet mean
@@ -98,11 +100,6 @@ class ModelSpec:
     def default_input_shape(self):
         """``(default_size, default_size, channels)``."""
         return (self.default_size, self.default_size, self.channels)
-
-    @property
-    def weights(self):
-        """Names of the pretrained weights available for this network (default first)."""
-        return [w.name for w in WEIGHTS_SPECS.values() if w.arch == self.name]
 
     @property
     def builder(self):
@@ -462,6 +459,26 @@ def list_weights(arch=None):
     """Names of the pretrained weights (of one network), default of each network first."""
     _ensure_extensions()
     return [n for n, w in WEIGHTS_SPECS.items() if arch is None or w.arch == arch]
+
+
+#: Suffixes that make a ``weights`` value a file path rather than a weights name.
+WEIGHTS_FILE_SUFFIXES = (".h5", ".keras", ".safetensors")
+
+
+def weights_name(weights):
+    """The weights name a ``weights`` argument spells, or None when it is a file path.
+
+    "imagenet", a record name ("resnet50.keras_in1k") or a tag are names; timm's spelling
+    "timm:<name>" is the name without its prefix. An existing path, text with a path separator or a
+    weights-file suffix, and anything that is not a string are paths (None).
+    """
+    if not isinstance(weights, str) or os.path.exists(weights):
+        return None
+    if weights.startswith("timm:"):
+        return weights[len("timm:"):]
+    if weights != "imagenet" and (os.sep in weights or weights.endswith(WEIGHTS_FILE_SUFFIXES)):
+        return None
+    return weights
 
 
 def get_weights_spec(name, arch=None):
