@@ -85,3 +85,18 @@ def _json_default(obj):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def load_keras_model(path, *, arg, compile=False):
+    """Load the ``.keras`` file ``path``; a file that cannot be loaded is a ValueError naming ``arg``.
+
+    Keras reports a truncated archive as "File not found"; this names the file, the argument and
+    Keras' reason instead (corrupt or truncated archive, a layer it does not know, ...).
+    """
+    import keras
+
+    try:
+        return keras.models.load_model(path, compile=compile)
+    except Exception as err:  # corrupt archive, unknown layer, ...: say which file
+        raise ValueError(f"`{arg}` could not be loaded as a Keras model ({type(err).__name__}: {err}). "
+                         f"Received: {arg}={str(path)!r}") from err

@@ -145,7 +145,9 @@ def load_base(base, *, weights=None, input_shape=None, strip_top=True):
                     "`weights` applies to a registry name; a .keras file brings its own. "
                     f"Received: base={text!r}, weights={weights!r}"
                 )
-            model = keras.models.load_model(text)
+            from keras_cnn._io import load_keras_model
+
+            model = load_keras_model(text, arg="base")
             return (feature_model(model) if strip_top else model), _identity_arch(model)
     raise ValueError(
         "`base` must be a registry name, a path to a .keras model or a keras.Model. "

@@ -267,3 +267,20 @@ def test_cli_imagenet_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in err and "weights=" in err
+
+
+def test_truncated_keras_file_is_named_on_the_api_and_the_cli(tmp_path, capsys):
+    from keras_cnn import cli
+    from keras_cnn.models import build_model
+
+    good = tmp_path / "lenet.keras"
+    build_model("lenet5", classes=10).save(good)
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(good.read_bytes()[:5000])
+    with pytest.raises(ValueError, match=r"`base` could not be loaded as a Keras model .* Received: base='.*truncated.keras'"):
+        T.load_base(str(truncated))
+    out = tmp_path / "run"
+    assert cli.main(["transfer", str(truncated), "--epochs", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-cnn transfer: error: `BASE` could not be loaded as a Keras model")
+    assert "Traceback" not in err and not out.exists()

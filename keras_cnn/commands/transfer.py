@@ -52,7 +52,6 @@ def register(subparsers):
 
 def _input_shape(args):
     """-> (base, input_shape or None, image_size, channels)."""
-    import keras
 
     from keras_cnn.models.registry import get_model_entry, list_models
     from keras_cnn.training.evaluate import parse_image_size
@@ -73,7 +72,9 @@ def _input_shape(args):
                          f"Received: --weights={args.weights!r}")
     from keras_cnn.transfer import feature_model
 
-    model = feature_model(keras.models.load_model(args.base))  # its softmax removed
+    from keras_cnn._io import load_keras_model
+
+    model = feature_model(load_keras_model(args.base, arg="BASE"))  # its softmax removed
     height, width, channels = model.input_shape[1:]
     check_image_channels(args.image_size, channels, repr(args.base))
     if height is None or width is None:

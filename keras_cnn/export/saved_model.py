@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_cnn._io import atomic_dir, atomic_write_json
+from keras_cnn._io import atomic_dir, atomic_write_json, load_keras_model
 from keras_cnn._validation import check_existing_path, check_positive_int
 from keras_cnn.export import warmup as _warmup
 from keras_cnn.export._images import encode_png, tf_decode_image
@@ -133,12 +133,7 @@ def resolve_model(model, *, arg="model"):
     check_existing_path(arg, path)
     if path.suffix != ".keras":
         raise ValueError(f"`{arg}` must be a .keras file. Received: {arg}={str(path)!r}")
-    try:
-        loaded = keras.models.load_model(path, compile=False)
-    except Exception as err:  # corrupt archive, unknown layer, ...: say which file
-        raise ValueError(f"`{arg}` could not be loaded as a Keras model ({type(err).__name__}: {err}). "
-                         f"Received: {arg}={str(path)!r}") from err
-    return loaded, path
+    return load_keras_model(path, arg=arg), path
 
 
 def class_names_beside(path) -> list[str] | None:

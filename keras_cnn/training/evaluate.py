@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_cnn._io import load_keras_model
 from keras_cnn._validation import check_choice, check_positive_int, parse_shape
 from keras_cnn.training.network import strip_aux
 
@@ -86,7 +87,7 @@ def load_run(run_dir):
     import keras_cnn.layers  # noqa: F401  (registers the custom layers)
     import keras_cnn.models  # noqa: F401
 
-    model = keras.models.load_model(model_path, compile=False)
+    model = load_keras_model(model_path, arg="run_dir_or_model")
     names_path = run_dir / "class_names.json"
     class_names = json.loads(names_path.read_text()) if names_path.is_file() else None
     config_path = run_dir / CONFIG_FILE
