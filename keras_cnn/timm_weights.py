@@ -1,9 +1,10 @@
-"""Pretrained weights from timm's ``safetensors`` files: ResNet-18/34/50 (torchvision layout), VGG-16/19.
+"""Pretrained weights from timm's ``safetensors`` files: ResNet-18/34/50 and Inception-v3 (torchvision layout), VGG-16/19.
 
 keras.applications never shipped ImageNet weights for ResNet-18/34, nor torchvision's ResNet-50
-("v1.5": stride on the 3x3, no conv bias). timm publishes torchvision's weights, and its own
-better ones, on the Hugging Face Hub as ``timm/<arch>.<tag>/model.safetensors`` with plain
-PyTorch parameter names (``conv1.weight``, ``layer1.0.bn1.running_mean``, ``fc.weight``, ...).
+("v1.5": stride on the 3x3, no conv bias), nor an Inception-v3 with its auxiliary head. timm
+publishes torchvision's weights, and others (its own, GluonCV's, TF-slim's), on the Hugging Face
+Hub as ``timm/<arch>.<tag>/model.safetensors`` with plain PyTorch parameter names
+(``conv1.weight``, ``layer1.0.bn1.running_mean``, ``Mixed_5b.branch1x1.conv.weight``, ...).
 This module:
 
 * keeps the records of those files as data (:data:`TIMM_WEIGHTS`: Hub repository, file,
@@ -21,13 +22,14 @@ This module:
 The records are registered as `keras_cnn.models.WeightsSpec` (source "timm") with a loader for
 that source, so they are accepted wherever a builder takes ``weights``:
 ``weights="timm:resnet18.tv_in1k"`` (or "resnet18.tv_in1k", or the tag "tv_in1k"),
-``weights="/path/model.safetensors"`` and, for a network keras.applications has no weights for
-(ResNet-18/34, torchvision-layout ResNet-50), ``weights="imagenet"``: the first record of the
-network in :data:`TIMM_WEIGHTS` (torchvision's).
+``weights="/path/model.safetensors"`` and, for a build keras.applications has no weights for
+(ResNet-18/34, torchvision-layout ResNet-50 and Inception-v3), ``weights="imagenet"``: the first
+record of the network in :data:`TIMM_WEIGHTS` (torchvision's).
 
-Inception-v3 is not covered: timm's (torchvision's) Inception-v3 has BN scales (gamma) and
-average pools that count the zero padding, while `InceptionV3Custom` follows keras.applications
-(no gamma, padding excluded), so its weights would not reproduce timm's outputs.
+Inception-v3: timm's (torchvision's) network has BN scales (gamma) and average pools that count
+the zero padding, so its weights go into ``InceptionV3Custom(keras_layout=False)``; with
+``aux_logits=True`` the auxiliary head of ``inception_v3.tv_in1k`` is loaded too (timm's other
+Inception-v3 files have none).
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class TimmWeights:
         top5: the same for top-5.
         license: the license timm states for the weights.
         origin: who trained them.
+        aux: the file holds Inception-v3's auxiliary classifier (``AuxLogits``).
     """
 
     tag: str
@@ -92,6 +95,7 @@ class TimmWeights:
     top5: float
     license: str
     origin: str
+    aux: bool = False
 
     @property
     def architecture(self):
@@ -113,40 +117,55 @@ class TimmWeights:
 
 
 def _record(tag, network, *, top1, top5, input_size=224, crop_pct=0.875, interpolation="bilinear",
-            license="BSD-3-Clause", origin="torchvision", build_args=None):
+            license="BSD-3-Clause", origin="torchvision", build_args=None, preprocessing="torch", aux=False):
     return TimmWeights(
         tag=tag, network=network, build_args=types.MappingProxyType(dict(build_args or {})),
         input_size=input_size, crop_pct=crop_pct, interpolation=interpolation,
-        preprocessing="torch", top1=top1, top5=top5, license=license, origin=origin,
+        preprocessing=preprocessing, top1=top1, top5=top5, license=license, origin=origin, aux=aux,
     )
 
 
-_TV50 = {"keras_layout": False}
+_TV = {"keras_layout": False}  # torchvision's layout of a network we build keras' way by default
 _RSB = dict(crop_pct=0.95, interpolation="bicubic", license="Apache-2.0", origin="timm (Wightman et al., 2021)")
+_GLUON = dict(interpolation="bicubic", license="Apache-2.0", origin="GluonCV (ResNet v1b)")
+# timm's inception_v3 cfg: 299 px, crop 0.875, bicubic, IMAGENET_INCEPTION_MEAN / _STD (0.5, i.e. our
+# "tf" mode) but for gluon's weights (ImageNet mean / std, "torch"); license as timm states it.
+_IV3 = dict(input_size=299, interpolation="bicubic", license="Apache-2.0", build_args=_TV, preprocessing="tf")
 
 # The first record of a network is what weights="imagenet" means for a build without a
 # keras.applications twin (torchvision's weights).
 # Accuracy: timm's results/results-imagenet.csv (top1, top5) at the weights' input_size (timm also
 # lists the a1 weights at 288, tv2 at 224); crop, interpolation, license: the weights'
-# pretrained_cfg in timm/models/resnet.py and vgg.py. All use timm's
-# IMAGENET_DEFAULT_MEAN / _STD, i.e. our "torch" preprocessing.
+# pretrained_cfg in timm/models/resnet.py, vgg.py and inception_v3.py. ResNet and VGG weights use
+# timm's IMAGENET_DEFAULT_MEAN / _STD, i.e. our "torch" preprocessing.
 TIMM_WEIGHTS = {
     r.tag: r
     for r in (
         _record("resnet18.tv_in1k", "resnet18", top1=69.752, top5=89.082),
         _record("resnet18.a1_in1k", "resnet18", top1=71.504, top5=90.086, **_RSB),
+        _record("resnet18.gluon_in1k", "resnet18", top1=70.844, top5=89.750, **_GLUON),
         _record("resnet34.tv_in1k", "resnet34", top1=73.298, top5=91.422),
         _record("resnet34.a1_in1k", "resnet34", top1=76.420, top5=92.896, **_RSB),
-        _record("resnet50.tv_in1k", "resnet50", top1=76.156, top5=92.866, build_args=_TV50),
-        _record("resnet50.tv2_in1k", "resnet50", top1=79.434, top5=94.640, input_size=176, build_args=_TV50),
-        _record("resnet50.a1_in1k", "resnet50", top1=80.382, top5=94.598, build_args=_TV50, **_RSB),
+        _record("resnet34.gluon_in1k", "resnet34", top1=74.574, top5=91.988, **_GLUON),
+        _record("resnet50.tv_in1k", "resnet50", top1=76.156, top5=92.866, build_args=_TV),
+        _record("resnet50.tv2_in1k", "resnet50", top1=79.434, top5=94.640, input_size=176, build_args=_TV),
+        _record("resnet50.a1_in1k", "resnet50", top1=80.382, top5=94.598, build_args=_TV, **_RSB),
+        _record("resnet50.gluon_in1k", "resnet50", top1=77.580, top5=93.704, build_args=_TV, **_GLUON),
         _record("vgg16.tv_in1k", "vgg16", top1=71.594, top5=90.398),
         _record("vgg19.tv_in1k", "vgg19", top1=72.400, top5=90.878),
+        _record("inception_v3.tv_in1k", "inception_v3", top1=77.472, top5=93.468, aux=True,
+                origin="torchvision (ported from TensorFlow)", **_IV3),
+        _record("inception_v3.tf_in1k", "inception_v3", top1=77.866, top5=93.644,
+                origin="TF-slim (Szegedy et al., 2016)", **_IV3),
+        _record("inception_v3.tf_adv_in1k", "inception_v3", top1=77.598, top5=93.726,
+                origin="TF, adversarially trained (Kurakin et al., 2017)", **_IV3),
+        _record("inception_v3.gluon_in1k", "inception_v3", top1=78.806, top5=94.372, origin="GluonCV",
+                **dict(_IV3, preprocessing="torch")),
     )
 }
 
 #: Registry networks whose timm files this module converts.
-TIMM_NETWORKS = ("resnet18", "resnet34", "resnet50", "vgg16", "vgg19")
+TIMM_NETWORKS = ("resnet18", "resnet34", "resnet50", "vgg16", "vgg19", "inception_v3")
 
 
 class TimmWeightsUnavailableError(FileNotFoundError):
@@ -251,12 +270,15 @@ class Param:
         kind: "conv", "bn", "linear" or "conv_as_dense" (a KxK conv applied to a KxK map,
             i.e. a Dense over the flattened map, VGG's fc1; 1x1 for fc2).
         head: part of the classifier (skipped with ``include_top=False``).
+        aux: part of an auxiliary classifier (Inception-v3's ``AuxLogits``; loaded only into a
+            model built with ``aux_logits=True``).
     """
 
     prefix: str
     leaf: str
     kind: str
     head: bool = False
+    aux: bool = False
 
 
 def _resnet_map(depth):
@@ -292,15 +314,101 @@ def _vgg_map(depth):
     return params
 
 
+# timm's (torchvision's) Inception-v3 module names, block by block, in the shape of our branch tables
+# (`keras_cnn.models.inception_v3.inception_v3_blocks`): a string per conv step, a tuple per
+# factorised step (one name per factor), None for a pool step. Pool branches of the grid reductions
+# have no weights and are not listed.
+_TIMM_INCEPTION_BRANCHES = {
+    "A": [["branch1x1"], ["branch5x5_1", "branch5x5_2"], ["branch3x3dbl_1", ("branch3x3dbl_2", "branch3x3dbl_3")],
+          [None, "branch_pool"]],
+    "B": [["branch3x3"], ["branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"]],
+    "C": [["branch1x1"], ["branch7x7_1", ("branch7x7_2", "branch7x7_3")],
+          ["branch7x7dbl_1", ("branch7x7dbl_2", "branch7x7dbl_3"), ("branch7x7dbl_4", "branch7x7dbl_5")],
+          [None, "branch_pool"]],
+    "D": [["branch3x3_1", "branch3x3_2"], ["branch7x7x3_1", ("branch7x7x3_2", "branch7x7x3_3"), "branch7x7x3_4"]],
+    "E": [["branch1x1"], ["branch3x3_1", ("branch3x3_2a", "branch3x3_2b")],
+          ["branch3x3dbl_1", "branch3x3dbl_2", ("branch3x3dbl_3a", "branch3x3dbl_3b")], [None, "branch_pool"]],
+}
+# timm block -> (our block, its kind in the table above).
+_TIMM_INCEPTION_BLOCKS = (
+    ("Mixed_5b", "mixed0", "A"), ("Mixed_5c", "mixed1", "A"), ("Mixed_5d", "mixed2", "A"),
+    ("Mixed_6a", "mixed3", "B"),
+    ("Mixed_6b", "mixed4", "C"), ("Mixed_6c", "mixed5", "C"), ("Mixed_6d", "mixed6", "C"), ("Mixed_6e", "mixed7", "C"),
+    ("Mixed_7a", "mixed8", "D"), ("Mixed_7b", "mixed9", "E"), ("Mixed_7c", "mixed10", "E"),
+)
+_TIMM_INCEPTION_STEM = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3")
+_AUX_PREFIX = "AuxLogits"
+
+
+def _inception_v3_convs():
+    """Every conv+BN module of timm's Inception-v3 as ``(timm prefix, our ConvBN name, O, I, kh, kw)``.
+
+    Walks our architecture tables (stem rows, `inception_v3_blocks`, the auxiliary head) beside
+    timm's names, tracking channels, so the names and the shapes come from one walk.
+    """
+    from keras_cnn.layers.conv import factor_kernels
+    from keras_cnn.layers.inception import normalize_branches
+    from keras_cnn.models.inception_v3 import INCEPTION_V3_STEM, inception_v3_blocks
+
+    convs, cin = [], 3
+    rows = [r for r in INCEPTION_V3_STEM if r != "pool"]
+    for i, (prefix, (filters, k, _, _)) in enumerate(zip(_TIMM_INCEPTION_STEM, rows), start=1):
+        convs.append((prefix, f"stem_conv{i}", filters, cin, k, k))
+        cin = filters
+    blocks = inception_v3_blocks(keras_layout=False)
+    for timm_block, ours, kind in _TIMM_INCEPTION_BLOCKS:
+        spec = normalize_branches(blocks[ours][1])
+        names = _TIMM_INCEPTION_BRANCHES[kind]
+        out = cin if blocks[ours][0] == "reduction" else 0  # the max-pool branch keeps its channels
+        for b, (branch, timm_steps) in enumerate(zip(spec, names), start=1):
+            c = cin
+            for s, (step, timm_step) in enumerate(zip(branch, timm_steps), start=1):
+                where = f"{ours}_branch{b}_{s}"
+                if step["type"] == "conv":
+                    kh, kw = step["kernel_size"]
+                    convs.append((f"{timm_block}.{timm_step}", where, step["filters"], c, kh, kw))
+                    c = step["filters"]
+                elif step["type"] == "factorized":
+                    kernels = factor_kernels(step["kernel_size"], step["mode"], step["first_factor"])
+                    expanded = step["mode"] == "expanded"
+                    for f, ((kh, kw), timm_factor) in enumerate(zip(kernels, timm_step), start=1):
+                        last = expanded or f == len(kernels)
+                        o = step["filters"] if last else step["intermediate_filters"]
+                        convs.append((f"{timm_block}.{timm_factor}", f"{where}_{f}", o, c, kh, kw))
+                        c = c if expanded else o
+                    c = step["filters"] * (2 if expanded else 1)
+            out += c
+        cin = out
+    return convs
+
+
+def _inception_v3_aux_convs():
+    """timm's auxiliary head on Mixed_6e (768 channels): conv0 1x1 128, conv1 5x5 768."""
+    return [(f"{_AUX_PREFIX}.conv0", "aux1_conv1", 128, 768, 1, 1), (f"{_AUX_PREFIX}.conv1", "aux1_conv2", 768, 128, 5, 5)]
+
+
+def _inception_v3_map():
+    params = []
+    for convs, aux in ((_inception_v3_convs(), False), (_inception_v3_aux_convs(), True)):
+        for prefix, ours, *_ in convs:
+            params += [Param(f"{prefix}.conv", f"{ours}_conv", "conv", aux=aux),
+                       Param(f"{prefix}.bn", f"{ours}_bn", "bn", aux=aux)]
+    params += [Param(f"{_AUX_PREFIX}.fc", "aux1_predictions", "linear", head=True, aux=True),
+               Param("fc", "predictions", "linear", head=True)]
+    return params
+
+
 _MAPS = {
+    "inception_v3": _inception_v3_map,
     "resnet18": lambda: _resnet_map(18),
     "resnet34": lambda: _resnet_map(34),
     "resnet50": lambda: _resnet_map(50),
     "vgg16": lambda: _vgg_map(16),
     "vgg19": lambda: _vgg_map(19),
 }
-# BN epsilon of timm's networks (torch's default); VGG has no BN.
-_BN_EPSILON = 1e-5
+# BN epsilon of timm's networks: torch's default, Inception-v3's 1e-3 (TF's); VGG has no BN.
+_BN_EPSILON = {"inception_v3": 1e-3}
+_DEFAULT_BN_EPSILON = 1e-5
 
 
 def timm_key_map(network):
@@ -322,10 +430,12 @@ def timm_key_map(network):
     return _MAPS[network]()
 
 
-def expected_timm_shapes(network, classes=1000):
+def expected_timm_shapes(network, classes=1000, aux_logits=False):
     """timm's tensor names and (PyTorch) shapes for ``network``, as its state dict holds them.
 
     Computed from our architecture tables, independently of any model; used to recognise files.
+    ``aux_logits`` adds Inception-v3's auxiliary head (``AuxLogits.*``, in timm's
+    ``inception_v3.tv_in1k`` file).
     """
     from keras_cnn.models.specs import RESNET_DEPTHS, RESNET_WIDTHS
     from keras_cnn.models.specs import VGG_DEPTHS, VGG_FC, VGG_WIDTHS
@@ -336,7 +446,15 @@ def expected_timm_shapes(network, classes=1000):
         for name in ("weight", "bias", "running_mean", "running_var"):
             shapes[f"{prefix}.{name}"] = (n,)
 
-    if network.startswith("resnet"):
+    if network == "inception_v3":
+        convs = _inception_v3_convs() + (_inception_v3_aux_convs() if aux_logits else [])
+        for prefix, _, o, i, kh, kw in convs:
+            shapes[f"{prefix}.conv.weight"] = (o, i, kh, kw)
+            bn(f"{prefix}.bn", o)
+        if aux_logits:
+            shapes[f"{_AUX_PREFIX}.fc.weight"], shapes[f"{_AUX_PREFIX}.fc.bias"] = (classes, 768), (classes,)
+        shapes["fc.weight"], shapes["fc.bias"] = (classes, 2048), (classes,)
+    elif network.startswith("resnet"):
         kind, stages = RESNET_DEPTHS[int(network[len("resnet"):])]
         expansion = 1 if kind == "basic" else 4
         shapes["conv1.weight"] = (64, 3, 7, 7)
@@ -426,7 +544,8 @@ def _identify(shapes):
         else:
             network = None
     elif any(k.startswith("Mixed_5b.") for k in shapes):
-        network, what = None, "timm's Inception-v3 (not convertible here)"
+        network, what = "inception_v3", "timm's inception_v3 (Mixed_5b..Mixed_7c"
+        what += ", with its auxiliary head AuxLogits)" if any(k.startswith(f"{_AUX_PREFIX}.") for k in shapes) else ")"
     else:
         some = ", ".join(list(shapes)[:3])
         network, what = None, f"no network known here (first tensors: {some})"
@@ -491,8 +610,11 @@ def _kind_of(layer):
     return type(layer).__name__
 
 
-def _convert(param, layer, tensors, shapes):
-    """``(assignments, problems)`` for one Param: [(variable, value thunk)], [message]."""
+def _convert(param, layer, tensors, shapes, epsilon=_DEFAULT_BN_EPSILON):
+    """``(assignments, problems)`` for one Param: [(variable, value thunk)], [message].
+
+    ``epsilon``: the BN epsilon of timm's network.
+    """
     p = param.prefix
     problems, out = [], []
 
@@ -537,9 +659,9 @@ def _convert(param, layer, tensors, shapes):
         elif f"{p}.bias" in shapes:
             problems.append(f"timm's {p!r} has a bias that our layer {layer.name!r} lacks")
     elif param.kind == "bn":
-        if abs(float(layer.epsilon) - _BN_EPSILON) > 1e-12:
+        if abs(float(layer.epsilon) - epsilon) > 1e-12:
             problems.append(
-                f"our layer {layer.name!r} has BN epsilon {layer.epsilon:g}, timm's {p!r} {_BN_EPSILON:g} "
+                f"our layer {layer.name!r} has BN epsilon {layer.epsilon:g}, timm's {p!r} {epsilon:g} "
                 "(a different layout)"
             )
         pairs = [("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"),
@@ -572,13 +694,15 @@ def load_timm_weights(model, weights, *, arch, include_top):
     """Load timm weights into ``model`` (built by the builder of registry network ``arch``).
 
     Every tensor the model needs is checked (presence, shape after conversion, BN epsilon,
-    conv bias or not) before any variable is written; a file of another network is refused
-    naming the file, what it holds and what was expected.
+    conv bias or not, BN gamma or not) before any variable is written; a file of another network
+    is refused naming the file, what it holds and what was expected. Inception-v3's auxiliary
+    head (``AuxLogits``) is loaded into a model built with ``aux_logits=True`` (the file must
+    have it: timm's ``inception_v3.tv_in1k``) and skipped otherwise, as timm does.
 
     Args:
         model: a freshly built model, e.g. ``ResNet18(weights=None)``.
         weights: "timm:<tag>" (fetched with :func:`get_timm_file`) or a safetensors file path.
-        arch: our registry name ("resnet18", "resnet34", "resnet50", "vgg16", "vgg19").
+        arch: our registry name (one of :data:`TIMM_NETWORKS`).
         include_top: whether ``model`` has the classifier (then it must have timm's classes).
 
     Returns:
@@ -596,15 +720,23 @@ def load_timm_weights(model, weights, *, arch, include_top):
             f"timm weights convert into {list(TIMM_NETWORKS)} only. Received: weights={weights!r} "
             f"for a model of network {arch!r}."
         )
+    leaves = _leaves_by_name(model)
+    key_map = timm_key_map(network)
+    with_aux = any(p.aux and p.leaf in leaves for p in key_map)
     if is_timm_source(weights):  # check the layout before fetching ~100 MB
         record = timm_record(weights)
         layout = _layout_problems(model, network) if record.network == network else []
         if layout:
-            args = ", ".join(f"{k}={v!r}" for k, v in record.build_args.items())
             raise ValueError(
                 f"timm weights 'timm:{record.tag}' do not fit the model {model.name!r} ({network}): "
-                + "; ".join(layout[:2]) + "."
-                + (f" These weights need the builder argument(s) {args}." if args else "")
+                + "; ".join(layout[:2]) + "." + _layout_hint(network, record)
+            )
+        if with_aux and not record.aux:
+            with_head = ", ".join(f"'timm:{t}'" for t, r in TIMM_WEIGHTS.items() if r.network == network and r.aux)
+            raise ValueError(
+                f"timm weights 'timm:{record.tag}' have no auxiliary head, and the model {model.name!r} was "
+                f"built with one (aux_logits=True). Build it with aux_logits=False, or use weights with the "
+                f"head: {with_head or 'none'}."
             )
     path, record = resolve_timm_source(weights, network)
     shapes = _read_header(path)
@@ -614,16 +746,22 @@ def load_timm_weights(model, weights, *, arch, include_top):
             f"The weights file {path!r} holds {what}; this model is {network}, which needs timm's "
             f"{network} weights (e.g. 'timm:{next(t for t, r in TIMM_WEIGHTS.items() if r.network == network)}')."
         )
-    leaves = _leaves_by_name(model)
+    epsilon = _BN_EPSILON.get(network, _DEFAULT_BN_EPSILON)
     assignments, problems = [], []
     with safe_open(path, framework="numpy") as f:
 
         def read(key):
             return f.get_tensor(key)
 
-        for param in timm_key_map(network):
-            if param.head and not include_top:
+        for param in key_map:
+            if (param.head and not include_top) or (param.aux and not with_aux):
                 continue
+            if param.aux and not any(k.startswith(param.prefix + ".") for k in shapes):
+                problems.append(
+                    f"the model has an auxiliary head (aux_logits=True) and the file has none ({param.prefix!r} "
+                    "is missing); build with aux_logits=False"
+                )
+                break
             found = leaves.get(param.leaf, [])
             if len(found) != 1:
                 problems.append(
@@ -631,20 +769,15 @@ def load_timm_weights(model, weights, *, arch, include_top):
                     f"for timm's {param.prefix!r}"
                 )
                 continue
-            out, bad = _convert(param, found[0][1], read, shapes)
+            out, bad = _convert(param, found[0][1], read, shapes, epsilon)
             assignments += out
             problems += bad
         if problems:
-            hint = ""
-            if record is not None and record.build_args:
-                args = ", ".join(f"{k}={v!r}" for k, v in record.build_args.items())
-                hint = f" These weights need the builder argument(s) {args}."
-            elif network == "resnet50":
-                hint = " timm's resnet50 is torchvision's layout: build ResNet50Custom(keras_layout=False)."
             raise ValueError(
                 f"The weights file {path!r} ({what}) does not fit the model {model.name!r} "
                 f"({network}, include_top={include_top}): {len(problems)} problem(s), first: "
-                + "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "") + "." + hint
+                + "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "") + "."
+                + _layout_hint(network, record)
             )
         values = [(variable, thunk()) for variable, thunk in assignments]
     for variable, value in values:
@@ -652,19 +785,34 @@ def load_timm_weights(model, weights, *, arch, include_top):
     return model
 
 
+def _layout_hint(network, record):
+    """" These weights need ..." for a record, else the layout of ``network``'s timm weights."""
+    if record is None:  # a file: the layout every timm record of this network needs
+        record = next((r for r in TIMM_WEIGHTS.values() if r.network == network), None)
+        if record is None or not record.build_args:
+            return ""
+        args = ", ".join(f"{k}={v!r}" for k, v in record.build_args.items())
+        return f" timm's {network} is torchvision's layout: build the model with {args}."
+    if not record.build_args:
+        return ""
+    args = ", ".join(f"{k}={v!r}" for k, v in record.build_args.items())
+    return f" These weights need the builder argument(s) {args}."
+
+
 def _layout_problems(model, network):
     """Problems mapping timm's ``network`` (shapes from our tables) onto ``model``'s backbone."""
     shapes = expected_timm_shapes(network)
+    epsilon = _BN_EPSILON.get(network, _DEFAULT_BN_EPSILON)
     leaves = _leaves_by_name(model)
     problems = []
     for param in timm_key_map(network):
         found = leaves.get(param.leaf, [])
-        if param.head:
+        if param.head or param.aux:
             continue
         if len(found) != 1:
             problems.append(f"no single layer {param.leaf!r}")
             continue
-        problems += _convert(param, found[0][1], None, shapes)[1]
+        problems += _convert(param, found[0][1], None, shapes, epsilon)[1]
     return problems
 
 

@@ -196,6 +196,29 @@ def test_shorthand_and_canonical_specs_are_equivalent():
     assert block.compute_output_shape((None, 7, 7, 16)) == (None, 7, 7, 64 + 64 + 32 + 8)
 
 
+def test_count_include_pad_average_pool_divides_by_the_full_window(tmp_path):
+    # PyTorch's avg_pool2d(3, stride=1, padding=1): on an all-ones map a corner averages 4 ones over 9.
+    x = np.ones((1, 4, 4, 2), "float32")
+    torch_like = InceptionBlock([[pool_step("avg", count_include_pad=True)]], name="p")
+    keras_like = InceptionBlock([["avg"]], name="k")
+    expected = np.array([[4, 6, 6, 4], [6, 9, 9, 6], [6, 9, 9, 6], [4, 6, 6, 4]], "float32") / 9
+    np.testing.assert_allclose(np.asarray(torch_like(x))[0, :, :, 1], expected, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(keras_like(x)), 1.0, rtol=1e-6)  # Keras leaves the padding out
+    clone = InceptionBlock.from_config(torch_like.get_config())
+    assert clone.branches == torch_like.branches and clone.branches[0][0]["count_include_pad"] is True
+    np.testing.assert_allclose(np.asarray(clone(x)), np.asarray(torch_like(x)))
+    inputs = keras.Input((4, 4, 2))
+    assert_keras_roundtrip(keras.Model(inputs, torch_like(inputs)), x, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"pool": "max"}, {"padding": "valid"}, {"strides": 2}, {"pool_size": 2}, {"count_include_pad": 1}]
+)
+def test_count_include_pad_only_where_it_is_a_symmetric_zero_padding(kwargs):
+    with pytest.raises(ValueError, match="count_include_pad"):
+        pool_step(**{"pool": "avg", "count_include_pad": True, **kwargs})
+
+
 def test_scale_branches():
     scaled = scale_branches(expanded_branches(320, 384, 384, 448, 384, 384, 192), 0.25)
     block = InceptionBlock(scaled, name="c")

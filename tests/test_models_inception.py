@@ -291,6 +291,36 @@ def test_inception_v3_cost_analysis_reports_the_factorised_layers():
     assert "mixed10_branch2_2_1_conv" in p.to_table()  # the expanded bank's 1x3
 
 
+@pytest.mark.slow
+def test_inception_v3_torchvision_layout(tmp_path):
+    """keras_layout=False is timm's / torchvision's inception_v3: BN with gamma, pools counting the padding."""
+    from keras_cnn._compat.keras_ import flatten_layers
+    from keras_cnn.models.identity import model_identity
+
+    def trainable(model):
+        return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+    model = InceptionV3Custom(keras_layout=False, aux_logits=True)
+    assert trainable(model) == 27_161_264  # timm's parameter count with AuxLogits
+    assert trainable(InceptionV3Custom(keras_layout=False)) == 23_834_568  # and without
+    bns = [w for w in model.weights if w.path.endswith("gamma")]
+    assert len(bns) == 94 + 2  # every conv + BN unit, the auxiliary head's two included
+    for layer in flatten_layers(model.get_layer("mixed0")):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            assert (layer.epsilon, layer.momentum, layer.scale) == (1e-3, 0.9, True)
+    assert model.get_layer("mixed0").branches[3][0]["count_include_pad"] is True
+    assert model_identity(model).build_args["keras_layout"] is False
+    with pytest.raises(ValueError, match="keras_layout"):
+        InceptionV3Custom(keras_layout="torchvision")
+    # Not keras.applications' twin: "imagenet" is timm's torchvision file, not keras'.
+    from keras_cnn.models._common import resolve_weights_name
+
+    assert resolve_weights_name("imagenet", arch="inception_v3", twin=None).name == "inception_v3.tv_in1k"
+    small = InceptionV3Custom(keras_layout=False, aux_logits=True, classes=10, input_shape=(75, 75, 3))
+    x = np.random.RandomState(0).uniform(-1, 1, (1, 75, 75, 3)).astype("float32")
+    assert_keras_roundtrip(small, x, tmp_path, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "kwargs, arg",
     [

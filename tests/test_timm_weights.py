@@ -1,9 +1,11 @@
-"""timm safetensors weights in our ResNet-18/34/50 (torchvision layout) and VGG-16/19.
+"""timm safetensors weights in our ResNet-18/34/50, Inception-v3 (torchvision layout) and VGG-16/19.
 
 Proof without the internet: each test writes a safetensors file with timm's tensor names and
 shapes (seeded random values, BN statistics included), loads it into our model, and compares
 the outputs with keras-hub's own timm converter reading the same file (a timm-format folder:
 ``config.json`` + ``model.safetensors``), an implementation neither written nor adapted by us.
+keras-hub has no Inception-v3; tests/test_timm_peer.py compares every network, Inception-v3 with
+its auxiliary head included, with timm itself.
 """
 
 import json
@@ -24,11 +26,11 @@ keras_hub = pytest.importorskip("keras_hub")
 TOL = 1e-5
 
 
-def _random_state_dict(network, seed=0, classes=1000, batches_tracked=True):
+def _random_state_dict(network, seed=0, classes=1000, batches_tracked=True, aux_logits=False):
     """timm's state dict of ``network`` with seeded random values (keys and torch shapes)."""
     rng = np.random.default_rng(seed)
     tensors = {}
-    for key, shape in TW.expected_timm_shapes(network, classes=classes).items():
+    for key, shape in TW.expected_timm_shapes(network, classes=classes, aux_logits=aux_logits).items():
         if key.endswith("running_var"):
             value = rng.uniform(0.5, 2.0, shape)
         elif key.endswith("running_mean"):
@@ -54,7 +56,7 @@ def _timm_folder(tmp_path, network, **kwargs):
 
 
 def _ours(network, **kwargs):
-    if network == "resnet50":
+    if network in ("resnet50", "inception_v3"):
         kwargs.setdefault("keras_layout", False)
     return build_model(network, **kwargs)
 
@@ -84,10 +86,13 @@ def _pixels(size, seed=1):
         ("resnet50", 267, 25_557_032),
         ("vgg16", 32, 138_357_544),
         ("vgg19", 38, 143_667_240),
+        ("inception_v3", 472, 23_834_568),
+        ("inception_v3+aux", 484, 27_161_264),
     ],
 )
 def test_expected_timm_shapes_match_torchvision_counts(network, tensors, params):
-    shapes = TW.expected_timm_shapes(network)
+    network, _, aux = network.partition("+")
+    shapes = TW.expected_timm_shapes(network, aux_logits=bool(aux))
     assert len(shapes) == tensors
     assert sum(int(np.prod(s)) for k, s in shapes.items() if not k.endswith(("running_mean", "running_var"))) == params
     # The key map reaches every tensor of the file.
@@ -101,9 +106,14 @@ def test_records_are_consistent():
     for tag, record in TW.TIMM_WEIGHTS.items():
         assert record.tag == tag and record.architecture == record.network
         assert record.repo_id == f"timm/{tag}" and record.filename == "model.safetensors"
-        assert record.preprocessing == "torch" and 50 < record.top1 < record.top5 < 100
+        # timm's mean/std: ImageNet's ("torch") but Inception-v3's 0.5 ("tf") except gluon's.
+        inception_mean = record.network == "inception_v3" and "gluon" not in tag
+        assert record.preprocessing == ("tf" if inception_mean else "torch") and 50 < record.top1 < record.top5 < 100
         assert record.license in ("BSD-3-Clause", "Apache-2.0")
+        assert record.aux == (tag == "inception_v3.tv_in1k")  # only torchvision's file has AuxLogits
     assert TW.TIMM_WEIGHTS["resnet50.tv_in1k"].build_args == {"keras_layout": False}
+    assert TW.TIMM_WEIGHTS["inception_v3.tv_in1k"].build_args == {"keras_layout": False}
+    assert TW.TIMM_WEIGHTS["inception_v3.tv_in1k"].input_size == 299
     # Registered as the zoo's weights records (source "timm"), torchvision's first.
     from keras_cnn.models import specs
 
@@ -232,6 +242,82 @@ def test_network_without_timm_weights_is_refused(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
+# Inception-v3: torchvision's layout and its auxiliary head (numbers against timm: test_timm_peer.py).
+
+
+def _no_download(*args, **kwargs):
+    raise AssertionError("fetched a file the model cannot take")
+
+
+def _leaf(model, name):
+    return next(layer for _, layer in W.weighted_leaves(model) if layer.name == name)
+
+
+def test_inception_v3_file_loads_into_the_torchvision_layout(tmp_path):
+    from keras_cnn.weights import expected_preprocessing
+
+    tensors = _random_state_dict("inception_v3", aux_logits=True)
+    path = tmp_path / "iv3.safetensors"
+    save_file(tensors, str(path))
+    assert TW.describe_timm_file(path) == (
+        "inception_v3",
+        "timm's inception_v3 (Mixed_5b..Mixed_7c, with its auxiliary head AuxLogits), with a 1000-class classifier",
+    )
+    model = _ours("inception_v3", aux_logits=True, weights=str(path))  # built at 299 px, not run
+
+    def hwio(key):
+        return np.transpose(tensors[key], (2, 3, 1, 0))
+
+    # A stem conv, the 7x1 that starts mixed4's double 7x7 branch, a 3x1 of mixed9's expanded bank,
+    # the auxiliary head's convs and classifier, the classifier.
+    assert np.array_equal(_leaf(model, "stem_conv1_conv").kernel.numpy(), hwio("Conv2d_1a_3x3.conv.weight"))
+    assert np.array_equal(_leaf(model, "mixed4_branch3_2_1_conv").kernel.numpy(),
+                          hwio("Mixed_6b.branch7x7dbl_2.conv.weight"))
+    assert _leaf(model, "mixed4_branch3_2_1_conv").kernel.shape == (7, 1, 128, 128)
+    bn = _leaf(model, "mixed9_branch2_2_2_bn")
+    assert np.array_equal(bn.gamma.numpy(), tensors["Mixed_7b.branch3x3_2b.bn.weight"])
+    assert np.array_equal(bn.moving_variance.numpy(), tensors["Mixed_7b.branch3x3_2b.bn.running_var"])
+    assert np.array_equal(_leaf(model, "aux1_conv2_conv").kernel.numpy(), hwio("AuxLogits.conv1.conv.weight"))
+    assert np.array_equal(_leaf(model, "aux1_predictions").kernel.numpy(), tensors["AuxLogits.fc.weight"].T)
+    assert np.array_equal(model.get_layer("predictions").kernel.numpy(), tensors["fc.weight"].T)
+    assert expected_preprocessing(model) == "tf"  # timm's inception mean / std 0.5: x / 127.5 - 1
+    # Without the auxiliary head its tensors are skipped (as timm does); the rest is the same.
+    plain = _ours("inception_v3", include_top=False, weights=str(path), input_shape=(75, 75, 3))
+    assert np.array_equal(_leaf(plain, "mixed10_branch4_2_conv").kernel.numpy(),
+                          hwio("Mixed_7c.branch_pool.conv.weight"))
+
+
+def test_inception_v3_weights_need_the_torchvision_layout(tmp_path, monkeypatch):
+    monkeypatch.setattr(TW, "get_timm_file", _no_download)
+    with pytest.raises(ValueError, match=r"'timm:inception_v3.tv_in1k' do not fit.*gamma.*keras_layout=False"):
+        build_model("inception_v3", include_top=False, weights="timm:inception_v3.tv_in1k", input_shape=(75, 75, 3))
+    path = tmp_path / "iv3.safetensors"
+    save_file(_random_state_dict("inception_v3"), str(path))
+    model = build_model("inception_v3", include_top=False, input_shape=(75, 75, 3))  # keras' layout
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match="keras_layout=False") as info:
+        W.load_weights(model, str(path), arch="inception_v3", include_top=False)
+    assert "gamma" in str(info.value) and str(path) in str(info.value)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # nothing written
+
+
+def test_inception_v3_auxiliary_head_needs_a_file_with_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(TW, "get_timm_file", _no_download)
+    with pytest.raises(ValueError, match=r"'timm:inception_v3.tf_in1k' have no auxiliary head.*aux_logits=False"
+                                         r".*'timm:inception_v3.tv_in1k'"):
+        _ours("inception_v3", aux_logits=True, weights="timm:inception_v3.tf_in1k")
+    path = tmp_path / "tf_in1k.safetensors"
+    save_file(_random_state_dict("inception_v3", aux_logits=False), str(path))
+    with pytest.raises(ValueError, match=r"auxiliary head.*'AuxLogits.conv0.conv' is missing.*aux_logits=False"):
+        _ours("inception_v3", aux_logits=True, weights=str(path))
+    # A file of another network is named as such.
+    other = tmp_path / "r18.safetensors"
+    save_file(_random_state_dict("resnet18"), str(other))
+    with pytest.raises(ValueError, match="holds timm's resnet18.*this model is inception_v3"):
+        _ours("inception_v3", include_top=False, weights=str(other), input_shape=(75, 75, 3))
+
+
+# --------------------------------------------------------------------------------------------
 # The Hub: cache, offline mode, "imagenet" defaults.
 
 
@@ -272,6 +358,16 @@ def test_offline_from_the_hf_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     path = TW.get_timm_file("resnet34.tv_in1k")
     assert os.path.isfile(path) and "models--timm--resnet34.tv_in1k" in path
+    # Inception-v3 records their own preprocessing: "tf" for torchvision's, "torch" for GluonCV's.
+    iv3 = _random_state_dict("inception_v3", batches_tracked=False)
+    _put_in_hf_cache(tmp_path / "hub", "inception_v3.tv_in1k", iv3)
+    _put_in_hf_cache(tmp_path / "hub", "inception_v3.gluon_in1k", iv3)
+    from keras_cnn.weights import expected_preprocessing
+
+    for weights, mode in (("imagenet", "tf"), ("timm:inception_v3.gluon_in1k", "torch")):
+        model = _ours("inception_v3", include_top=False, weights=weights, input_shape=(75, 75, 3))
+        assert expected_preprocessing(model) == mode
+        assert np.array_equal(_leaf(model, "stem_conv5_bn").gamma.numpy(), iv3["Conv2d_4a_3x3.bn.weight"])
     by_tag = _ours("resnet34", include_top=False, weights="timm:resnet34.tv_in1k", input_shape=(32, 32, 3))
     by_default = _ours("resnet34", include_top=False, weights="imagenet", input_shape=(32, 32, 3))
     kernel = np.transpose(tensors["layer4.2.conv2.weight"], (2, 3, 1, 0))
@@ -290,6 +386,8 @@ def test_imagenet_default_and_preprocessing_per_layout(tmp_path):
     assert resolve_weights_name("imagenet", arch="resnet50", twin="ResNet50").name == "resnet50.keras_in1k"
     assert resolve_weights_name("imagenet", arch="resnet50", twin=None).name == "resnet50.tv_in1k"
     assert resolve_weights_name("imagenet", arch="resnet18", twin=None).name == "resnet18.tv_in1k"
+    assert resolve_weights_name("imagenet", arch="inception_v3", twin="InceptionV3").name == "inception_v3.keras_in1k"
+    assert resolve_weights_name("imagenet", arch="inception_v3", twin=None).name == "inception_v3.tv_in1k"
     with pytest.raises(ValueError, match="No ImageNet weights"):
         _ours("plain34", weights="imagenet")
     # The model records the preprocessing of its weights: "torch" for timm's VGG, not keras' "caffe".

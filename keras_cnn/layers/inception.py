@@ -16,7 +16,9 @@ axis, in branch order. A step is one of
   "padding": "same"}`` -- a `ConvBN` (conv, optional BN, ReLU). Shorthand: a tuple
   ``(filters, kernel_size[, strides[, padding]])``, e.g. ``(64, 1)`` or ``(192, (1, 7))``.
 * pool:  ``{"type": "pool", "pool": "max"|"avg", "pool_size": [3, 3], "strides": [1, 1],
-  "padding": "same"}``. Shorthand: the string ``"max"`` or ``"avg"`` (3x3, stride 1, same).
+  "padding": "same", "count_include_pad": false}``. Shorthand: the string ``"max"`` or ``"avg"``
+  (3x3, stride 1, same, padding not counted as Keras does; ``count_include_pad`` counts it as
+  PyTorch does).
   A pool branch without a conv keeps its input's channels.
 * factorized: ``{"type": "factorized", "filters": 96, "kernel_size": 5, "mode": "stacked",
   "intermediate_filters": 96, "first_factor": "1xn"}`` -- a `FactorizedConv`: an n x n
@@ -85,15 +87,37 @@ def conv_step(filters, kernel_size=1, strides=1, padding="same"):
     }
 
 
-def pool_step(pool="max", pool_size=3, strides=1, padding="same"):
-    """A canonical pool step (no weights; channels unchanged)."""
-    return {
+def pool_step(pool="max", pool_size=3, strides=1, padding="same", count_include_pad=False):
+    """A canonical pool step (no weights; channels unchanged).
+
+    ``count_include_pad=True`` (average pools only, "same" padding, stride 1, odd window) divides
+    every window by its full size, the zero padding included, as PyTorch's ``avg_pool2d`` does by
+    default (torchvision's Inception-v3); Keras' "same" average excludes the padding, which
+    changes the border values.
+
+    Example:
+        >>> pool_step("avg", count_include_pad=True)["count_include_pad"]
+        True
+    """
+    if not isinstance(count_include_pad, bool):
+        raise ValueError(f"`count_include_pad` must be True or False. Received: count_include_pad={count_include_pad!r}")
+    step = {
         "type": "pool",
         "pool": check_choice("pool", pool, POOLS),
         "pool_size": _pairlist(pool_size, "pool_size"),
         "strides": _pairlist(strides, "strides"),
         "padding": check_choice("padding", padding, PADDINGS),
+        "count_include_pad": count_include_pad,
     }
+    if count_include_pad:
+        odd = all(k % 2 == 1 for k in step["pool_size"])
+        if step["pool"] != "avg" or step["padding"] != "same" or step["strides"] != [1, 1] or not odd:
+            raise ValueError(
+                "`count_include_pad=True` applies to an average pool with padding='same', strides 1 and an "
+                f"odd pool_size (a symmetric zero padding). Received: pool={pool!r}, pool_size={pool_size!r}, "
+                f"strides={strides!r}, padding={padding!r}"
+            )
+    return step
 
 
 def factorized_step(filters, kernel_size, mode="stacked", intermediate_filters=None, first_factor="1xn"):
@@ -376,6 +400,17 @@ class InceptionBlock(ConvOptions, keras.layers.Layer):
     def _make_step(self, step, name):
         """The layer of one canonical step."""
         if step["type"] == "pool":
+            if step.get("count_include_pad"):
+                # PyTorch's avg_pool2d(k, stride=1, padding=k // 2): zero-pad, then a "valid" average.
+                pads = tuple((k // 2, k // 2) for k in step["pool_size"])
+                return keras.Sequential(
+                    [
+                        keras.layers.ZeroPadding2D(pads, name=f"{name}_pad"),
+                        keras.layers.AveragePooling2D(tuple(step["pool_size"]), strides=1, padding="valid",
+                                                      name=f"{name}_avg"),
+                    ],
+                    name=name,
+                )
             pool_cls = keras.layers.MaxPooling2D if step["pool"] == "max" else keras.layers.AveragePooling2D
             return pool_cls(tuple(step["pool_size"]), strides=tuple(step["strides"]), padding=step["padding"], name=name)
         if step["type"] == "factorized":

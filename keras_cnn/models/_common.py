@@ -174,7 +174,7 @@ def finish_model(inputs, outputs, *, name, weights, arch, include_top, aux_outpu
 def _record_weights(model, arch, weights):
     """Write the weights' name and the preprocessing they expect into the identity layer."""
     from keras_cnn.layers.identity import IDENTITY_LAYER_NAME
-    from keras_cnn.models.specs import MODEL_SPECS, WEIGHTS_SPECS
+    from keras_cnn.models.specs import MODEL_SPECS, WEIGHTS_SPECS, list_weights
 
     try:
         layer = model.get_layer(IDENTITY_LAYER_NAME)
@@ -192,7 +192,10 @@ def _record_weights(model, arch, weights):
         from keras_cnn.weights import is_safetensors_file
 
         if is_safetensors_file(path):
-            mode = "torch"  # timm's files hold torchvision-preprocessed ImageNet weights
+            # A timm file: the preprocessing of the network's default timm weights ("torch" for
+            # ResNet/VGG, "tf" for Inception-v3); pass the record's name for another record's.
+            timm = [WEIGHTS_SPECS[n] for n in list_weights(arch) if WEIGHTS_SPECS[n].source == "timm"]
+            mode = timm[0].preprocessing if timm else "torch"
     layer.weights_source = label
     layer.preprocessing = mode
 

@@ -45,6 +45,7 @@ from keras_cnn.layers.inception import (
     apply_conv_stem,
     expanded_branches,
     factorized_step,
+    pool_step,
 )
 from keras_cnn.models import _common
 from keras_cnn.models.identity import registered_builder
@@ -54,8 +55,13 @@ SPEC = get_model_spec("inception_v3")
 DEFAULT_SIZE = SPEC.default_size
 MIN_SIZE = SPEC.min_size
 
-# BatchNormalization as keras' conv2d_bn: no conv bias, no gamma, epsilon 1e-3.
-BN = dict(use_bn=True, use_bias=False, bn_scale=False, bn_epsilon=1e-3)
+# The two layouts of the same network (`InceptionV3Custom`'s ``keras_layout``):
+# keras.applications' conv2d_bn: no conv bias, BN without gamma (scale=False), epsilon 1e-3, Keras'
+# momentum; its branch average pools do not count the zero padding ("same").
+# torchvision's / timm's BasicConv2d: no conv bias, BN with gamma, epsilon 1e-3, momentum 0.9 (PyTorch's
+# 0.1); its avg_pool2d(3, stride=1, padding=1) counts the padding.
+KERAS_BN = dict(use_bn=True, use_bias=False, bn_scale=False, bn_epsilon=1e-3)
+TORCHVISION_BN = dict(use_bn=True, use_bias=False, bn_scale=True, bn_epsilon=1e-3, bn_momentum=0.9)
 
 # Stem (`apply_conv_stem`): (filters, kernel, strides, padding) convs and "pool" (max 3x3/2 valid).
 # 299x299x3 -> 149x149x32 -> 147x147x32 -> 147x147x64 -> 73x73x64 -> 73x73x80 -> 71x71x192
@@ -71,15 +77,15 @@ INCEPTION_V3_STEM = (
 )
 
 
-def _block_35(pool_proj):
+def _block_35(pool_proj, avg):
     """mixed0-2 (35x35): 1x1 64 | 1x1 48 -> 5x5 64 | 1x1 64 -> [3x3 96 -> 3x3 96] | avg -> 1x1.
 
     The bracket is a 5x5 factorised into two stacked 3x3 (keras' ``branch3x3dbl``).
     """
-    return [[(64, 1)], [(48, 1), (64, 5)], [(64, 1), factorized_step(96, 5, "stacked")], ["avg", (pool_proj, 1)]]
+    return [[(64, 1)], [(48, 1), (64, 5)], [(64, 1), factorized_step(96, 5, "stacked")], [avg, (pool_proj, 1)]]
 
 
-def _block_17(c7):
+def _block_17(c7, avg):
     """mixed4-7 (17x17): keras' 7x7 factorisations, each an asymmetric `FactorizedConv`.
 
     1x1 192 | 1x1 c7 -> [1x7 c7 -> 7x1 192] | 1x1 c7 -> [7x1 c7 -> 1x7 c7] -> [7x1 c7 -> 1x7 192]
@@ -93,13 +99,13 @@ def _block_17(c7):
             factorized_step(c7, 7, "asymmetric", first_factor="nx1"),
             factorized_step(192, 7, "asymmetric", intermediate_filters=c7, first_factor="nx1"),
         ],
-        ["avg", (192, 1)],
+        [avg, (192, 1)],
     ]
 
 
-def _block_8():
+def _block_8(avg):
     """mixed9-10 (8x8): expanded filter bank, 320 + 2x384 + 2x384 + 192 = 2048 channels."""
-    return expanded_branches(320, 384, 384, 448, 384, 384, 192)
+    return expanded_branches(320, 384, 384, 448, 384, 384, 192, pool=avg)
 
 
 # Grid reductions (stride-2 last convs, valid padding; max-pool branch appended last).
@@ -109,20 +115,29 @@ _REDUCTION_17_TO_8 = [  # + pool: 320 + 192 + 768 = 1280
     [(192, 1), factorized_step(192, 7, "asymmetric"), (192, 3)],
 ]
 
-# name -> (kind, branches). Output shapes at 299 px in the comments.
-INCEPTION_V3_BLOCKS = {
-    "mixed0": ("block", _block_35(32)),  # 35x35x256
-    "mixed1": ("block", _block_35(64)),  # 35x35x288
-    "mixed2": ("block", _block_35(64)),  # 35x35x288
-    "mixed3": ("reduction", _REDUCTION_35_TO_17),  # 17x17x768
-    "mixed4": ("block", _block_17(128)),  # 17x17x768
-    "mixed5": ("block", _block_17(160)),
-    "mixed6": ("block", _block_17(160)),
-    "mixed7": ("block", _block_17(192)),  # 17x17x768 (auxiliary head here)
-    "mixed8": ("reduction", _REDUCTION_17_TO_8),  # 8x8x1280
-    "mixed9": ("block", _block_8()),  # 8x8x2048
-    "mixed10": ("block", _block_8()),  # 8x8x2048
-}
+
+def inception_v3_blocks(keras_layout=True):
+    """name -> (kind, branches) of mixed0..mixed10; the layouts differ only in the average pools.
+
+    Output shapes at 299 px in the comments.
+    """
+    avg = "avg" if keras_layout else pool_step("avg", count_include_pad=True)
+    return {
+        "mixed0": ("block", _block_35(32, avg)),  # 35x35x256
+        "mixed1": ("block", _block_35(64, avg)),  # 35x35x288
+        "mixed2": ("block", _block_35(64, avg)),  # 35x35x288
+        "mixed3": ("reduction", _REDUCTION_35_TO_17),  # 17x17x768
+        "mixed4": ("block", _block_17(128, avg)),  # 17x17x768
+        "mixed5": ("block", _block_17(160, avg)),
+        "mixed6": ("block", _block_17(160, avg)),
+        "mixed7": ("block", _block_17(192, avg)),  # 17x17x768 (auxiliary head here)
+        "mixed8": ("reduction", _REDUCTION_17_TO_8),  # 8x8x1280
+        "mixed9": ("block", _block_8(avg)),  # 8x8x2048
+        "mixed10": ("block", _block_8(avg)),  # 8x8x2048
+    }
+
+
+INCEPTION_V3_BLOCKS = inception_v3_blocks()
 AUX_AFTER = "mixed7"
 
 
@@ -138,6 +153,7 @@ def InceptionV3Custom(
     name="inception_v3",
     dropout=0.0,
     aux_logits=False,
+    keras_layout=True,
 ):
     """Inception-v3, the same network as ``keras.applications.InceptionV3``.
 
@@ -162,6 +178,12 @@ def InceptionV3Custom(
         dropout: dropout before the classifier; keras has none. Default 0.0.
         aux_logits: add the BN auxiliary classifier on mixed7; the model then returns
             ``{"predictions", "aux1"}``. Requires ``include_top``. Default False.
+        keras_layout: True: keras.applications' layout (BN without gamma, branch average pools
+            that exclude the zero padding), the twin of ``keras.applications.InceptionV3``.
+            False: torchvision's / timm's ``inception_v3`` (BN with gamma, momentum 0.9 as
+            PyTorch's 0.1, average pools that count the padding), which timm's ImageNet weights
+            (``weights="timm:inception_v3.tv_in1k"``, aux head included) need; 23,834,568
+            parameters with the top, 27,161,264 with ``aux_logits``, as timm. Default True.
 
     Returns:
         A `keras.Model`.
@@ -171,19 +193,22 @@ def InceptionV3Custom(
         >>> model.output.shape
         (None, 2048)
     """
-    build, x = _common.start("inception_v3", locals(), twin="InceptionV3")
+    if not isinstance(keras_layout, bool):
+        raise ValueError(f"`keras_layout` must be True or False. Received: keras_layout={keras_layout!r}")
+    build, x = _common.start("inception_v3", locals(), twin="InceptionV3" if keras_layout else None)
     _common.check_aux(aux_logits, include_top, "InceptionV3Custom")
+    bn = KERAS_BN if keras_layout else TORCHVISION_BN
 
-    x = apply_conv_stem(x, INCEPTION_V3_STEM, **BN)  # 35x35x192
+    x = apply_conv_stem(x, INCEPTION_V3_STEM, **bn)  # 35x35x192
     aux_outputs = {}
-    for block_name, (kind, branches) in INCEPTION_V3_BLOCKS.items():
+    for block_name, (kind, branches) in inception_v3_blocks(keras_layout).items():
         if kind == "reduction":
-            x = GridReduction(branches, pool="max", name=block_name, **BN)(x)
+            x = GridReduction(branches, pool="max", name=block_name, **bn)(x)
         else:
-            x = InceptionBlock(branches, name=block_name, **BN)(x)
+            x = InceptionBlock(branches, name=block_name, **bn)(x)
         if aux_logits and block_name == AUX_AFTER:
             aux_outputs["aux1"] = AuxiliaryClassifier.inception_v3(
-                classes, activation=classifier_activation, name="aux1", **BN
+                classes, activation=classifier_activation, name="aux1", **bn
             )(x)
     # 8x8x2048 at 299 px
 
