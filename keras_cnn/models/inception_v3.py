@@ -32,8 +32,12 @@ kind; no Inception-specific table):
       ``..._bn``; or a `FactorizedConv` whose factors are ``mixedK_branch{b}_{s}_1``, ``_2``).
 
 Additions over keras: ``aux_logits`` (the BN auxiliary head of the paper on mixed7, the last
-17x17 grid: avg-pool 5x5/3, 1x1 conv 128, 5x5 conv 768, FC; as torchvision's ``InceptionAux``)
-and ``dropout`` before the classifier (default 0.0 = keras; it adds no parameters).
+17x17 grid: avg-pool 5x5/3, 1x1 conv 128, 5x5 conv 768, FC; as torchvision's ``InceptionAux``),
+``dropout`` before the classifier (default 0.0 = keras; it adds no parameters), and
+``keras_layout=False``: torchvision's / timm's ``inception_v3``, the same layers with BN gamma
+(momentum 0.9, PyTorch's 0.1) and branch average pools that count the zero padding
+(``pool_step("avg", count_include_pad=True)``), into which timm's ImageNet weights load
+(`keras_cnn.timm_weights`; torchvision's file has the auxiliary head too).
 """
 
 from __future__ import annotations
@@ -155,7 +159,7 @@ def InceptionV3Custom(
     aux_logits=False,
     keras_layout=True,
 ):
-    """Inception-v3, the same network as ``keras.applications.InceptionV3``.
+    """Inception-v3, the same network as ``keras.applications.InceptionV3`` (or torchvision's).
 
     Szegedy et al., "Rethinking the Inception Architecture for Computer Vision", CVPR 2016.
     Same layers, parameter count (23,851,784 with the top), BN settings (no conv bias,
@@ -166,7 +170,8 @@ def InceptionV3Custom(
 
     Args:
         include_top: include the classifier. Default True.
-        weights: None, "imagenet" (loaded by `keras_cnn.weights`), or a weights file path.
+        weights: None, "imagenet" (keras' file; timm's torchvision file with ``keras_layout=False``), a
+            weights name (`keras_cnn.models.list_weights("inception_v3")`), or a file path.
             Default None.
         input_tensor: optional Keras tensor to use as the input. Default None.
         input_shape: optional (H, W, C), at least 75x75; default (299, 299, 3).
@@ -182,8 +187,9 @@ def InceptionV3Custom(
             that exclude the zero padding), the twin of ``keras.applications.InceptionV3``.
             False: torchvision's / timm's ``inception_v3`` (BN with gamma, momentum 0.9 as
             PyTorch's 0.1, average pools that count the padding), which timm's ImageNet weights
-            (``weights="timm:inception_v3.tv_in1k"``, aux head included) need; 23,834,568
-            parameters with the top, 27,161,264 with ``aux_logits``, as timm. Default True.
+            (``weights="timm:inception_v3.tv_in1k"``, aux head included; ``"imagenet"`` means
+            those) need: 23,834,568 trainable parameters with the top, 27,161,264 with
+            ``aux_logits``, as timm counts them. Default True.
 
     Returns:
         A `keras.Model`.
