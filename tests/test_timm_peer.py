@@ -69,6 +69,7 @@ def test_logits_and_features_equal_timm(peer):
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == peer["timm"]["param_count"]
 
 
+@pytest.mark.slow
 def test_file_of_another_network_is_refused_by_timm_and_by_us(tmp_path):
     path = tmp_path / "resnet34.safetensors"
     save_file(_random_state_dict("resnet34"), str(path))
@@ -85,6 +86,7 @@ def test_file_of_another_network_is_refused_by_timm_and_by_us(tmp_path):
 # The runner itself.
 
 
+@pytest.mark.slow
 def test_runner_returns_aux_logits_of_inception_v3():
     """For the aux head (timm's InceptionV3: forward_preaux, AuxLogits) on timm's own random init."""
     x = _pixels(299)[:1]
@@ -99,6 +101,10 @@ def test_runner_refuses_bad_arguments_before_starting_timm(tmp_path):
     x = _pixels(32)
     with pytest.raises(FileNotFoundError, match="`path`.*nope.safetensors"):
         run_timm("resnet18.tv_in1k", tmp_path / "nope.safetensors", x)
+    renamed = tmp_path / "model.bin"
+    save_file({"w": np.zeros(2, "float32")}, str(renamed))
+    with pytest.raises(ValueError, match=r"`path` is a safetensors file without the '\.safetensors' extension.*model\.bin"):
+        run_timm("resnet18.tv_in1k", renamed, x)
     with pytest.raises(ValueError, match="`images`.*NHWC float32.*float64"):
         run_timm("resnet18.tv_in1k", None, x.astype("float64"))
     with pytest.raises(ValueError, match=r"`images`.*\(32, 32, 3\)"):

@@ -93,11 +93,16 @@ def run_timm(name, path=None, images=None, *, timeout=DEFAULT_TIMEOUT, **create_
         path = os.path.abspath(os.fspath(path))
         if not os.path.isfile(path):
             raise FileNotFoundError(f"run_timm: `path` is not a file. Received: path={path!r}")
-    if images is not None:
-        if not isinstance(images, np.ndarray) or images.ndim != 4 or images.dtype != np.float32:
-            got = (f"array of shape {images.shape} and dtype {images.dtype}" if isinstance(images, np.ndarray)
-                   else type(images).__name__)
-            raise ValueError(f"run_timm: `images` must be an NHWC float32 numpy array (N, H, W, C). Received: {got}")
+        if not path.endswith(".safetensors") and _looks_like_safetensors(path):
+            raise ValueError(
+                f"run_timm: `path` is a safetensors file without the '.safetensors' extension, and timm "
+                f"picks its reader by the extension (torch.load would be tried). Received: path={path!r}; "
+                f"rename or link it as '*.safetensors'.")
+    if images is not None and not (isinstance(images, np.ndarray) and images.ndim == 4
+                                   and images.dtype == np.float32):
+        got = (f"array of shape {images.shape} and dtype {images.dtype}" if isinstance(images, np.ndarray)
+               else type(images).__name__)
+        raise ValueError(f"run_timm: `images` must be an NHWC float32 numpy array (N, H, W, C). Received: {got}")
     if not (isinstance(timeout, (int, float)) and timeout > 0):
         raise ValueError(f"run_timm: `timeout` must be a positive number of seconds. Received: timeout={timeout!r}")
     try:
@@ -117,7 +122,7 @@ def run_timm(name, path=None, images=None, *, timeout=DEFAULT_TIMEOUT, **create_
         command = [sys.executable, os.path.abspath(__file__), os.path.join(work, "request.json")]
         try:
             # subprocess.run kills the peer on timeout and on any exception here (KeyboardInterrupt).
-            proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+            proc = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=timeout)
         except subprocess.TimeoutExpired as err:
             raise TimmPeerError(
                 f"timm peer for {name!r} did not finish within {timeout:g} s and was killed. "
@@ -150,6 +155,13 @@ def run_timm(name, path=None, images=None, *, timeout=DEFAULT_TIMEOUT, **create_
             with np.load(os.path.join(work, "outputs.npz")) as outputs:
                 result.update({k: outputs[k] for k in outputs.files})
         return result
+
+
+def _looks_like_safetensors(path):
+    """A safetensors header: a little-endian u64 length, then a JSON object."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and 2 <= int.from_bytes(head[:8], "little") <= os.path.getsize(path) - 8 and head[8:] == b"{"
 
 
 def _tail(text):
@@ -185,7 +197,7 @@ def _peer_main(request_file):
             model = timm.create_model(request["name"], pretrained=False, **kwargs)
         else:
             model = timm.create_model(request["name"], pretrained=True,
-                                      pretrained_cfg_overlay=dict(file=request["path"]), **kwargs)
+                                      pretrained_cfg_overlay={"file": request["path"]}, **kwargs)
         model.eval()
         state = model.state_dict()
         report = {
