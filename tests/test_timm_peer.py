@@ -9,6 +9,9 @@ them these tests fail (naming the extra), they do not skip.
 """
 
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -115,8 +118,9 @@ def test_runner_refuses_bad_arguments_before_starting_timm(tmp_path):
         run_timm("resnet18.tv_in1k", None, x, timeout=0)
 
 
-def _peer_children():
-    """Live processes started by this one running tests/timm_peer.py (Linux /proc)."""
+def _peer_children(parent=None):
+    """Live processes started by ``parent`` (default: this one) running tests/timm_peer.py (Linux /proc)."""
+    parent = os.getpid() if parent is None else parent
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -126,7 +130,7 @@ def _peer_children():
                 cmdline = f.read()
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == os.getpid() and b"timm_peer.py" in cmdline:
+        if ppid == parent and b"timm_peer.py" in cmdline:
             found.append(int(pid))
     return found
 
@@ -139,3 +143,34 @@ def test_runner_kills_a_peer_past_its_timeout(tmp_path, monkeypatch):
     assert info.value.stage == "timeout" and time.monotonic() - start < 10
     assert _peer_children() == []  # killed and reaped
     assert os.listdir(tmp_path) == []  # and its work folder removed
+
+
+def test_peer_exits_when_the_test_process_dies(tmp_path):
+    """SIGKILL of the caller (no cleanup runs there): the peer notices and exits by itself."""
+    script = ("import numpy as np, sys; sys.path.insert(0, sys.argv[1]); from tests.timm_peer import run_timm; "
+              "run_timm('resnet18.tv_in1k', None, np.zeros((1, 32, 32, 3), 'float32'))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    caller = subprocess.Popen([sys.executable, "-c", script, root])
+    try:
+        deadline = time.monotonic() + 30
+        while not (children := _peer_children(caller.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert children, "the peer never started"
+    finally:
+        caller.kill()
+        caller.wait()
+    deadline = time.monotonic() + 5
+    while (alive := _running(children[0])) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive:
+        os.kill(children[0], signal.SIGKILL)
+    assert not alive, "the peer outlived its caller by 5 s"
+
+
+def _running(pid):
+    """``pid`` exists and is not a zombie waiting to be reaped by its new parent."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

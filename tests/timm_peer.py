@@ -119,7 +119,7 @@ def run_timm(name, path=None, images=None, *, timeout=DEFAULT_TIMEOUT, **create_
         with open(os.path.join(work, "request.json"), "w") as f:
             json.dump(request, f)
         env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1", PYTHONUNBUFFERED="1")
-        command = [sys.executable, os.path.abspath(__file__), os.path.join(work, "request.json")]
+        command = [sys.executable, os.path.abspath(__file__), os.path.join(work, "request.json"), str(os.getpid())]
         try:
             # subprocess.run kills the peer on timeout and on any exception here (KeyboardInterrupt).
             proc = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=timeout)
@@ -174,15 +174,18 @@ def _tail(text):
 
 
 def _exit_with_parent(parent):
-    """Exit at once when the test process is gone (its child is then re-parented)."""
+    """Exit at once when the test process ``parent`` is gone (its child is then re-parented).
+
+    ``parent`` comes from the caller, not from ``os.getppid()`` here: the caller may die before this runs.
+    """
     while True:
         if os.getppid() != parent:
             os._exit(3)
         time.sleep(0.5)
 
 
-def _peer_main(request_file):
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+def _peer_main(request_file, parent):
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     with open(request_file) as f:
         request = json.load(f)
     work = request["work"]
@@ -253,4 +256,4 @@ def _forward(model, torch, images):
 
 
 if __name__ == "__main__":
-    sys.exit(_peer_main(sys.argv[1]))
+    sys.exit(_peer_main(sys.argv[1], int(sys.argv[2])))
