@@ -24,27 +24,30 @@ from keras_cnn import timm_weights as TW
 from tests.test_timm_weights import _assert_close, _ours, _pixels, _random_state_dict
 from tests.timm_peer import TimmPeerError, run_timm
 
-# (network, timm model name, input size, images): ResNets at 64 px; VGG's classifier (fc1 is a 7x7
-# conv over the 7x7 map) needs 224 px.
+# (network, timm model name, input size, images, aux head): ResNets at 64 px; VGG's classifier (fc1
+# is a 7x7 conv over the 7x7 map) needs 224 px; Inception-v3's auxiliary head (avg-pool 5/3, 5x5
+# conv) needs the 17x17 grid of 299 px, where timm's own file (inception_v3.tv_in1k) has it.
 PEERS = [
-    pytest.param(("resnet18", "resnet18.tv_in1k", 64, 2), id="resnet18"),
-    pytest.param(("resnet34", "resnet34.tv_in1k", 64, 2), id="resnet34"),
-    pytest.param(("resnet50", "resnet50.tv_in1k", 64, 2), id="resnet50"),
-    pytest.param(("vgg16", "vgg16.tv_in1k", 224, 1), id="vgg16", marks=pytest.mark.slow),
-    pytest.param(("vgg19", "vgg19.tv_in1k", 224, 1), id="vgg19", marks=pytest.mark.slow),
+    pytest.param(("resnet18", "resnet18.tv_in1k", 64, 2, False), id="resnet18"),
+    pytest.param(("resnet34", "resnet34.tv_in1k", 64, 2, False), id="resnet34"),
+    pytest.param(("resnet50", "resnet50.tv_in1k", 64, 2, False), id="resnet50"),
+    pytest.param(("vgg16", "vgg16.tv_in1k", 224, 1, False), id="vgg16", marks=pytest.mark.slow),
+    pytest.param(("vgg19", "vgg19.tv_in1k", 224, 1, False), id="vgg19", marks=pytest.mark.slow),
+    pytest.param(("inception_v3", "inception_v3.tv_in1k", 299, 2, True), id="inception_v3+aux",
+                 marks=pytest.mark.slow),
 ]
 
 
 @pytest.fixture(scope="module", params=PEERS)
 def peer(request, tmp_path_factory):
     """One timm run per network, shared by the tests of that network: the file, images, timm's answer."""
-    network, timm_name, size, count = request.param
+    network, timm_name, size, count, aux = request.param
     path = tmp_path_factory.mktemp(network) / "model.safetensors"
-    tensors = _random_state_dict(network)
+    tensors = _random_state_dict(network, aux_logits=aux)
     save_file(tensors, str(path))
     x = _pixels(size)[:count]
-    result = run_timm(timm_name, path, x)
-    yield {"network": network, "path": path, "tensors": tensors, "x": x, "timm": result}
+    result = run_timm(timm_name, path, x, **({"aux_logits": True} if aux else {}))
+    yield {"network": network, "path": path, "tensors": tensors, "x": x, "timm": result, "aux": aux}
     path.unlink()  # VGG's files are 0.5 GB
 
 
@@ -57,16 +60,21 @@ def test_files_have_exactly_timms_state_dict(peer):
     # The architecture tables give timm's shapes; torch adds a num_batches_tracked per BN.
     tracked = {k for k in timm if k.endswith("num_batches_tracked")}
     assert len(tracked) == (0 if peer["network"].startswith("vgg") else sum(k.endswith("running_var") for k in timm))
-    assert TW.expected_timm_shapes(peer["network"]) == {k: v for k, v in peer["timm"]["state_dict"].items()
-                                                         if k not in tracked}
+    assert TW.expected_timm_shapes(peer["network"], aux_logits=peer["aux"]) == {
+        k: v for k, v in peer["timm"]["state_dict"].items() if k not in tracked}
 
 
 def test_logits_and_features_equal_timm(peer):
     size = peer["x"].shape[1]
+    aux = {"aux_logits": True} if peer["aux"] else {}
     model = _ours(peer["network"], weights=str(peer["path"]), classifier_activation=None,
-                  input_shape=(size, size, 3))
+                  input_shape=(size, size, 3), **aux)
     features = keras.Model(model.input, model.get_layer("predictions").input)
-    _assert_close(model(peer["x"], training=False), peer["timm"]["logits"])
+    outputs = model(peer["x"], training=False)
+    if peer["aux"]:  # {"predictions", "aux1"}: both heads against timm's
+        _assert_close(outputs["aux1"], peer["timm"]["aux"])
+        outputs = outputs["predictions"]
+    _assert_close(outputs, peer["timm"]["logits"])
     _assert_close(features(peer["x"], training=False), peer["timm"]["features"])
     # timm's parameters are our trainable weights (BN statistics are buffers in torch).
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == peer["timm"]["param_count"]
@@ -87,17 +95,6 @@ def test_file_of_another_network_is_refused_by_timm_and_by_us(tmp_path):
 
 # --------------------------------------------------------------------------------------------
 # The runner itself.
-
-
-@pytest.mark.slow
-def test_runner_returns_aux_logits_of_inception_v3():
-    """For the aux head (timm's InceptionV3: forward_preaux, AuxLogits) on timm's own random init."""
-    x = _pixels(299)[:1]
-    result = run_timm("inception_v3.tv_in1k", None, x, aux_logits=True)
-    assert result["logits"].shape == result["aux"].shape == (1, 1000)
-    assert result["features"].shape == (1, 2048)
-    assert any(k.startswith("AuxLogits.") for k in result["state_dict"])
-    assert np.isfinite(result["aux"]).all() and float(np.abs(result["aux"] - result["logits"]).max()) > 0
 
 
 def test_runner_refuses_bad_arguments_before_starting_timm(tmp_path):
