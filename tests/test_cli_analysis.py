@@ -201,7 +201,7 @@ def test_list_is_fast_and_does_not_build(capsys, tiny_registered, monkeypatch):
     # The zoo's rows come from the specs: parameters and weights without building anything.
     resnet50 = next(line for line in out.splitlines() if line.startswith("resnet50 "))
     assert resnet50.split()[:12] == ["resnet50", "resnet", "25,636,712", "224x224x3", "32", "caffe", "ResNet50", "0",
-                                     "keras_in1k,", "tv_in1k,", "tv2_in1k,", "a1_in1k"]  # + keras_cnn.timm_weights
+                                     "keras_in1k,", "tv_in1k,", "tv2_in1k,", "a1_in1k,"]  # + keras_cnn.timm_weights
     rc, out, _ = _run(capsys, "list", "resnet*", "--pretrained")
     rows = [line.split()[0] for line in out.splitlines()[2:-1]]
     assert rc == 0 and rows == list_models("resnet*", pretrained=True)
@@ -217,6 +217,13 @@ def test_list_family_params_and_json(capsys, tiny_registered):
     records = json.loads(out)
     assert [r["name"] for r in records] == [TINY, TINY + "_noaux"]
     assert records[0]["aux_heads"] == 1 and records[0]["params"] is None and records[0]["weights"] == []
+
+
+def test_list_plain_word_and_no_match(capsys):
+    rc, out, _ = _run(capsys, "list", "inception")  # a plain word: the names containing it
+    assert rc == 0 and [line.split()[0] for line in out.splitlines()[2:-1]] == ["inception_v2", "inception_v3"]
+    rc, out, _ = _run(capsys, "list", "lenet", "--pretrained")
+    assert rc == 0 and "No model matching 'lenet' with pretrained weights" in out and "keras-cnn list" in out
 
 
 def test_list_unknown_family_exits_2(capsys, tiny_registered):

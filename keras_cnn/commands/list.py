@@ -15,7 +15,8 @@ def register(subparsers):
             "pretrained weights available. Nothing is built."
         ),
     )
-    parser.add_argument("pattern", nargs="?", default=None, help="only names matching this pattern (e.g. 'resnet*')")
+    parser.add_argument("pattern", nargs="?", default=None, help="only names matching this glob pattern (e.g. 'resnet*'); "
+                        "a plain word matches names containing it ('inception')")
     parser.add_argument("--family", default=None, help="only this family (e.g. resnet, vgg)")
     parser.add_argument("--pretrained", action="store_true", help="only networks with pretrained weights")
     parser.add_argument("--params", action="store_true",
@@ -32,7 +33,10 @@ def run(args):
     if args.family is not None:
         families = sorted({get_model_spec(n).family for n in list_models()})
         check_choice("--family", args.family, families)
-    names = list_models(args.pattern, pretrained=args.pretrained, family=args.family)
+    pattern = args.pattern
+    if pattern is not None and not any(c in pattern for c in "*?["):
+        pattern = f"*{pattern}*"  # a plain word: the names that contain it
+    names = list_models(pattern, pretrained=args.pretrained, family=args.family)
     records = []
     for name in names:
         entry = get_model_spec(name)
@@ -62,7 +66,9 @@ def run(args):
         print(json.dumps(records, indent=2))
         return 0
     if not records:
-        print("No models registered.")
+        filters = [f"matching {args.pattern!r}" if args.pattern else "",
+                   "with pretrained weights" if args.pretrained else "", f"of family {args.family!r}" if args.family else ""]
+        print(f"No model {' '.join(f for f in filters if f) or 'registered'}; `keras-cnn list` shows them all.")
         return 0
     header = ["Name", "Family", "Params", "Input", "Min", "Preprocessing", "Twin", "Aux", "Weights", "Description"]
     body = []
