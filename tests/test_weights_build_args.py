@@ -116,6 +116,18 @@ def test_load_base_builds_the_layout_of_named_weights(hf_cache, tv50):
         T.load_base("resnet50", weights="timm:resnet50.tv_in1k", model_kwargs={"keras_layout": True})
 
 
+def test_feature_extractor_builds_the_layout_of_named_weights(hf_cache, tv50):
+    from keras_cnn.applications import feature_extractor
+
+    with pytest.warns(UserWarning) as record:
+        fx = feature_extractor("resnet50", weights="timm:resnet50.tv_in1k", input_shape=(32, 32, 3))
+    assert [str(w.message) for w in record] == [NOTICE]
+    _assert_torchvision_base_with(fx, tv50)
+    assert list(fx(np.zeros((1, 32, 32, 3), "float32"))) == ["stem", "conv2", "conv3", "conv4", "conv5"]
+    with pytest.raises(ValueError, match=r"`model_kwargs` sets keras_layout=True"):
+        feature_extractor("resnet50", weights="timm:resnet50.tv_in1k", keras_layout=True)
+
+
 def test_load_base_model_kwargs_for_a_file_and_their_checks(tmp_path, tv50):
     path = tmp_path / "resnet50.safetensors"
     save_file(tv50, str(path))
@@ -151,7 +163,7 @@ def test_cli_transfer_resnet50_with_timm_weights(tmp_path, hf_cache, tv50, capsy
     assert NOTICE in capsys.readouterr().out.splitlines()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["weights"] == "timm:resnet50.tv_in1k" and metrics["model_args"] == {"keras_layout": False}
-    model = keras.models.load_model(out / "model.keras")
+    model = keras.models.load_model(out / "model.keras", compile=False)
     assert model.get_layer("preprocess").mode == "torch"
     base = model.get_layer("resnet50")
     # The frozen part kept the file's weights through both phases.
@@ -168,7 +180,7 @@ def test_cli_transfer_resnet50_with_timm_weights(tmp_path, hf_cache, tv50, capsy
     argv[argv.index("--regime") + 1:argv.index("--regime") + 4] = ["small"]  # head only: the whole base frozen
     assert cli.main(argv) == 0
     assert "building with" not in capsys.readouterr().out
-    base = keras.models.load_model(out / "model.keras").get_layer("resnet50")
+    base = keras.models.load_model(out / "model.keras", compile=False).get_layer("resnet50")
     _assert_torchvision_base_with(base, tv50)
 
 
