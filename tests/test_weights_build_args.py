@@ -17,7 +17,11 @@ from safetensors.numpy import save_file
 from keras_cnn import transfer as T
 from keras_cnn._compat import keras_ as keras_compat
 from keras_cnn.models import model_identity
-from keras_cnn.models.specs import merge_weights_build_args, source_build_args, weights_build_args
+from keras_cnn.models.specs import (
+    merge_weights_build_args,
+    source_build_args,
+    weights_build_args,
+)
 from tests.test_timm_weights import _put_in_hf_cache, _random_state_dict
 
 NOTICE = "resnet50: building with keras_layout=False, the layout of the weights 'resnet50.tv_in1k'"
