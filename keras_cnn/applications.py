@@ -17,6 +17,8 @@ Feature taps: :func:`feature_extractor` returns a model whose output is a dict
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 
 from keras_cnn.models.alexnet import AlexNet
@@ -35,6 +37,7 @@ from keras_cnn.models.resnet import (
     ResNet101Custom,
     ResNet152Custom,
 )
+from keras_cnn.models.specs import merge_weights_build_args
 from keras_cnn.models.vgg import VGG16Custom, VGG19Custom
 
 __all__ = [
@@ -72,7 +75,9 @@ def feature_extractor(model, stages=None, **build_kwargs):
             did not build, pass ``arch=<registry name>`` or ``stages={...}``).
         stages: stage names to return (default: all), or a dict ``{key: layer_name}`` for
             arbitrary layers.
-        **build_kwargs: passed to the builder (``weights``, ``input_shape``, ``width_multiplier``...).
+        **build_kwargs: passed to the builder (``weights``, ``input_shape``, ``width_multiplier``...),
+            with the builder arguments named weights need added, and a `UserWarning` saying so
+            (`keras_cnn.models.specs.merge_weights_build_args`).
 
     Returns:
         A Functional `keras.Model` sharing weights with the base model.
@@ -86,7 +91,11 @@ def feature_extractor(model, stages=None, **build_kwargs):
         arch = model
         entry = get_model_entry(model)
         build_kwargs.setdefault("input_shape", (None, None, entry.channels))
-        model = entry.builder(include_top=False, **build_kwargs)
+        weights = build_kwargs.pop("weights", None)
+        build_kwargs, notice = merge_weights_build_args(arch, weights, build_kwargs)  # e.g. keras_layout=False
+        if notice:
+            warnings.warn(notice, UserWarning, stacklevel=2)
+        model = entry.builder(include_top=False, weights=weights, **build_kwargs)
     elif not isinstance(model, keras.Model):
         raise ValueError(
             "`model` must be a registry name or a keras.Model. "

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -113,31 +114,63 @@ def feature_model(model, layer=None):
     return keras.Model(model.inputs, tensor, name=f"{model.name}_features")
 
 
-def load_base(base, *, weights=None, input_shape=None, strip_top=True):
+def load_base(base, *, weights=None, input_shape=None, strip_top=True, model_kwargs=None):
     """Resolve ``base`` into a headless `keras.Model` and its registry name (or None).
+
+    A registry name is built with the builder arguments its ``weights`` need
+    (`keras_cnn.models.specs.merge_weights_build_args`): ``load_base("resnet50",
+    weights="timm:resnet50.tv_in1k")`` builds ``keras_layout=False``, torchvision's layout of those
+    weights, and says so with a `UserWarning`; ``model_kwargs`` that contradict them are an error.
 
     Args:
         base: a registry name (built with ``include_top=False``), a path to a ``.keras`` model
             (its classifier removed with `feature_model` when ``strip_top``), or a `keras.Model`
             (used as it is).
-        weights: for a registry name: None, "imagenet" or a weights path.
+        weights: for a registry name: None, "imagenet" (the default weights of the layout
+            built), a weights name (``keras_cnn.models.list_weights()``, e.g.
+            "timm:resnet50.tv_in1k") or a weights file path.
         input_shape: for a registry name: (H, W, C); default the entry's default size.
         strip_top: remove the classifier of a loaded ``.keras`` model. Default True.
+        model_kwargs: for a registry name: further builder arguments, e.g.
+            ``{"keras_layout": False}`` for a timm ResNet-50 safetensors file. Default None.
 
     Returns:
         ``(model, arch)``.
+
+    Raises:
+        ValueError: an unknown ``base``; ``weights`` or ``model_kwargs`` for a base that is not a
+            registry name; ``model_kwargs`` that set what `load_base` sets itself, that the builder
+            does not take, or that contradict what ``weights`` need.
     """
     from keras_cnn.models.registry import get_model_entry, list_models
 
+    text = os.fspath(base) if isinstance(base, (str, os.PathLike)) else None
+    if model_kwargs is not None and text not in list_models():
+        raise ValueError(
+            "`model_kwargs` applies to a registry name; a .keras file or a keras.Model is built already. "
+            f"Received: base={base!r}, model_kwargs={model_kwargs!r}"
+        )
     if isinstance(base, keras.Model):
         return base, _identity_arch(base)
-    if isinstance(base, (str, os.PathLike)):
-        text = os.fspath(base)
+    if text is not None:
         if text in list_models():
             entry = get_model_entry(text)
             if input_shape is None:
                 input_shape = (entry.default_size, entry.default_size, entry.channels)
-            model = entry.builder(include_top=False, weights=weights, input_shape=tuple(input_shape))
+            kwargs = _check_base_kwargs(text, model_kwargs)
+            from keras_cnn.models.specs import merge_weights_build_args
+
+            kwargs, notice = merge_weights_build_args(text, weights, kwargs)
+            if notice:
+                warnings.warn(notice, UserWarning, stacklevel=2)
+            try:
+                model = entry.builder(include_top=False, weights=weights, input_shape=tuple(input_shape), **kwargs)
+            except TypeError as err:  # an argument the builder does not take, or of the wrong kind
+                if not model_kwargs:
+                    raise
+                raise ValueError(
+                    f"`model_kwargs` could not build {text!r}: {err}. Received: model_kwargs={model_kwargs!r}"
+                ) from err
             return model, text
         if os.path.isfile(text):
             if weights is not None:
@@ -153,6 +186,28 @@ def load_base(base, *, weights=None, input_shape=None, strip_top=True):
         "`base` must be a registry name, a path to a .keras model or a keras.Model. "
         f"Received: base={base!r}. Known names: {list_models()}"
     )
+
+
+#: Builder arguments `load_base` sets itself (a headless base at ``input_shape`` with ``weights``).
+_BASE_SETS = ("include_top", "weights", "input_shape", "input_tensor", "classes", "classifier_activation",
+              "pooling", "aux_logits")
+
+
+def _check_base_kwargs(arch, model_kwargs):
+    """``model_kwargs`` for the headless base ``arch``: a dict of arguments its builder takes."""
+    if model_kwargs is None:
+        return {}
+    if not isinstance(model_kwargs, dict):
+        raise ValueError(f"`model_kwargs` must be a dict. Received: model_kwargs={model_kwargs!r}")  # noqa: TRY004 - the CLI reports ValueError
+    own = sorted(k for k in model_kwargs if k in _BASE_SETS)
+    if own:
+        raise ValueError(
+            f"`model_kwargs` may not set {', '.join(own)}: the transfer base is built headless "
+            f"(include_top=False) at `input_shape` with `weights`. Received: model_kwargs={model_kwargs!r}"
+        )
+    from keras_cnn.training.network import check_model_kwargs
+
+    return check_model_kwargs(arch, model_kwargs)  # the builder's signature, as training checks it
 
 
 def _contains_preprocess(model):
@@ -340,6 +395,7 @@ def build_transfer_model(
     input_shape=None,
     arch=None,
     name=None,
+    model_kwargs=None,
 ):
     """A pretrained base with a new softmax head, frozen for ``regime``.
 
@@ -360,10 +416,12 @@ def build_transfer_model(
             takes what you feed it), or "tf" / "caffe" / "torch" / "unit". Default "auto".
         freeze_bn: see `apply_regime`. With True the base is called with ``training=False``.
         pooling: "avg", "max" or "flatten", for a base that outputs a feature map. Default "avg".
-        weights: for a registry name: None, "imagenet" or a path.
+        weights: for a registry name: None, "imagenet", a weights name or a path; the builder
+            arguments a weights name needs are added (see `load_base`).
         input_shape: for a registry name: the input (H, W, C).
         arch: registry name of a `keras.Model` base (for preprocessing and stage names).
         name: model name. Default "<base>_transfer".
+        model_kwargs: for a registry name: further builder arguments (see `load_base`).
 
     Returns:
         The compiled-ready `keras.Model` (not compiled), with ``trainable`` set for ``regime``.
@@ -378,7 +436,7 @@ def build_transfer_model(
     check_positive_int("num_classes", num_classes)
     check_fraction("dropout", dropout)
     check_choice("pooling", pooling, POOLINGS)
-    base_model, base_arch = load_base(base, weights=weights, input_shape=input_shape)
+    base_model, base_arch = load_base(base, weights=weights, input_shape=input_shape, model_kwargs=model_kwargs)
     arch = arch or base_arch
     if preprocessing == "auto":
         if _contains_preprocess(base_model):
@@ -591,6 +649,7 @@ def fine_tune(
     seed=None,
     verbose=0,
     run_eagerly=False,
+    model_kwargs=None,
 ):
     """Transfer a pretrained network to ``data`` in one of the three regimes, in two phases.
 
@@ -617,7 +676,8 @@ def fine_tune(
         dropout, preprocessing: see `build_transfer_model`.
         precompute: phase 1 on cached features of the frozen part. Default False.
         optimizer: "adam", "sgd" (momentum 0.9), "rmsprop" or "adamw". Default "adam".
-        weights, input_shape, arch: for a registry-name base (see `build_transfer_model`).
+        weights, input_shape, arch, model_kwargs: for a registry-name base (see
+            `build_transfer_model` and `load_base`).
         shuffle: shuffle array data each epoch. Default True.
         callbacks: Keras callbacks for both phases.
         seed: if set, ``keras.utils.set_random_seed(seed)`` first.
@@ -660,6 +720,11 @@ def fine_tune(
 
     if isinstance(model_or_base, keras.Model) and _is_transfer_model(model_or_base):
         model = model_or_base
+        if weights is not None or model_kwargs is not None:
+            raise ValueError(
+                "`weights` and `model_kwargs` build a registry-name base; this transfer model is built "
+                f"already. Received: weights={weights!r}, model_kwargs={model_kwargs!r}"
+            )
         if num_classes is not None and num_classes != model.output_shape[-1]:
             raise ValueError(
                 f"`num_classes` does not match the model's head ({model.output_shape[-1]}). "
@@ -676,6 +741,7 @@ def fine_tune(
             weights=weights,
             input_shape=input_shape,
             arch=arch,
+            model_kwargs=model_kwargs,
         )
     base = _find_base(model)
     # Check the regime's arguments before any training.

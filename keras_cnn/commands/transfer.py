@@ -22,7 +22,12 @@ def register(subparsers):
     )
     parser.add_argument("base", metavar="BASE", help="registry name (keras-cnn list) or a .keras model file")
     parser.add_argument("--weights", default=None,
-                        help="for a registry name: 'imagenet' (keras.applications twins) or a weights file")
+                        help="for a registry name: 'imagenet' (the default weights of the layout built), a weights "
+                        "name (keras-cnn list --pretrained, e.g. timm:resnet50.tv_in1k: the builder arguments it "
+                        "needs are added, with a notice) or a weights file")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="builder argument for a registry name, e.g. --model-arg keras_layout=false for a timm "
+                        "ResNet-50 safetensors file (repeatable)")
     parser.add_argument("--data", default="digits", help="'digits', 'tfds:NAME' or an image folder (default digits)")
     parser.add_argument("--regime", choices=("small", "medium", "large"), default="small",
                         help="small: new head only; medium: also the last layers; large: everything")
@@ -46,7 +51,8 @@ def register(subparsers):
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     parser.set_defaults(func=run)
     set_flag_names(parser, {"model_or_base": "BASE", "head_epochs": "--epochs", "head_lr": "--lr",
-                            "source": "--data", "input_shape": "--image-size"})
+                            "source": "--data", "input_shape": "--image-size",
+                            "model_kwargs": "--model-arg"})
     return parser
 
 
@@ -87,6 +93,51 @@ def _input_shape(args):
     return model, None, size or (height, width), channels
 
 
+def _model_args(args):
+    """``--model-arg`` completed with the builder arguments ``--weights`` need -> dict or None.
+
+    One rule for names (`keras_cnn.models.specs.merge_weights_build_args`): what the weights'
+    record needs is added, with a notice line, and a contradiction is an error naming both flags.
+    A timm safetensors *file* has no record: the arguments timm's files of the network need
+    (`keras_cnn.models.specs.source_build_args`) must be passed, and the error says which.
+    """
+    import json
+
+    from keras_cnn.commands.train import parse_key_values
+    from keras_cnn.models.registry import list_models
+    from keras_cnn.models.specs import (
+        merge_weights_build_args,
+        source_build_args,
+        weights_name,
+    )
+
+    given = parse_key_values("--model-arg", args.model_arg)
+    if args.base not in list_models():
+        if given:
+            raise ValueError(f"`--model-arg` applies to a registry name; {args.base!r} is built already. "
+                             f"Received: --model-arg {' '.join(args.model_arg)}")
+        return None
+    kwargs, notice = merge_weights_build_args(args.base, args.weights, given)
+    if args.weights is not None and weights_name(args.weights) is None:
+        from keras_cnn.weights import is_safetensors_file
+
+        if is_safetensors_file(args.weights):
+            wrong = {k: v for k, v in source_build_args(args.base, "timm").items() if k not in kwargs or kwargs[k] != v}
+            if wrong:
+                need = " ".join(f"--model-arg {k}={json.dumps(v)}" for k, v in wrong.items())
+                said = ", ".join(f"{k}={kwargs[k]!r}" for k in wrong if k in kwargs)
+                raise ValueError(
+                    f"`--weights` {args.weights!r} is a timm safetensors file; timm's {args.base} weights are "
+                    f"built with {', '.join(f'{k}={v!r}' for k, v in wrong.items())}: pass {need}. "
+                    f"Received: --weights={args.weights!r}" + (f", --model-arg {said}" if said else "")
+                )
+    if notice:
+        from keras_cnn.training.pipeline import notice as say
+
+        say(notice)
+    return kwargs or None
+
+
 def _history_by_epoch(history):
     """Both phases' history, one row per epoch (the learning curves' input)."""
     rows = len(next(iter(history.values()), []))
@@ -99,6 +150,7 @@ def run(args):
     from keras_cnn.data import load_data
 
     base, input_shape, image_size, channels = _input_shape(args)
+    model_args = _model_args(args)  # before the data is read
     bundle = load_data(
         args.data, image_size=image_size, channels=channels, batch_size=args.batch_size, seed=args.seed,
         max_examples=args.max_examples,
@@ -126,10 +178,12 @@ def run(args):
         weights=args.weights,
         input_shape=input_shape,
         seed=args.seed,
+        model_kwargs=model_args,
     )
     summary = {
         "base": args.base,
         "weights": args.weights,
+        "model_args": model_args or {},
         "data": args.data,
         "regime": result.regime,
         "image_size": list(image_size),

@@ -37,6 +37,9 @@ __all__ = [
     "get_weights_spec",
     "list_models",
     "list_weights",
+    "merge_weights_build_args",
+    "source_build_args",
+    "weights_build_args",
     "weights_name",
 ]
 
@@ -514,6 +517,95 @@ def get_weights_spec(name, arch=None):
         + (f" for {arch!r}" if arch else "")
         + f". Known: {known or 'none for this network'}"
     )
+
+
+def weights_build_args(arch, weights):
+    """The builder arguments the pretrained weights ``weights`` need on network ``arch``.
+
+    The one rule for every path that builds a registry network from a ``weights`` argument
+    (`keras_cnn.transfer.load_base`, ``keras-cnn transfer --weights``): a weights name is looked up
+    and its record's :attr:`WeightsSpec.build_args` are returned, e.g. ``{"keras_layout": False}``
+    for timm's torchvision-layout ResNet-50 weights. None, file paths and "imagenet" need nothing:
+    "imagenet" means the default weights of the layout being built (keras.applications' file for
+    the keras-layout twin), so it follows the build rather than steering it.
+
+    Args:
+        arch: registry name of the network; a name outside the registry needs nothing here (its
+            builder refuses weights names itself).
+        weights: the ``weights`` argument (None, "imagenet", a weights name or "timm:<name>", a path).
+
+    Returns:
+        A new dict, empty when the weights need no builder argument.
+
+    Raises:
+        ValueError: a weights name that does not exist for ``arch`` (the message lists what does).
+    """
+    name = weights_name(weights)
+    if name is None or name == "imagenet" or arch not in MODEL_SPECS:
+        return {}
+    return dict(get_weights_spec(name, arch=arch).build_args)
+
+
+def source_build_args(arch, source):
+    """The builder arguments every weights record of ``source`` for ``arch`` needs.
+
+    The layout of that source's files: e.g. ``source_build_args("resnet50", "timm")`` is
+    ``{"keras_layout": False}``, the argument a timm safetensors *file* of ResNet-50 needs (a file
+    path carries no record; see :func:`weights_build_args` for names). Empty when the records need
+    none, disagree, or do not exist.
+    """
+    _ensure_extensions()
+    records = [w for w in WEIGHTS_SPECS.values() if w.arch == arch and w.source == source]
+    if not records or any(dict(w.build_args) != dict(records[0].build_args) for w in records):
+        return {}
+    return dict(records[0].build_args)
+
+
+def merge_weights_build_args(arch, weights, model_kwargs=None):
+    """``model_kwargs`` completed with the builder arguments ``weights`` need (:func:`weights_build_args`).
+
+    Args:
+        arch: registry name of the network to build.
+        weights: its ``weights`` argument.
+        model_kwargs: the caller's own builder arguments (a dict, or None).
+
+    Returns:
+        ``(kwargs, notice)``: the builder arguments to use (a new dict) and, when the weights added
+        some the caller did not set, one line saying so (e.g. "resnet50: building with
+        keras_layout=False, the layout of the weights 'resnet50.tv_in1k'"), else None.
+
+    Raises:
+        ValueError: ``model_kwargs`` sets an argument to another value than the weights need; the
+            message names both and the weights of ``arch`` that fit ``model_kwargs``.
+
+    Example:
+        >>> merge_weights_build_args("resnet50", "timm:resnet50.tv_in1k")
+        ({'keras_layout': False}, "resnet50: building with keras_layout=False, the layout of the weights 'resnet50.tv_in1k'")
+    """
+    kwargs = dict(model_kwargs or {})
+    needed = weights_build_args(arch, weights)
+    if not needed:
+        return kwargs, None
+    record = get_weights_spec(weights_name(weights), arch=arch)
+    conflicts = {k: v for k, v in needed.items() if k in kwargs and kwargs[k] != v}
+    if conflicts:
+        fitting = [
+            w for w in list_weights(arch)
+            if all(WEIGHTS_SPECS[w].build_args.get(k, kwargs[k]) == kwargs[k] for k in conflicts)
+        ]
+        said = ", ".join(f"{k}={kwargs[k]!r}" for k in conflicts)
+        need = ", ".join(f"{k}={v!r}" for k, v in conflicts.items())
+        raise ValueError(
+            f"The weights {record.name!r} need the builder argument(s) {need} (the layout they were "
+            f"trained in); `model_kwargs` sets {said}. Drop it, or choose weights of {arch} that fit "
+            f"{said}: {fitting or 'none'}. Received: weights={weights!r}, model_kwargs={model_kwargs!r}"
+        )
+    added = {k: v for k, v in needed.items() if k not in kwargs}
+    kwargs.update(added)
+    if not added:
+        return kwargs, None
+    args = ", ".join(f"{k}={v!r}" for k, v in added.items())
+    return kwargs, f"{arch}: building with {args}, the layout of the weights {record.name!r}"
 
 
 # --------------------------------------------------------------------------------------------
