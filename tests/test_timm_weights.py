@@ -368,6 +368,13 @@ def test_offline_from_the_hf_cache(tmp_path, monkeypatch):
         model = _ours("inception_v3", include_top=False, weights=weights, input_shape=(75, 75, 3))
         assert expected_preprocessing(model) == mode
         assert np.array_equal(_leaf(model, "stem_conv5_bn").gamma.numpy(), iv3["Conv2d_4a_3x3.bn.weight"])
+    # A transfer base named by its weights gets their layout, and says so.
+    from keras_cnn.transfer import load_base
+
+    with pytest.warns(UserWarning, match="inception_v3: building with keras_layout=False"):
+        base, arch = load_base("inception_v3", weights="timm:inception_v3.tv_in1k", input_shape=(75, 75, 3))
+    assert arch == "inception_v3" and expected_preprocessing(base) == "tf"
+    assert np.array_equal(_leaf(base, "mixed7_branch4_2_bn").gamma.numpy(), iv3["Mixed_6e.branch_pool.bn.weight"])
     by_tag = _ours("resnet34", include_top=False, weights="timm:resnet34.tv_in1k", input_shape=(32, 32, 3))
     by_default = _ours("resnet34", include_top=False, weights="imagenet", input_shape=(32, 32, 3))
     kernel = np.transpose(tensors["layer4.2.conv2.weight"], (2, 3, 1, 0))
