@@ -39,8 +39,8 @@ def translate(message, names):
             message = re.sub(rf"\b{re.escape(name)}=True\b", flag, message)
         message = message.replace(f"`{name}`", f"`{flag}`")
         message = re.sub(rf"(?<![\w-]){re.escape(name)}=", f"{flag}=", message)
-        if "_" in name:  # an identifier, never an English word: replace it bare too
-            message = re.sub(rf"(?<![\w`.-]){re.escape(name)}(?![\w`])", flag, message)
+        if "_" in name:  # an identifier, never an English word: replace it bare too (not a quoted key)
+            message = re.sub(rf"(?<![\w`.'\"-]){re.escape(name)}(?![\w`'\"])", flag, message)
     return message
 
 
