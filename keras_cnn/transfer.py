@@ -358,15 +358,16 @@ def apply_regime(model, regime, *, base=None, freeze_until=None, trainable_block
         frozen_units = units if regime == "small" else []
     if freeze_bn is None:
         freeze_bn = regime != "large"
-    model.trainable = True
-    base.trainable = True
+    # Everything trainable again first (whatever an earlier freeze left inside the blocks), then
+    # the plan; set_trainable passes each flag down even where the layer's own flag is unchanged.
+    keras_compat.set_trainable(model, True)
     frozen_ids = {id(layer) for layer in frozen_units}
     for layer in base.layers:
-        layer.trainable = id(layer) not in frozen_ids
+        keras_compat.set_trainable(layer, id(layer) not in frozen_ids)
     if freeze_bn:
         for layer in keras_compat.flatten_layers(base):
             if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = False
+                keras_compat.set_trainable(layer, False)
     return FreezePlan(
         regime=regime,
         frozen=[layer.name for layer in frozen_units],

@@ -69,6 +69,17 @@ def test_keras_layer_walking_and_symbolic_trace():
     assert K.producing_layer(y).name == "producer"
 
 
+def test_set_trainable_passes_an_unchanged_flag_down():
+    inner = keras.layers.Dense(2, name="inner")
+    outer = keras.Sequential([keras.Input((3,)), inner], name="outer", trainable=False)  # flag stored, not passed
+    outer.trainable = False  # the TF backend's "self.x = self.x" short circuit: the setter never runs
+    assert inner.trainable  # why set_trainable exists (if Keras fixes this, the accessor is still right)
+    K.set_trainable(outer, False)
+    assert not inner.trainable and outer.trainable_variables == [] and not inner.kernel.trainable
+    K.set_trainable(outer, True)
+    assert inner.trainable and len(outer.trainable_variables) == 2
+
+
 def test_tensorflow_freezing_and_run_metadata():
     v = tf.Variable(2.0)
     fn = tf.function(lambda x: x * v).get_concrete_function(tf.TensorSpec([], tf.float32))

@@ -112,3 +112,17 @@ def disable_optimizer_gradient_all_reduce(optimizer):
         )
     optimizer._all_reduce_sum_gradients = lambda grads_and_vars: list(grads_and_vars)
     return optimizer
+
+
+def set_trainable(layer, value):
+    """``layer.trainable = value``, propagated to every sub-layer even when the flag is unchanged.
+
+    Why not the plain assignment: on the TensorFlow backend ``KerasAutoTrackable.__setattr__``
+    returns early when the attribute already ``is`` the value (its "self.x = self.x" short
+    circuit), and ``True`` / ``False`` are singletons, so ``layer.trainable = False`` on a layer
+    whose own flag is already False never reaches ``Layer.trainable``'s setter, which is what
+    passes the flag down to the sub-layers and their variables. A layer rebuilt from a config
+    with ``trainable=False`` (``.keras`` loading, ``clone_model``) is exactly that case. The
+    property's setter is called directly.
+    """
+    type(layer).trainable.fset(layer, bool(value))

@@ -18,6 +18,7 @@ import keras
 from keras import ops
 
 from keras_cnn._validation import check_choice, check_positive_int
+from keras_cnn.layers.frozen import KeepsFrozenSublayers
 
 PADDINGS = ("same", "valid")
 
@@ -74,8 +75,10 @@ def take_conv_options(kwargs, **defaults):
     return options
 
 
-class ConvOptions:
+class ConvOptions(KeepsFrozenSublayers):
     """Mixin: the options of a `ConvBN`, stored on a layer and serialised in one place.
+
+    (It also keeps the layer's frozen sub-layers frozen through saving: `KeepsFrozenSublayers`.)
 
     `ConvBN` itself and every layer that builds `ConvBN` s (`FactorizedConv`, the Inception
     layers) take them as keyword arguments: ``options = take_conv_options(kwargs)`` before

@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 
 from keras_cnn._validation import check_choice, check_positive_int
+from keras_cnn.layers.frozen import KeepsFrozenSublayers
 
 BLOCK_KINDS = ("basic", "bottleneck")
 SHORTCUTS = ("auto", "identity", "projection", "none")
@@ -18,7 +19,7 @@ _DEFAULT_EXPANSION = {"basic": 1, "bottleneck": 4}
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
-class ResidualBlock(keras.layers.Layer):
+class ResidualBlock(KeepsFrozenSublayers, keras.layers.Layer):
     """Residual block, basic or bottleneck (He et al., 2016, figure 5).
 
     * ``kind="basic"``: 3x3 -> 3x3 (ResNet-18/34); output channels ``filters * expansion``
