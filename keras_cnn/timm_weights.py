@@ -833,7 +833,8 @@ def _register():
             files=(WeightsFileSpec(r.filename, r.url, include_top=None, hash_algorithm="sha256"),),
             input_size=r.input_size, preprocessing=r.preprocessing, license=r.license, top1=r.top1, top5=r.top5,
             build_args=dict(r.build_args), hf_repo=r.repo_id,
-            description=f"{r.origin} ImageNet-1k weights via timm ({r.interpolation} resize, crop {r.crop_pct})",
+            description=f"{r.origin} ImageNet-1k weights via timm ({r.interpolation} resize, crop {r.crop_pct}"
+                        + (", auxiliary head included)" if r.aux else ")"),
         ))
     # The loader is found by `keras_cnn.weights` (source "timm" -> this module's `_load_record`),
     # so registering the records imports neither Keras nor TensorFlow (`keras-cnn list` stays instant).
