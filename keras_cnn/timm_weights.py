@@ -1,6 +1,6 @@
-"""Pretrained weights from timm's ``safetensors`` files: ResNet-18/34/50 and Inception-v3 (torchvision layout), VGG-16/19.
+"""Pretrained weights from timm's ``safetensors`` files: ResNet-18..152 and Inception-v3 (torchvision layout), VGG-16/19.
 
-keras.applications never shipped ImageNet weights for ResNet-18/34, nor torchvision's ResNet-50
+keras.applications never shipped ImageNet weights for ResNet-18/34, nor torchvision's ResNet-50/101/152
 ("v1.5": stride on the 3x3, no conv bias), nor an Inception-v3 with its auxiliary head. timm
 publishes torchvision's weights, and others (its own, GluonCV's, TF-slim's), on the Hugging Face
 Hub as ``timm/<arch>.<tag>/model.safetensors`` with plain PyTorch parameter names
@@ -23,7 +23,7 @@ The records are registered as `keras_cnn.models.WeightsSpec` (source "timm") wit
 that source, so they are accepted wherever a builder takes ``weights``:
 ``weights="timm:resnet18.tv_in1k"`` (or "resnet18.tv_in1k", or the tag "tv_in1k"),
 ``weights="/path/model.safetensors"`` and, for a build keras.applications has no weights for
-(ResNet-18/34, torchvision-layout ResNet-50 and Inception-v3), ``weights="imagenet"``: the first
+(ResNet-18/34, torchvision-layout ResNet-50/101/152 and Inception-v3), ``weights="imagenet"``: the first
 record of the network in :data:`TIMM_WEIGHTS` (torchvision's).
 
 Inception-v3: timm's (torchvision's) network has BN scales (gamma) and average pools that count
@@ -151,6 +151,14 @@ TIMM_WEIGHTS = {
         _record("resnet50.tv2_in1k", "resnet50", top1=79.434, top5=94.640, input_size=176, build_args=_TV),
         _record("resnet50.a1_in1k", "resnet50", top1=80.382, top5=94.598, build_args=_TV, **_RSB),
         _record("resnet50.gluon_in1k", "resnet50", top1=77.580, top5=93.704, build_args=_TV, **_GLUON),
+        _record("resnet101.tv_in1k", "resnet101", top1=77.404, top5=93.552, build_args=_TV),
+        _record("resnet101.tv2_in1k", "resnet101", top1=79.908, top5=94.606, input_size=176, build_args=_TV),
+        _record("resnet101.a1h_in1k", "resnet101", top1=81.950, top5=95.760, build_args=_TV, **_RSB),
+        _record("resnet101.gluon_in1k", "resnet101", top1=79.306, top5=94.538, build_args=_TV, **_GLUON),
+        _record("resnet152.tv_in1k", "resnet152", top1=78.330, top5=94.046, build_args=_TV),
+        _record("resnet152.tv2_in1k", "resnet152", top1=80.222, top5=94.650, input_size=176, build_args=_TV),
+        _record("resnet152.a1h_in1k", "resnet152", top1=82.818, top5=96.124, build_args=_TV, **_RSB),
+        _record("resnet152.gluon_in1k", "resnet152", top1=79.712, top5=94.720, build_args=_TV, **_GLUON),
         _record("vgg16.tv_in1k", "vgg16", top1=71.594, top5=90.398),
         _record("vgg19.tv_in1k", "vgg19", top1=72.400, top5=90.878),
         _record("inception_v3.tv_in1k", "inception_v3", top1=77.472, top5=93.468, aux=True,
@@ -165,7 +173,7 @@ TIMM_WEIGHTS = {
 }
 
 #: Registry networks whose timm files this module converts.
-TIMM_NETWORKS = ("resnet18", "resnet34", "resnet50", "vgg16", "vgg19", "inception_v3")
+TIMM_NETWORKS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg16", "vgg19", "inception_v3")
 
 
 class TimmWeightsUnavailableError(FileNotFoundError):
@@ -403,6 +411,8 @@ _MAPS = {
     "resnet18": lambda: _resnet_map(18),
     "resnet34": lambda: _resnet_map(34),
     "resnet50": lambda: _resnet_map(50),
+    "resnet101": lambda: _resnet_map(101),
+    "resnet152": lambda: _resnet_map(152),
     "vgg16": lambda: _vgg_map(16),
     "vgg19": lambda: _vgg_map(19),
 }

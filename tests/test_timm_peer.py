@@ -31,6 +31,8 @@ PEERS = [
     pytest.param(("resnet18", "resnet18.tv_in1k", 64, 2, False), id="resnet18"),
     pytest.param(("resnet34", "resnet34.tv_in1k", 64, 2, False), id="resnet34"),
     pytest.param(("resnet50", "resnet50.tv_in1k", 64, 2, False), id="resnet50"),
+    pytest.param(("resnet101", "resnet101.tv_in1k", 64, 2, False), id="resnet101", marks=pytest.mark.slow),
+    pytest.param(("resnet152", "resnet152.tv_in1k", 64, 2, False), id="resnet152", marks=pytest.mark.slow),
     pytest.param(("vgg16", "vgg16.tv_in1k", 224, 1, False), id="vgg16", marks=pytest.mark.slow),
     pytest.param(("vgg19", "vgg19.tv_in1k", 224, 1, False), id="vgg19", marks=pytest.mark.slow),
     pytest.param(("inception_v3", "inception_v3.tv_in1k", 299, 2, True), id="inception_v3+aux",

@@ -56,7 +56,7 @@ def _timm_folder(tmp_path, network, **kwargs):
 
 
 def _ours(network, **kwargs):
-    if network in ("resnet50", "inception_v3"):
+    if network in ("resnet50", "resnet101", "resnet152", "inception_v3"):
         kwargs.setdefault("keras_layout", False)
     return build_model(network, **kwargs)
 
@@ -84,6 +84,8 @@ def _pixels(size, seed=1):
         ("resnet18", 102, 11_689_512),
         ("resnet34", 182, 21_797_672),
         ("resnet50", 267, 25_557_032),
+        ("resnet101", 522, 44_549_160),
+        ("resnet152", 777, 60_192_808),
         ("vgg16", 32, 138_357_544),
         ("vgg19", 38, 143_667_240),
         ("inception_v3", 472, 23_834_568),
