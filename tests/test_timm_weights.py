@@ -395,6 +395,8 @@ def test_imagenet_default_and_preprocessing_per_layout(tmp_path):
     assert resolve_weights_name("imagenet", arch="resnet50", twin="ResNet50").name == "resnet50.keras_in1k"
     assert resolve_weights_name("imagenet", arch="resnet50", twin=None).name == "resnet50.tv_in1k"
     assert resolve_weights_name("imagenet", arch="resnet18", twin=None).name == "resnet18.tv_in1k"
+    assert resolve_weights_name("imagenet", arch="resnet152", twin=None).name == "resnet152.tv_in1k"
+    assert resolve_weights_name("imagenet", arch="resnet152", twin="ResNet152").name == "resnet152.keras_in1k"
     assert resolve_weights_name("imagenet", arch="inception_v3", twin="InceptionV3").name == "inception_v3.keras_in1k"
     assert resolve_weights_name("imagenet", arch="inception_v3", twin=None).name == "inception_v3.tv_in1k"
     with pytest.raises(ValueError, match="No ImageNet weights"):
