@@ -62,6 +62,33 @@ def test_rerun_of_a_finished_run_trains_and_exports_nothing(tmp_path, capsys):
     assert json.loads((run / "metrics.json").read_text()) == metrics  # untouched
 
 
+def test_a_run_stopped_between_its_export_and_metrics_is_not_exported_twice(tmp_path, capsys, monkeypatch):
+    import keras_cnn._io as io
+
+    write = io.atomic_write_json
+
+    def stop_at_metrics(path, obj):
+        if str(path).endswith("metrics.json"):
+            raise KeyboardInterrupt  # Ctrl-C after the export, before the run is marked finished
+        return write(path, obj)
+
+    monkeypatch.setattr(io, "atomic_write_json", stop_at_metrics)
+    assert _train(tmp_path) == 130
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert sorted(p.name for p in (tmp_path / "exports" / "lenet5").iterdir()) == ["1"]
+    monkeypatch.setattr(io, "atomic_write_json", write)
+    capsys.readouterr()
+    assert _train(tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "exported by this run before it was stopped; not exported again" in out
+    assert sorted(p.name for p in (tmp_path / "exports" / "lenet5").iterdir()) == ["1"]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["export_path"] == str(tmp_path / "exports" / "lenet5" / "1")
+    # Starting over is another attempt: a new version.
+    assert _train(tmp_path, "--no-resume") == 0
+    assert sorted(p.name for p in (tmp_path / "exports" / "lenet5").iterdir()) == ["1", "2"]
+
+
 def test_other_data_in_the_same_run_directory_is_refused(tmp_path, capsys):
     a = _folder(tmp_path / "A", TWO, seed=0)
     b = _folder(tmp_path / "B", {"cat": (200, 200, 30), "dog": (30, 30, 200)}, seed=1)

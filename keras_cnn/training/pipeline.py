@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -558,15 +559,37 @@ def write_outputs(cfg, args, prep, inference, metrics, history, export_metadata)
         return None
     from keras_cnn.export import export_for_serving
 
+    run_id = prep.config.get(rundir.RUN_ID_KEY)
+    name = cfg.export_name or cfg.model
+    earlier = exported_by(Path(cfg.export_dir) / name, run_id)
+    if earlier is not None:  # this attempt exported, then was stopped before metrics.json
+        notice(f"{earlier}: exported by this run before it was stopped; not exported again")
+        return earlier
     metadata = {
         "model": cfg.model, "data": prep.config["data"], "accuracy": metrics["accuracy"],
         "image_shape": list(prep.image_shape), "preprocessing": args.entry.preprocessing,
-        "run_dir": str(args.run_dir), **export_metadata,
+        "run_dir": str(args.run_dir), rundir.RUN_ID_KEY: run_id, **export_metadata,
     }
     return Path(export_for_serving(
-        inference, cfg.export_dir, name=cfg.export_name or cfg.model, version=cfg.export_version,
+        inference, cfg.export_dir, name=name, version=cfg.export_version,
         class_names=prep.class_names, metadata=metadata,
     ))
+
+
+def exported_by(model_dir, run_id):
+    """The export version under ``model_dir`` whose metadata names training attempt ``run_id``, or None."""
+    if run_id is None or not Path(model_dir).is_dir():
+        return None
+    for version in sorted(Path(model_dir).iterdir(), key=lambda p: p.name):
+        if not version.name.isdigit():
+            continue
+        try:
+            meta = json.loads((version / "assets.extra" / "keras_cnn.json").read_text()).get("metadata") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        if meta.get(rundir.RUN_ID_KEY) == run_id:
+            return version
+    return None
 
 
 def finish(cfg, args, prep, *, status, started, fit_seconds, optimizer_steps, rebuild=False, chief=True,

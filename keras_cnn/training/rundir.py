@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 CONFIG_FILE = "config.json"
@@ -38,6 +39,9 @@ CHECKPOINT_DIR = "checkpoints"
 README_FILE = "README.txt"
 FINGERPRINT_KEY = "fingerprint"
 DIGEST_KEY = "fingerprint_digest"
+#: One id per training attempt: new when a run starts (or starts over), kept when it resumes; the
+#: export records it, so a rerun after a kill between the export and metrics.json reuses that export.
+RUN_ID_KEY = "run_id"
 _BACKUP_METADATA = "training_metadata.json"
 _START_OVER = "pass resume=False to start over in out_dir, or choose another out_dir"
 
@@ -199,16 +203,23 @@ def inspect_run_dir(run_dir, fingerprint, *, resume):
 
 
 def start_run_dir(run_dir, config, *, state):
-    """Create ``run_dir`` and write ``config.json``; clear an old run's files when starting over."""
+    """Create ``run_dir`` and write ``config.json``; clear an old run's files when starting over.
+
+    ``config`` gets the attempt's `RUN_ID_KEY`: the stored one when the run resumes, else a new one.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    previous = None
     if state.status == "new":
         shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
         for name in (HISTORY_FILE, METRICS_FILE):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(run_dir / name)
+    elif (run_dir / CONFIG_FILE).is_file():
+        previous = read_json_file(run_dir / CONFIG_FILE, what="the run's arguments")
     from keras_cnn._io import atomic_write_json
 
+    config[RUN_ID_KEY] = (previous or {}).get(RUN_ID_KEY) or uuid.uuid4().hex
     atomic_write_json(run_dir / CONFIG_FILE, config)
 
 
