@@ -17,10 +17,9 @@ Feature taps: :func:`feature_extractor` returns a model whose output is a dict
 
 from __future__ import annotations
 
-import warnings
-
 import keras
 
+from keras_cnn.models._common import with_weights_build_args
 from keras_cnn.models.alexnet import AlexNet
 from keras_cnn.models.course import CourseConvNet
 from keras_cnn.models.googlenet import GoogLeNet
@@ -37,7 +36,6 @@ from keras_cnn.models.resnet import (
     ResNet101Custom,
     ResNet152Custom,
 )
-from keras_cnn.models.specs import merge_weights_build_args
 from keras_cnn.models.vgg import VGG16Custom, VGG19Custom
 
 __all__ = [
@@ -92,9 +90,7 @@ def feature_extractor(model, stages=None, **build_kwargs):
         entry = get_model_entry(model)
         build_kwargs.setdefault("input_shape", (None, None, entry.channels))
         weights = build_kwargs.pop("weights", None)
-        build_kwargs, notice = merge_weights_build_args(arch, weights, build_kwargs)  # e.g. keras_layout=False
-        if notice:
-            warnings.warn(notice, UserWarning, stacklevel=2)
+        build_kwargs = with_weights_build_args(arch, weights, build_kwargs)  # e.g. keras_layout=False
         model = entry.builder(include_top=False, weights=weights, **build_kwargs)
     elif not isinstance(model, keras.Model):
         raise ValueError(

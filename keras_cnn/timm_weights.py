@@ -796,16 +796,15 @@ def load_timm_weights(model, weights, *, arch, include_top):
 
 
 def _layout_hint(network, record):
-    """" These weights need ..." for a record, else the layout of ``network``'s timm weights."""
-    if record is None:  # a file: the layout every timm record of this network needs
-        record = next((r for r in TIMM_WEIGHTS.values() if r.network == network), None)
-        if record is None or not record.build_args:
-            return ""
-        args = ", ".join(f"{k}={v!r}" for k, v in record.build_args.items())
-        return f" timm's {network} is torchvision's layout: build the model with {args}."
-    if not record.build_args:
+    """" These weights need ..." for a record, else the layout every timm file of ``network`` needs."""
+    from keras_cnn.models.specs import source_build_args
+
+    needed = dict(record.build_args) if record is not None else source_build_args(network, "timm")
+    if not needed:
         return ""
-    args = ", ".join(f"{k}={v!r}" for k, v in record.build_args.items())
+    args = ", ".join(f"{k}={v!r}" for k, v in needed.items())
+    if record is None:  # a file carries no record
+        return f" timm's {network} is torchvision's layout: build the model with {args}."
     return f" These weights need the builder argument(s) {args}."
 
 

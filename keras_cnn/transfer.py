@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 
 import keras
 import numpy as np
@@ -157,12 +156,9 @@ def load_base(base, *, weights=None, input_shape=None, strip_top=True, model_kwa
             entry = get_model_entry(text)
             if input_shape is None:
                 input_shape = (entry.default_size, entry.default_size, entry.channels)
-            kwargs = _check_base_kwargs(text, model_kwargs)
-            from keras_cnn.models.specs import merge_weights_build_args
+            from keras_cnn.models._common import with_weights_build_args
 
-            kwargs, notice = merge_weights_build_args(text, weights, kwargs)
-            if notice:
-                warnings.warn(notice, UserWarning, stacklevel=2)
+            kwargs = with_weights_build_args(text, weights, _check_base_kwargs(text, model_kwargs))
             try:
                 model = entry.builder(include_top=False, weights=weights, input_shape=tuple(input_shape), **kwargs)
             except TypeError as err:  # an argument the builder does not take, or of the wrong kind

@@ -103,6 +103,20 @@ def resolve_weights_name(weights, *, arch, twin):
     return record
 
 
+def with_weights_build_args(arch, weights, kwargs):
+    """``kwargs`` plus the builder arguments the weights name ``weights`` needs, with a `UserWarning`
+    saying what was added (`keras_cnn.models.specs.merge_weights_build_args`, which also refuses a
+    contradiction). For the library paths that build a registry network from ``weights``."""
+    import warnings
+
+    from keras_cnn.models.specs import merge_weights_build_args
+
+    kwargs, notice = merge_weights_build_args(arch, weights, kwargs)
+    if notice:
+        warnings.warn(notice, UserWarning, stacklevel=3)  # at the caller of load_base / feature_extractor
+    return kwargs
+
+
 def make_inputs(input_shape, input_tensor, *, default_size, min_size, include_top, weights, channels=3):
     """Return ``(img_input, model_inputs)`` following keras.applications.
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -578,14 +577,16 @@ def write_outputs(cfg, args, prep, inference, metrics, history, export_metadata)
 
 def exported_by(model_dir, run_id):
     """The export version under ``model_dir`` whose metadata names training attempt ``run_id``, or None."""
+    from keras_cnn.export.saved_model import read_metadata
+
     if run_id is None or not Path(model_dir).is_dir():
         return None
     for version in sorted(Path(model_dir).iterdir(), key=lambda p: p.name):
         if not version.name.isdigit():
             continue
         try:
-            meta = json.loads((version / "assets.extra" / "keras_cnn.json").read_text()).get("metadata") or {}
-        except (OSError, ValueError, AttributeError):
+            meta = (read_metadata(version) or {}).get("metadata") or {}
+        except (OSError, ValueError, AttributeError):  # an unreadable export is not this run's
             continue
         if meta.get(rundir.RUN_ID_KEY) == run_id:
             return version
