@@ -67,8 +67,66 @@ def test_run_directory_states(tmp_path):
 
 def test_checkpoints_without_a_config_are_refused(tmp_path):
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
-    with pytest.raises(ValueError, match="checkpoints but no config.json"):
+    with pytest.raises(ValueError, match=r"holds files \(checkpoints/\) but no config.json"):
         rundir.inspect_run_dir(tmp_path / "run", {"model": "x"}, resume=True)
+
+
+def test_a_finished_runs_files_without_its_config_are_refused(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model.keras", "metrics.json", "history.csv"):
+        (run / name).write_text("x")
+    with pytest.raises(ValueError) as info:
+        rundir.inspect_run_dir(run, {"model": "lenet5"}, resume=True)
+    message = str(info.value)
+    assert "history.csv, metrics.json, model.keras" in message and "no config.json" in message
+    assert "nothing was changed" in message and "resume=False" in message and "Delete" not in message
+    # Empty or absent: a new run; resume=False: start over, as asked.
+    assert rundir.inspect_run_dir(tmp_path / "empty", {"model": "x"}, resume=True).status == "new"
+    assert rundir.inspect_run_dir(run, {"model": "lenet5"}, resume=False).status == "new"
+
+
+HOLD = """
+import sys, time
+from keras_cnn.training import rundir
+with rundir.lock_run_dir(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.slow  # two processes importing keras_cnn.training
+def test_a_busy_run_directory_is_refused_naming_the_holder_and_a_killed_holder_does_not_block(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match=rf"in use by another keras_cnn process \(pid {holder.pid}\)"):
+            with rundir.lock_run_dir(run):
+                pass
+        # Another process is refused the same way.
+        other = subprocess.run([sys.executable, "-c", HOLD, str(run)], capture_output=True, text=True, timeout=60)
+        assert other.returncode == 1 and f"pid {holder.pid}" in other.stderr and "locked" not in other.stdout
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (run / rundir.LOCK_FILE).read_text().strip() == str(holder.pid)  # its stale pid stays...
+    with rundir.lock_run_dir(run):  # ...and does not block: the kernel released the lock with the process
+        assert (run / rundir.LOCK_FILE).read_text().strip() == str(os.getpid())
+
+
+def test_the_lock_leaves_no_directory_behind_when_nothing_was_written(tmp_path):
+    with rundir.lock_run_dir(tmp_path / "a" / "b"):
+        assert (tmp_path / "a" / "b" / rundir.LOCK_FILE).is_file()
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="must be a directory"):
+        with rundir.lock_run_dir(tmp_path / "file"):
+            pass
 
 
 def test_legacy_config_without_a_fingerprint_is_refused(tmp_path):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import sys
 
 from keras_cnn.commands._args import IMAGE_SIZE_FORMS, check_image_channels, image_size
 from keras_cnn.commands._errors import set_flag_names
@@ -21,6 +24,39 @@ def parse_key_values(arg, items):
         except ValueError:
             out[key] = value
     return out
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stdout`` is when a line is logged (a redirect, a capture)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+@contextlib.contextmanager
+def library_lines():
+    """Show the ``keras_cnn`` logger's INFO lines (resuming, finished, skipped files, ...) on stdout
+    for the length of a command, unless a handler is attached to that logger already."""
+    logger = logging.getLogger("keras_cnn")
+    if any(not isinstance(h, logging.NullHandler) for h in logger.handlers):
+        yield
+        return
+    handler = _StdoutHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    if level == logging.NOTSET or level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def add_common_arguments(parser):
@@ -120,39 +156,23 @@ def print_result(result):
 
 
 def run(args):
-    from keras_cnn.data.augment import resolve_augment_on
     from keras_cnn.models import get_model_entry, list_models
-    from keras_cnn.training import train
+    from keras_cnn.training import RunConfig, train
 
     size = args.image_size
     if size is not None and len(size) == 3 and args.model in list_models():
         size = check_image_channels(size, get_model_entry(args.model).channels, args.model)
-
-    result = train(
-        args.model,
-        args.data,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        augment=args.augment,
-        augment_on=resolve_augment_on(args.augment_on),
-        image_size=size,
-        out_dir=args.out,
-        recipe=parse_key_values("--recipe", args.recipe) or None,
-        mixed_precision=args.mixed_precision,
-        jit_compile=args.xla,
-        seed=args.seed,
-        export=not args.no_export,
-        export_dir=args.export_dir,
-        export_name=args.export_name,
-        early_stopping=args.early_stopping,
-        resume=not args.no_resume,
-        verbose=verbosity(args),
-        max_examples=args.max_examples,
-        validation_split=args.validation_split,
-        model_kwargs=parse_key_values("--model-arg", args.model_arg) or None,
-        strategy=args.strategy,
-        keep_checkpoints=args.keep_checkpoints,
-        cluster_timeout=args.cluster_timeout,
+    config = RunConfig(
+        model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size, augment=args.augment,
+        augment_on=args.augment_on, image_size=size, out_dir=args.out,
+        recipe=parse_key_values("--recipe", args.recipe) or None, mixed_precision=args.mixed_precision,
+        jit_compile=args.xla, seed=args.seed, export=not args.no_export, export_dir=args.export_dir,
+        export_name=args.export_name, early_stopping=args.early_stopping, resume=not args.no_resume,
+        verbose=verbosity(args), max_examples=args.max_examples, validation_split=args.validation_split,
+        model_kwargs=parse_key_values("--model-arg", args.model_arg) or None, strategy=args.strategy,
+        keep_checkpoints=args.keep_checkpoints, cluster_timeout=args.cluster_timeout,
     )
+    with library_lines():
+        result = train(config)
     print_result(result)
     return 0

@@ -4,7 +4,9 @@ Public API:
     * `Recipe`, `get_recipe`, `list_recipes`, `build_optimizer`, `EpochSchedule`: recipes as data.
     * `train` -> `TrainResult`: data -> model -> checkpoints -> metrics/plots -> export; a rerun
       resumes (same run fingerprint), reports a finished run, or refuses another run's directory.
-    * `RunConfig` and `run`: the same run as a dataclass (`keras_cnn.training.pipeline`).
+    * `RunConfig` (the run's arguments, frozen; `keras_cnn.training.config`) and `run`
+      (``train(config)``): every run goes through the one lifecycle (`keras_cnn.training.lifecycle`).
+    * `fine_tune`, `run_transfer`, `TransferConfig`: transfer learning (`keras_cnn.training.transfer`).
     * `evaluate`: metrics of a run directory or a model on a held-out split.
     * `strip_aux`: the single-output inference model of a model with auxiliary heads.
     * `build_network`: raw pixels -> Preprocess -> registry model (what `train` trains).
@@ -25,7 +27,8 @@ from keras_cnn.training.recipes import (
     get_recipe,
     list_recipes,
 )
-from keras_cnn.training.trainer import RunConfig, TrainResult, run, train
+from keras_cnn.training.config import RunConfig, TrainResult
+from keras_cnn.training.trainer import run, train
 
 __all__ = [
     "RECIPES",

@@ -48,6 +48,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
+import logging
 import os
 import shutil
 import tempfile
@@ -61,6 +63,8 @@ import tensorflow as tf
 from keras_cnn._io import atomic_file
 from keras_cnn._validation import check_choice
 from keras_cnn.training import pipeline
+from keras_cnn.training.config import RunConfig, TrainResult, build_config, check
+from keras_cnn.training.config import check_cluster_timeout as _check_timeout
 from keras_cnn.training.cluster import (
     DEFAULT_CLUSTER_TIMEOUT,
     TF_CONFIG_EXAMPLE,  # noqa: F401  (re-exported)
@@ -77,6 +81,7 @@ MULTI_WORKER = "multi_worker"
 COMMUNICATIONS = ("auto", "ring", "nccl")
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINTS_KEPT = 2
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "MULTI_WORKER",
@@ -87,6 +92,7 @@ __all__ = [
     "cluster_info",
     "is_multi_worker_strategy",
     "multi_worker_strategy",
+    "MultiWorkerRun",
     "run_multi_worker",
     "train_multi_worker",
     "worker_info",
@@ -148,13 +154,13 @@ def multi_worker_strategy(communication="auto", *, cluster_timeout=DEFAULT_CLUST
         "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL,
     }[communication]
     if info.num_workers <= 1 and not os.environ.get("TF_CONFIG", "").strip():
-        pipeline.notice("TF_CONFIG is not set: strategy 'multi_worker' trains in this process as a single worker.")
+        logger.info("TF_CONFIG is not set: strategy 'multi_worker' trains in this process as a single worker.")
     what = f"the cluster did not start within cluster_timeout={cluster_timeout!r} s (+60 s)"
     with SignalGuard(enabled=info.num_workers > 1, deadline_seconds=float(cluster_timeout) + 60.0, what=what):
         waited = wait_for_peers(cluster_timeout)
         if info.num_workers > 1:
-            pipeline.notice(f"{info.task_type}:{info.task_id}: all {info.num_workers} workers reachable after "
-                            f"{waited:.0f} s; starting the cluster")
+            logger.info("%s:%s: all %d workers reachable after %.0f s; starting the cluster", info.task_type,
+                        info.task_id, info.num_workers, waited)
         try:
             strategy = tf.distribute.MultiWorkerMirroredStrategy(
                 communication_options=tf.distribute.experimental.CommunicationOptions(implementation=implementation)
@@ -164,11 +170,6 @@ def multi_worker_strategy(communication="auto", *, cluster_timeout=DEFAULT_CLUST
                 raise
             raise late from err
     return strategy
-
-
-def _check_timeout(timeout):
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"`cluster_timeout` must be a number of seconds > 0. Received: cluster_timeout={timeout!r}")
 
 
 def worker_info(strategy):
@@ -436,36 +437,7 @@ def _write_summaries(writers, epoch, logs):
         writer.flush()
 
 
-def train_multi_worker(
-    model="lenet5",
-    data="digits",
-    *,
-    epochs=None,
-    batch_size=None,
-    augment=None,
-    augment_on="auto",
-    image_size=None,
-    out_dir=None,
-    recipe=None,
-    mixed_precision=False,
-    jit_compile=False,
-    seed=0,
-    export=True,
-    export_dir="saved_models",
-    export_name=None,
-    export_version=None,
-    early_stopping=None,
-    resume=True,
-    verbose=1,
-    max_examples=None,
-    validation_split=0.1,
-    model_kwargs=None,
-    strategy=MULTI_WORKER,
-    callbacks=None,
-    communication="auto",
-    cluster_timeout=DEFAULT_CLUSTER_TIMEOUT,
-    keep_checkpoints=False,
-):
+def train_multi_worker(model_or_config="lenet5", data=dataclasses.MISSING, **fields):
     """`train` on every worker of a ``TF_CONFIG`` cluster with ``MultiWorkerMirroredStrategy``.
 
     Run the same call (same arguments, same data) in one process per worker, each with its own
@@ -475,21 +447,15 @@ def train_multi_worker(
     how losses, gradients, data and checkpoints are handled.
 
     Args:
-        model, data, epochs, batch_size, augment, augment_on, image_size, out_dir, recipe, seed,
-            export, export_dir, export_name, export_version, early_stopping, resume, verbose,
-            max_examples, validation_split, model_kwargs: as in `keras_cnn.training.train`.
+        model_or_config: a registered model name or a `keras_cnn.training.RunConfig`.
+        data: the data source (default "digits").
+        **fields: the other `RunConfig` fields, as in `keras_cnn.training.train`; ``strategy``
+            defaults to "multi_worker" (or a ``tf.distribute.MultiWorkerMirroredStrategy``).
+            ``mixed_precision`` and ``jit_compile`` are not supported by this loop.
             ``out_dir`` should be on a file system that every worker can read (so that each
             restores the checkpoint itself); otherwise the chief's state is broadcast on resume.
-        mixed_precision, jit_compile: not supported by this loop (must be False).
-        strategy: "multi_worker" (created from ``TF_CONFIG``) or a
-            ``tf.distribute.MultiWorkerMirroredStrategy``.
-        callbacks: extra Keras callbacks; they run on *every* worker after the epoch's checkpoint
-            (``on_train_begin/end``, ``on_epoch_begin/end`` with the global logs). Write files
-            only on the chief (`worker_info`).
-        communication: "auto", "ring" or "nccl" when the strategy is created here.
-        cluster_timeout: seconds to wait for the other workers of ``TF_CONFIG`` (a line every
-            10 s names those not yet reachable), then `ClusterTimeoutError`. Default 300.
-        keep_checkpoints: keep the checkpoints after the run finished (default: removed).
+            ``callbacks`` run on *every* worker after the epoch's checkpoint (write files only
+            on the chief: `worker_info`).
 
     While a cluster of two or more workers runs, SIGTERM and SIGINT end the process within a
     second at any stage (`keras_cnn.training.cluster.SignalGuard`); a rerun resumes from the
@@ -510,15 +476,12 @@ def train_multi_worker(
 
             train("resnet18", "tfds:cifar10", image_size=32, batch_size=256, strategy="multi_worker")
     """
-    return run_multi_worker(pipeline.RunConfig(
-        model=model, data=data, epochs=epochs, batch_size=batch_size, augment=augment, augment_on=augment_on,
-        image_size=image_size, out_dir=out_dir, recipe=recipe, mixed_precision=mixed_precision,
-        jit_compile=jit_compile, seed=seed, export=export, export_dir=export_dir, export_name=export_name,
-        export_version=export_version, early_stopping=early_stopping, resume=resume, verbose=verbose,
-        max_examples=max_examples, validation_split=validation_split, model_kwargs=model_kwargs,
-        strategy=strategy, callbacks=callbacks, keep_checkpoints=keep_checkpoints,
-        communication=communication, cluster_timeout=cluster_timeout,
-    ))
+    if isinstance(model_or_config, RunConfig):
+        if data is not dataclasses.MISSING or fields:
+            raise TypeError("train_multi_worker(config) takes no other argument; use dataclasses.replace(config, ...)")
+        return run_multi_worker(model_or_config)
+    fields.setdefault("strategy", MULTI_WORKER)
+    return run_multi_worker(build_config(RunConfig, {"model": model_or_config, "data": data}, fields))
 
 
 def _check_loop_options(cfg):
@@ -541,21 +504,20 @@ def _check_loop_options(cfg):
 
 
 def run_multi_worker(cfg):
-    """`keras_cnn.training.pipeline.RunConfig` -> `TrainResult` with the multi-worker loop.
+    """`keras_cnn.training.RunConfig` -> `TrainResult` with the multi-worker loop (`MultiWorkerRun`).
 
     With two or more workers, SIGTERM / SIGINT end the process within a second at any stage
     (`keras_cnn.training.cluster.SignalGuard`); a rerun resumes from the last epoch checkpoint.
     """
     _check_loop_options(cfg)
-    started = time.perf_counter()
-    args = pipeline.check(cfg)
+    args = check(cfg)
     if isinstance(cfg.strategy, str):
         dist = multi_worker_strategy(cfg.communication, cluster_timeout=cfg.cluster_timeout)
     else:
         dist = cfg.strategy
     with SignalGuard(enabled=worker_info(dist).num_workers > 1):
         try:
-            return _run(cfg, args, dist, started)
+            return MultiWorkerRun(cfg, args, dist).execute()
         except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError) as err:
             if worker_info(dist).num_workers <= 1:
                 raise
@@ -567,77 +529,101 @@ def run_multi_worker(cfg):
             ) from None
 
 
-def _open(cfg, args, dist, info, fp):
-    """The chief's view of the run directory, shared with every worker (a problem anywhere makes
-    every worker raise rather than leaving the others blocked in the next collective)."""
-    state, problem = RunState("new"), None
-    if info.is_chief:
-        try:
-            state = pipeline.rundir.inspect_run_dir(args.run_dir, fp, resume=cfg.resume)
-        except ValueError as err:
-            problem = err
-    code = {"new": 0, "resume": 1, "finished": 2}[state.status]
-    flags = _share(dist, info, [code, int(problem is not None)])
-    if problem is not None:
-        raise problem
-    if flags[:, 1].any():
-        raise ValueError(f"The chief could not open `out_dir`; see its error. Received: out_dir={str(args.run_dir)!r}")
-    chief_code = int(flags[:, 0].max())
-    if not info.is_chief and chief_code:
-        state = RunState({1: "resume", 2: "finished"}[chief_code], metrics={"is_chief": False})
-    return state
-
-
 def _share(dist, info, values):
     return _gather_ints(dist, values) if info.num_workers > 1 else np.asarray([values])
 
 
-def _run(cfg, args, dist, started):
-    info = worker_info(dist)
-    fp = pipeline.fingerprint(cfg, args, MULTI_WORKER)
-    state = _open(cfg, args, dist, info, fp)
-    if state.status == "finished":
-        if info.is_chief:
-            return pipeline.finished_result(cfg, args, state)
-        return pipeline.TrainResult(args.run_dir, None, {}, dict(state.metrics), recipe=args.recipe, status="finished")
-    prep = pipeline.load(cfg, args, fp, {
-        "strategy": MULTI_WORKER, "num_workers": info.num_workers, "num_replicas": int(dist.num_replicas_in_sync),
-    })
-    pipeline.prepare(cfg, args, prep, dist)
-    with dist.scope():
-        prep.train_model.compile(optimizer=prep.optimizer)  # model.optimizer for ReduceLROnPlateau & co.; no fit
-        prep.optimizer.build(prep.train_model.trainable_variables)
-        _reduce_gradients_in_loop(prep.optimizer)
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    checkpoint = tf.train.Checkpoint(
-        model_variables=list(prep.train_model.variables), optimizer=prep.optimizer, epoch=epoch_var
-    )
-    checkpointer = _Checkpointer(checkpoint, args.run_dir / CHECKPOINT_DIR, is_chief=info.is_chief)
-    done = _restore(cfg, args, dist, info, prep, checkpointer, epoch_var, resume=state.status == "resume")
-    if info.is_chief:
-        run_state = RunState("resume", done_epochs=done) if done else RunState("new")
-        pipeline.begin(cfg, args, prep, run_state)
-        if done:
-            from keras_cnn.training.callbacks import trim_history
+class MultiWorkerRun(pipeline.TrainingRun):
+    """The multi-worker loop's lifecycle: the chief alone locks, opens and writes the run
+    directory; what it finds is shared with every worker (a problem anywhere makes every worker
+    raise rather than leaving the others blocked in the next collective)."""
 
-            trim_history(args.run_dir / HISTORY_FILE, done)
-    loop = _Loop(dist, prep.train_model, prep.optimizer, keys=prep.keys, num_classes=len(prep.class_names),
-                 label_smoothing=args.recipe.label_smoothing, aux_loss_weight=args.recipe.aux_loss_weight)
-    history, fit_seconds = _train_epochs(cfg, args, dist, info, prep, loop, checkpointer, epoch_var, done)
-    extra = {
-        "jit_compile": False, "strategy": MULTI_WORKER, "num_workers": info.num_workers,
-        "num_replicas": int(dist.num_replicas_in_sync),
-        "task": f"{info.task_type}:{info.task_id}" if info.task_type else None, "is_chief": info.is_chief,
-        "_history": history,
-    }
-    result = pipeline.finish(
-        cfg, args, prep, status="resumed" if done else "trained", started=started, fit_seconds=fit_seconds,
-        optimizer_steps=int(keras.ops.convert_to_numpy(prep.optimizer.iterations)), rebuild=True,
-        chief=info.is_chief, extra=extra,
-        export_metadata={"strategy": MULTI_WORKER, "num_workers": info.num_workers},
-    )
-    _barrier(dist, info)  # the chief has written its files; the workers end together
-    return result
+    engine_name = MULTI_WORKER
+
+    def __init__(self, cfg, args, dist):
+        super().__init__(cfg, args)
+        self.dist = dist
+        self.info = worker_info(dist)
+
+    def open(self, stack):
+        state, problem = RunState("new"), None
+        if self.info.is_chief:
+            try:
+                state = super().open(stack)
+            except ValueError as err:
+                problem = err
+        code = {"new": 0, "resume": 1, "finished": 2}[state.status]
+        flags = _share(self.dist, self.info, [code, int(problem is not None)])
+        if problem is not None:
+            raise problem
+        if flags[:, 1].any():
+            raise ValueError(
+                f"The chief could not open `out_dir`; see its error. Received: out_dir={str(self.run_dir)!r}"
+            )
+        chief_code = int(flags[:, 0].max())
+        if not self.info.is_chief and chief_code:
+            state = RunState({1: "resume", 2: "finished"}[chief_code], metrics={"is_chief": False})
+        return state
+
+    def finished(self, state):
+        if self.info.is_chief:
+            return super().finished(state)
+        return TrainResult(self.run_dir, None, {}, dict(state.metrics), recipe=self.args.recipe, status="finished")
+
+    def strategy_config(self):
+        return {"strategy": MULTI_WORKER, "num_workers": self.info.num_workers,
+                "num_replicas": int(self.dist.num_replicas_in_sync)}
+
+    def prepare(self, state):
+        prep = super().prepare(state)
+        pipeline.prepare(self.cfg, self.args, prep, self.dist)
+        with self.dist.scope():
+            prep.train_model.compile(optimizer=prep.optimizer)  # model.optimizer for ReduceLROnPlateau & co.; no fit
+            prep.optimizer.build(prep.train_model.trainable_variables)
+            _reduce_gradients_in_loop(prep.optimizer)
+            self.epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        checkpoint = tf.train.Checkpoint(
+            model_variables=list(prep.train_model.variables), optimizer=prep.optimizer, epoch=self.epoch_var
+        )
+        self.checkpointer = _Checkpointer(checkpoint, self.run_dir / CHECKPOINT_DIR, is_chief=self.info.is_chief)
+        return prep
+
+    def begin(self, prep, state):
+        """Every worker restores (the chief's state wins); then the chief writes config.json."""
+        cfg, args, info = self.cfg, self.args, self.info
+        self.done = _restore(cfg, args, self.dist, info, prep, self.checkpointer, self.epoch_var,
+                             resume=state.status == "resume")
+        if info.is_chief:
+            super().begin(prep, RunState("resume", done_epochs=self.done) if self.done else RunState("new"))
+            if self.done:
+                from keras_cnn.training.callbacks import trim_history
+
+                trim_history(args.run_dir / HISTORY_FILE, self.done)
+
+    def engine(self, prep, state):
+        loop = _Loop(self.dist, prep.train_model, prep.optimizer, keys=prep.keys, num_classes=len(prep.class_names),
+                     label_smoothing=self.args.recipe.label_smoothing,
+                     aux_loss_weight=self.args.recipe.aux_loss_weight)
+        return _train_epochs(self.cfg, self.args, self.dist, self.info, prep, loop, self.checkpointer,
+                             self.epoch_var, self.done)
+
+    def finish(self, prep, outcome):
+        history, fit_seconds = outcome
+        info, dist = self.info, self.dist
+        extra = {
+            "jit_compile": False, "strategy": MULTI_WORKER, "num_workers": info.num_workers,
+            "num_replicas": int(dist.num_replicas_in_sync),
+            "task": f"{info.task_type}:{info.task_id}" if info.task_type else None, "is_chief": info.is_chief,
+            "_history": history,
+        }
+        result = pipeline.finish(
+            self.cfg, self.args, prep, status="resumed" if self.done else "trained", started=self.started,
+            fit_seconds=fit_seconds, optimizer_steps=int(keras.ops.convert_to_numpy(prep.optimizer.iterations)),
+            rebuild=True, chief=info.is_chief, extra=extra,
+            export_metadata={"strategy": MULTI_WORKER, "num_workers": info.num_workers},
+        )
+        _barrier(dist, info)  # the chief has written its files; the workers end together
+        return result
 
 
 def _restore(cfg, args, dist, info, prep, checkpointer, epoch_var, *, resume):
@@ -688,7 +674,7 @@ def _epoch_callbacks(cfg, args, prep, steps, chief):
 def _train_epochs(cfg, args, dist, info, prep, loop, checkpointer, epoch_var, done):
     """The loop engine: epochs ``done..epochs-1`` -> (this process's history, seconds)."""
     steps, chief, epochs = prep.steps_per_epoch, info.is_chief, args.recipe.epochs
-    dist_train = _distribute(dist, pipeline.training_data(cfg, prep))
+    dist_train = _distribute(dist, pipeline.training_data(args, prep))
     dist_val = _distribute(dist, prep.bundle.val) if prep.bundle.val is not None else None
     early, user = _epoch_callbacks(cfg, args, prep, steps, chief)
     show = chief and cfg.verbose > 0
@@ -703,7 +689,7 @@ def _train_epochs(cfg, args, dist, info, prep, loop, checkpointer, epoch_var, do
             epoch_started = time.perf_counter()
             progbar = None
             if show:
-                print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+                logger.info("Epoch %d/%d", epoch + 1, epochs)
                 progbar = keras.utils.Progbar(steps, verbose=cfg.verbose, stateful_metrics=loop.metric_names())
             logs = loop.logs(loop.run_epoch(dist_train, train=True, progbar=progbar if cfg.verbose == 1 else None))
             if dist_val is not None:

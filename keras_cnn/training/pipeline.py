@@ -1,25 +1,19 @@
-"""One training run: `RunConfig` -> `check` -> `prepare` -> an engine -> `finish`.
+"""The training run's steps, shared by the ``fit`` engine (`keras_cnn.training.trainer`) and the
+multi-worker loop (`keras_cnn.training.distributed`): `TrainingRun` is their `Lifecycle`.
 
-Every training path of keras_cnn goes through these steps: `keras_cnn.training.train` (the
-``fit`` engine, strategies "default" and "mirrored"), the multi-worker loop
-(`keras_cnn.training.distributed`), both phases of `keras_cnn.transfer.fine_tune` and the
-tuner's trials. The steps:
-
-* `check`: every argument, before TensorFlow runs anything (`RunArgs`);
-* `open_run`: the run fingerprint and what the run directory holds (`keras_cnn.training.rundir`):
-  new, resume, finished (the stored result is returned, nothing is trained or exported) or a
-  different run (refused);
-* `prepare`: load the data (at least two classes, no empty split), build the network, the
-  augmenter and the optimizer (`Prepared`); only then is the run directory written;
-* the engine trains;
-* `finish`: the inference model, evaluation, ``model.keras``, plots, export, ``metrics.json``,
-  ``README.txt``; the checkpoints are dropped unless ``keep_checkpoints``.
+* open: the run fingerprint (`fingerprint`; fields: `keras_cnn.training.rundir`);
+* prepare: load the data (at least two classes, no empty split: `check_bundle`), build the
+  augmenter, network, training model and optimizer (`Prepared`);
+* begin: ``config.json``; a resumed run says from which epoch;
+* finish: the inference model, evaluation, ``model.keras``, plots, export, then
+  `keras_cnn.training.lifecycle.complete` (``metrics.json``, checkpoints, ``README.txt``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import os
 import sys
@@ -27,178 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from keras_cnn._validation import check_choice, check_non_negative_int, check_positive_int
-from keras_cnn.models.registry import get_model_entry, list_models
 from keras_cnn.training import rundir
-from keras_cnn.training.recipes import Recipe, get_recipe
+from keras_cnn.training.config import TrainResult, check
+from keras_cnn.training.lifecycle import Lifecycle, complete
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
-AUGMENT_ON = ("auto", "device", "cpu")
-
-
-def notice(message):
-    """A line for the user (stdout, flushed): never a silent result."""
-    print(message, flush=True)
-
-
-@dataclasses.dataclass
-class RunConfig:
-    """Everything a training run is asked to do (see `keras_cnn.training.train` for each field)."""
-
-    model: str = "lenet5"
-    data: object = "digits"
-    epochs: int | None = None
-    batch_size: int | None = None
-    augment: object = None
-    augment_on: str = "auto"
-    image_size: object = None
-    out_dir: object = None
-    recipe: object = None
-    mixed_precision: bool = False
-    jit_compile: bool = False
-    seed: int = 0
-    export: bool = True
-    export_dir: object = "saved_models"
-    export_name: str | None = None
-    export_version: int | None = None
-    early_stopping: int | None = None
-    resume: bool = True
-    verbose: int = 1
-    max_examples: int | None = None
-    validation_split: float = 0.1
-    model_kwargs: dict | None = None
-    strategy: object = "default"
-    callbacks: list | None = None
-    keep_checkpoints: bool = False
-    communication: str = "auto"
-    cluster_timeout: float = 300.0
-
-
-@dataclasses.dataclass
-class TrainResult:
-    """What `train` returns.
-
-    Attributes:
-        run_dir: the run directory.
-        model: the inference model (raw pixels in, single output, float32).
-        history: ``{metric: [per-epoch values]}`` over every finished epoch, resumed ones too.
-        metrics: the held-out metrics written to ``metrics.json``.
-        export_path: the SavedModel directory, or None with ``export=False``.
-        recipe: the `Recipe` used.
-        status: "trained" (from scratch), "resumed" (from a checkpoint) or "finished" (the run
-            directory held this run, finished: its stored result, nothing trained or exported).
-    """
-
-    run_dir: Path
-    model: object
-    history: dict
-    metrics: dict
-    export_path: Path | None = None
-    recipe: Recipe | None = None
-    status: str = "trained"
-
-
-@dataclasses.dataclass(frozen=True)
-class RunArgs:
-    """The checked arguments of a run (`check`)."""
-
-    entry: object
-    recipe: Recipe
-    spec: str | None
-    parsed_augment: list
-    size: tuple
-    run_dir: Path
-    aux: bool
-
-
-def _resolve_recipe(model, recipe, epochs, batch_size):
-    if recipe is None:
-        resolved = get_recipe(model)
-    elif isinstance(recipe, Recipe):
-        resolved = recipe
-    elif isinstance(recipe, dict):
-        resolved = get_recipe(model, **recipe)
-    elif isinstance(recipe, str):
-        resolved = get_recipe(recipe)
-    else:
-        raise ValueError(
-            f"`recipe` must be None, a Recipe, a family name or a dict of overrides. Received: recipe={recipe!r}"
-        )
-    overrides = {}
-    if epochs is not None:
-        overrides["epochs"] = check_positive_int("epochs", epochs)
-    if batch_size is not None:
-        overrides["batch_size"] = check_positive_int("batch_size", batch_size)
-    return get_recipe(resolved, **overrides) if overrides else resolved
-
-
-def _check_augment(augment, recipe):
-    """The augmentation spec to use (None for none) and its parsed form."""
-    spec = recipe.augment if augment is None else augment
-    if spec is False or spec is None:
-        return None, []
-    if not isinstance(spec, str):
-        raise ValueError(f"`augment` must be a spec string like 'flip,crop,rotate=15'. Received: augment={augment!r}")
-    if spec.strip().lower() in ("", "none", "off", "false"):
-        return None, []
-    from keras_cnn.data.augment import parse_augment_spec
-
-    try:
-        parsed = parse_augment_spec(spec)
-    except ValueError as err:
-        msg = str(err)
-        if "augment" not in msg:
-            msg = f"`augment` is not a valid spec: {msg}. Received: augment={spec!r}"
-        raise ValueError(msg) from err
-    return spec, parsed
-
-
-def check(cfg):
-    """Check every argument of ``cfg`` (no TensorFlow op runs) -> `RunArgs`.
-
-    Raises:
-        ValueError: naming the argument, the value and what is accepted.
-    """
-    if not isinstance(cfg.model, str) or cfg.model not in list_models():
-        raise ValueError(
-            f"`model` must be a registered model name (see keras_cnn.list_models()). Received: model={cfg.model!r}"
-        )
-    entry = get_model_entry(cfg.model)
-    recipe = _resolve_recipe(cfg.model, cfg.recipe, cfg.epochs, cfg.batch_size)
-    check_choice("augment_on", cfg.augment_on, AUGMENT_ON)
-    if cfg.augment_on == "auto":  # the faster path here: tf.data map on a CPU, in the step on a GPU
-        from keras_cnn.data.augment import resolve_augment_on
-
-        cfg.augment_on = resolve_augment_on("auto")  # the run records where it really ran
-    check_non_negative_int("seed", cfg.seed)
-    check_choice("verbose", cfg.verbose, (0, 1, 2))
-    if cfg.early_stopping is not None:
-        check_positive_int("early_stopping", cfg.early_stopping)
-    if cfg.max_examples is not None:
-        check_positive_int("max_examples", cfg.max_examples)
-    if cfg.model_kwargs is not None and not isinstance(cfg.model_kwargs, dict):
-        raise ValueError(f"`model_kwargs` must be a dict. Received: model_kwargs={cfg.model_kwargs!r}")
-    for name in ("mixed_precision", "jit_compile", "export", "resume", "keep_checkpoints"):
-        flag = getattr(cfg, name)
-        if not isinstance(flag, bool):
-            raise ValueError(f"`{name}` must be True or False. Received: {name}={flag!r}")
-    if not (isinstance(cfg.strategy, str) or hasattr(cfg.strategy, "scope")):
-        raise ValueError(f"`strategy` must be one of {STRATEGIES} or a tf.distribute.Strategy. "
-                         f"Received: strategy={cfg.strategy!r}")
-    if isinstance(cfg.strategy, str):
-        check_choice("strategy", cfg.strategy, STRATEGIES)
-    timeout = cfg.cluster_timeout
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"`cluster_timeout` must be a number of seconds > 0. Received: cluster_timeout={timeout!r}")
-    from keras_cnn.training.network import check_model_kwargs
-    from keras_cnn.training.evaluate import parse_image_size
-
-    check_model_kwargs(cfg.model, cfg.model_kwargs)
-    spec, parsed_augment = _check_augment(cfg.augment, recipe)
-    size = parse_image_size(cfg.image_size) or (entry.default_size, entry.default_size)
-    run_dir = Path(cfg.out_dir) if cfg.out_dir is not None else Path("runs") / cfg.model
-    aux = bool(entry.aux_heads) and recipe.aux_loss_weight > 0
-    return RunArgs(entry, recipe, spec, parsed_augment, size, run_dir, aux)
+logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------ the run directory
@@ -212,7 +39,7 @@ def fingerprint(cfg, args, engine):
         "data": rundir.data_fingerprint(cfg.data),
         "recipe": args.recipe.to_dict(),
         "augment": args.spec,
-        "augment_on": cfg.augment_on if args.spec else None,  # irrelevant without augmentation
+        "augment_on": args.augment_on if args.spec else None,  # irrelevant without augmentation
         "seed": cfg.seed,
         "max_examples": cfg.max_examples,
         "validation_split": cfg.validation_split,
@@ -222,16 +49,8 @@ def fingerprint(cfg, args, engine):
     }
 
 
-def open_run(cfg, args, engine):
-    """``(fingerprint, RunState)`` of the run directory for this run (see `rundir.inspect_run_dir`)."""
-    if not isinstance(cfg.data, (str, os.PathLike)) and not hasattr(cfg.data, "class_names"):
-        raise ValueError(f"`data` must be a source string, a directory or a DataBundle. Received: data={cfg.data!r}")
-    fp = fingerprint(cfg, args, engine)
-    return fp, rundir.inspect_run_dir(args.run_dir, fp, resume=cfg.resume)
-
-
 def finished_result(cfg, args, state):
-    """The stored `TrainResult` of a finished run (nothing trained, nothing exported), with a notice."""
+    """The stored `TrainResult` of a finished run (nothing trained, nothing exported)."""
     import keras
 
     import keras_cnn.layers  # noqa: F401  (registers the custom layers for loading)
@@ -246,10 +65,6 @@ def finished_result(cfg, args, state):
         )
     model = keras.models.load_model(model_path, compile=False)
     export = metrics.get("export_path")
-    notice(
-        f"{run_dir}: this run (same model, data, recipe and seed) finished before; nothing was trained or "
-        f"exported again."
-    )
     return TrainResult(
         run_dir=run_dir, model=model, history=read_history(run_dir / rundir.HISTORY_FILE), metrics=metrics,
         export_path=Path(export) if export else None, recipe=args.recipe, status="finished",
@@ -301,7 +116,7 @@ def check_bundle(bundle, data, *, announce=True):
     skipped = list(getattr(bundle, "skipped_files", []) or [])
     if skipped and announce:
         shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-        notice(f"data: skipped {len(skipped)} unreadable image file(s): {shown}")
+        logger.info("data: skipped %d unreadable image file(s): %s", len(skipped), shown)
     return names
 
 
@@ -319,7 +134,7 @@ def load(cfg, args, fp, strategy_config):
     config = {
         "model": cfg.model, "family": args.entry.family, "data": data, "image_shape": list(image_shape),
         "num_classes": len(class_names), "aux_heads": int(args.entry.aux_heads) if args.aux else 0,
-        "model_kwargs": dict(cfg.model_kwargs or {}), "augment": args.spec, "augment_on": cfg.augment_on,
+        "model_kwargs": dict(cfg.model_kwargs or {}), "augment": args.spec, "augment_on": args.augment_on,
         "mixed_precision": cfg.mixed_precision, "jit_compile": cfg.jit_compile, "seed": cfg.seed,
         "max_examples": cfg.max_examples, "validation_split": cfg.validation_split,
         **strategy_config, "recipe": args.recipe.to_dict(), rundir.FINGERPRINT_KEY: fp,
@@ -373,7 +188,7 @@ def prepare(cfg, args, prep, strategy):
         prep.keys = output_names(prep.network)
         with dtype_policy(policy):
             prep.train_model = wrap_for_training(
-                prep.network, augmenter=prep.augmenter if cfg.augment_on == "device" else None,
+                prep.network, augmenter=prep.augmenter if args.augment_on == "device" else None,
                 float32_outputs=cfg.mixed_precision,
             )
         prep.optimizer = build_optimizer(
@@ -383,104 +198,21 @@ def prepare(cfg, args, prep, strategy):
     return prep
 
 
-def training_data(cfg, prep):
+def training_data(args, prep):
     """The training dataset, with the augmenter mapped in on the CPU when ``augment_on="cpu"``."""
-    if prep.augmenter is not None and cfg.augment_on == "cpu":
+    if prep.augmenter is not None and args.augment_on == "cpu":
         from keras_cnn.data.augment import cpu_augment
 
         return cpu_augment(prep.bundle.train, prep.augmenter)
     return prep.bundle.train
 
 
-# ---------------------------------------------------------------------------------- the fit engine
-def compile_model(model, optimizer, *, label_smoothing=0.0, aux_loss_weight=0.0, jit_compile=False,
-                  run_eagerly=False):
-    """The one compile of every ``fit`` path (`train`, both phases of ``fine_tune``, tuning trials).
-
-    Categorical cross-entropy (with ``label_smoothing``) on one-hot targets; a dict-output model
-    (auxiliary heads, Szegedy et al., 2015) gets one loss per output, the auxiliary ones weighted
-    by ``aux_loss_weight``; accuracy is measured on the main output.
-    """
-    import keras
-
-    from keras_cnn.training.network import MAIN_OUTPUT, output_names
-
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
-    accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
-    keys = output_names(model)
-    if keys:
-        kwargs = dict(
-            loss={k: loss for k in keys},
-            loss_weights={k: (1.0 if k == MAIN_OUTPUT else aux_loss_weight) for k in keys},
-            metrics={MAIN_OUTPUT: [accuracy]},
-        )
-    else:
-        kwargs = dict(loss=loss, metrics=[accuracy])
-    model.compile(optimizer=optimizer, jit_compile=jit_compile, run_eagerly=run_eagerly, **kwargs)
-    return model
-
-
-def one_hot_targets(data, model):
-    """``(pixels, int labels)`` -> the one-hot targets ``model`` trains on (one per output of a
-    dict-output model). ``data``: a batched ``tf.data.Dataset``, an ``(x, y)`` pair of arrays, or None."""
-    if data is None:
-        return None
-    import numpy as np
-    import tensorflow as tf
-
-    from keras_cnn.training.network import output_names
-
-    depth = int(model.outputs[0].shape[-1])  # every output (main and auxiliary heads) has one per class
-    keys = output_names(model)
-    if isinstance(data, tuple):
-        onehot = np.eye(depth, dtype="float32")[np.asarray(data[1]).reshape(-1).astype("int64")]
-        return data[0], ({k: onehot for k in keys} if keys else onehot)
-
-    def to_target(x, y):
-        onehot = tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), depth)
-        return x, ({k: onehot for k in keys} if keys else onehot)
-
-    return data.map(to_target, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def fit_engine(model, train, *, epochs, validation=None, callbacks=None, verbose=0, initial_epoch=0,
-               batch_size=None, shuffle=True):
-    """The ``fit`` engine of every single-process path: one-hot targets, then ``model.fit``.
-
-    Args:
-        train: a batched ``tf.data.Dataset`` of ``(pixels, int labels)`` (shuffled by itself) or an
-            ``(x, y)`` pair of arrays (batched with ``batch_size``, shuffled when ``shuffle``).
-        validation: the same kinds, or None.
-
-    Returns:
-        The Keras ``History``.
-    """
-    kwargs = dict(epochs=epochs, callbacks=list(callbacks or []), verbose=verbose, initial_epoch=initial_epoch)
-    if validation is not None:
-        kwargs["validation_data"] = one_hot_targets(validation, model)
-    x, y = one_hot_targets(train, model) if isinstance(train, tuple) else (one_hot_targets(train, model), None)
-    if y is not None:
-        return model.fit(x, y, batch_size=batch_size, shuffle=shuffle, **kwargs)
-    return model.fit(x, shuffle=False, **kwargs)  # the datasets shuffle themselves
-
-
-def evaluate_engine(model, data, *, batch_size=None):
-    """``(loss, accuracy)`` of a model compiled by `compile_model` on ``data`` (kinds as `fit_engine`)."""
-    if isinstance(data, tuple):
-        x, y = one_hot_targets(data, model)
-        values = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
-    else:
-        values = model.evaluate(one_hot_targets(data, model), verbose=0, return_dict=True)
-    accuracy = values.get("accuracy", values.get("predictions_accuracy"))
-    return float(values["loss"]), float(accuracy)
-
-
 def begin(cfg, args, prep, state):
     """Write the run directory's start (``config.json``); say whether the run resumes."""
     rundir.start_run_dir(args.run_dir, prep.config, state=state)
     if state.status == "resume" and state.done_epochs:
-        notice(f"{args.run_dir}: resuming from epoch {state.done_epochs} of {args.recipe.epochs} "
-               "(same run fingerprint)")
+        logger.info("%s: resuming from epoch %d of %d (same run fingerprint)", args.run_dir, state.done_epochs,
+                    args.recipe.epochs)
 
 
 # ---------------------------------------------------------------------------------------- finish
@@ -562,7 +294,7 @@ def write_outputs(cfg, args, prep, inference, metrics, history, export_metadata)
     name = cfg.export_name or cfg.model
     earlier = exported_by(Path(cfg.export_dir) / name, run_id)
     if earlier is not None:  # this attempt exported, then was stopped before metrics.json
-        notice(f"{earlier}: exported by this run before it was stopped; not exported again")
+        logger.info("%s: exported by this run before it was stopped; not exported again", earlier)
         return earlier
     metadata = {
         "model": cfg.model, "data": prep.config["data"], "accuracy": metrics["accuracy"],
@@ -595,8 +327,7 @@ def exported_by(model_dir, run_id):
 
 def finish(cfg, args, prep, *, status, started, fit_seconds, optimizer_steps, rebuild=False, chief=True,
            extra=None, export_metadata=None):
-    """Evaluate, save, plot, export; write metrics.json and README.txt; drop the checkpoints."""
-    from keras_cnn._io import atomic_write_json
+    """Evaluate, save, plot, export; then `complete` (metrics.json, checkpoints, README.txt)."""
     from keras_cnn.training.callbacks import read_history
 
     run_dir = args.run_dir
@@ -611,11 +342,8 @@ def finish(cfg, args, prep, *, status, started, fit_seconds, optimizer_steps, re
     if export_path is not None:
         metrics["export_path"] = str(export_path)
     metrics["wall_seconds"] = time.perf_counter() - started
-    atomic_write_json(run_dir / rundir.METRICS_FILE, metrics)  # written last: the run is finished
-    if not cfg.keep_checkpoints and rundir.drop_checkpoints(run_dir):
-        notice(f"{run_dir}: run finished; its checkpoints were removed "
-               "(--keep-checkpoints, or keep_checkpoints=True in Python, keeps them)")
-    rundir.write_readme(run_dir, title=f"keras-cnn run: {cfg.model} on {prep.config['data']}")
+    complete(run_dir, metrics, title=f"keras-cnn run: {cfg.model} on {prep.config['data']}",
+             keep_checkpoints=cfg.keep_checkpoints)
     return TrainResult(run_dir, inference, history, metrics, export_path=export_path, recipe=args.recipe,
                        status=status)
 
@@ -626,3 +354,41 @@ def stdout_is_terminal():
         return sys.stdout.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+class TrainingRun(Lifecycle):
+    """A `RunConfig`'s lifecycle: the steps both engines share. Subclasses: the ``fit`` engine
+    (`keras_cnn.training.trainer.FitRun`) and the multi-worker loop
+    (`keras_cnn.training.distributed.MultiWorkerRun`)."""
+
+    engine_name = "fit"
+
+    def __init__(self, cfg, args=None):
+        self.cfg = cfg
+        self.args = args if args is not None else check(cfg)
+        self.run_dir = self.args.run_dir
+        self.resume = cfg.resume
+        self.started = time.perf_counter()
+        if not isinstance(cfg.data, (str, os.PathLike)) and not hasattr(cfg.data, "class_names"):
+            raise ValueError(
+                f"`data` must be a source string, a directory or a DataBundle. Received: data={cfg.data!r}"
+            )
+        self._fingerprint = None
+
+    def fingerprint(self):
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.cfg, self.args, self.engine_name)
+        return self._fingerprint
+
+    def finished(self, state):
+        return finished_result(self.cfg, self.args, state)
+
+    def strategy_config(self):
+        """The strategy fields of ``config.json``."""
+        raise NotImplementedError
+
+    def prepare(self, state):
+        return load(self.cfg, self.args, self.fingerprint(), self.strategy_config())
+
+    def begin(self, prepared, state):
+        begin(self.cfg, self.args, prepared, state)

@@ -19,12 +19,24 @@ Fingerprint fields:
   ``early_stopping``, ``mixed_precision``;
 * ``engine``: "fit" (strategies "default" / "mirrored") or "multi_worker" (the custom loop,
   whose checkpoints ``fit`` cannot read).
+
+(``keras-cnn transfer`` and a tuning search have fingerprints of their own kind, in the same
+directory layout: `keras_cnn.training.transfer`, `keras_cnn.tuning.search`.)
+
+A directory that holds files but no ``config.json`` (a finished run whose configuration was
+removed, another program's files) is refused: nothing there can be matched to the run.
+
+One process at a time: `lock_run_dir` takes an exclusive ``flock`` on ``<run_dir>/.lock`` (with
+the holder's pid in it) for the whole run; a second process is refused at once, naming that pid.
+The kernel releases the lock when its process ends, however it ends, so a killed run never
+blocks the next one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -42,8 +54,10 @@ DIGEST_KEY = "fingerprint_digest"
 #: One id per training attempt: new when a run starts (or starts over), kept when it resumes; the
 #: export records it, so a rerun after a kill between the export and metrics.json reuses that export.
 RUN_ID_KEY = "run_id"
+LOCK_FILE = ".lock"
 _BACKUP_METADATA = "training_metadata.json"
-_START_OVER = "pass resume=False to start over in out_dir, or choose another out_dir"
+_START_OVER = ("nothing was changed; pass resume=False to start over in out_dir (the run's files there are "
+               "replaced), or choose another out_dir")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,14 +149,14 @@ def differences(old, new):
     return out
 
 
-def read_json_file(path, *, what):
-    """JSON of a run file, or a ValueError naming the file when it is corrupt."""
+def read_json_file(path, *, what, run_dir=None):
+    """JSON of a run file, or a ValueError naming the file (and the run directory) when it is corrupt."""
     try:
         return json.loads(Path(path).read_text())
     except (ValueError, UnicodeDecodeError) as err:
         raise ValueError(
-            f"The run file {str(path)!r} ({what}) is corrupt: {err}. Delete it, or {_START_OVER}. "
-            f"Received: out_dir={str(Path(path).parent)!r}"
+            f"The run file {str(path)!r} ({what}) is corrupt: {err}. {_START_OVER[0].upper()}{_START_OVER[1:]}. "
+            f"Received: out_dir={str(run_dir if run_dir is not None else Path(path).parent)!r}"
         ) from None
 
 
@@ -152,35 +166,50 @@ def backup_epoch(run_dir):
     path = Path(run_dir) / CHECKPOINT_DIR / _BACKUP_METADATA
     if not path.is_file():
         return 0
-    meta = read_json_file(path, what="the checkpoint's epoch counter")
+    meta = read_json_file(path, what="the checkpoint's epoch counter", run_dir=run_dir)
     try:
         return int(meta["epoch"])
     except (KeyError, TypeError, ValueError):
         raise ValueError(
-            f"The run file {str(path)!r} (the checkpoint's epoch counter) is corrupt: no integer 'epoch'. "
-            f"Delete it, or {_START_OVER}. Received: out_dir={str(run_dir)!r}"
+            f"The run file {str(path)!r} (the checkpoint's epoch counter) is corrupt: no integer 'epoch'; "
+            f"{_START_OVER}. Received: out_dir={str(run_dir)!r}"
         ) from None
 
 
-def inspect_run_dir(run_dir, fingerprint, *, resume):
+def _contents(run_dir):
+    """The visible entries of ``run_dir`` (none when it does not exist)."""
+    if not run_dir.is_dir():
+        return []
+    return sorted(p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir() if not p.name.startswith("."))
+
+
+def inspect_run_dir(run_dir, fingerprint, *, resume, result_file=METRICS_FILE, finished_digest=None):
     """The `RunState` of ``run_dir`` for a run with ``fingerprint``.
 
+    Args:
+        result_file: the file a finished run writes last (``metrics.json``; a search's ``best.json``).
+        finished_digest: the digest ``result_file`` must hold for the run to count as finished
+            (default: ``digest(fingerprint)``).
+
     Raises:
-        ValueError: ``run_dir`` holds another run (naming the fields that differ), or one of its
-            run files is corrupt (naming the file); never with ``resume=False``.
+        ValueError: ``run_dir`` holds another run (naming the fields that differ), files without a
+            ``config.json``, or a corrupt run file (naming it); never with ``resume=False``.
     """
     run_dir = Path(run_dir)
     if not resume:
         return RunState("new")
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
-        if (run_dir / CHECKPOINT_DIR).is_dir():
+        found = _contents(run_dir)
+        if found:
+            shown = ", ".join(found[:8]) + (", ..." if len(found) > 8 else "")
             raise ValueError(
-                f"`out_dir` holds checkpoints but no {CONFIG_FILE}: they cannot be matched to this run; "
-                f"{_START_OVER}. Received: out_dir={str(run_dir)!r}"
+                f"`out_dir` holds files ({shown}) but no {CONFIG_FILE}, so they cannot be matched to this run "
+                f"(a run whose {CONFIG_FILE} was removed, or files of another program); {_START_OVER}. "
+                f"Received: out_dir={str(run_dir)!r}"
             )
         return RunState("new")
-    config = read_json_file(config_path, what="the run's configuration and fingerprint")
+    config = read_json_file(config_path, what="the run's configuration and fingerprint", run_dir=run_dir)
     stored = config.get(FINGERPRINT_KEY) if isinstance(config, dict) else None
     if stored is None:
         raise ValueError(
@@ -190,19 +219,75 @@ def inspect_run_dir(run_dir, fingerprint, *, resume):
     diff = differences(stored, fingerprint)
     if diff:
         raise ValueError(
-            f"`out_dir` holds a different run: {'; '.join(diff)}. Nothing was changed; {_START_OVER}. "
+            f"`out_dir` holds a different run: {'; '.join(diff)}. {_START_OVER[0].upper()}{_START_OVER[1:]}. "
             f"Received: out_dir={str(run_dir)!r}"
         )
-    metrics_path = run_dir / METRICS_FILE
-    if metrics_path.is_file():
-        metrics = read_json_file(metrics_path, what="the finished run's metrics")
-        if isinstance(metrics, dict) and metrics.get(DIGEST_KEY) == digest(fingerprint):
+    result_path = run_dir / result_file
+    if result_path.is_file():
+        metrics = read_json_file(result_path, what="the finished run's result", run_dir=run_dir)
+        wanted = finished_digest or digest(fingerprint)
+        if isinstance(metrics, dict) and metrics.get(DIGEST_KEY) == wanted:
             return RunState("finished", metrics=metrics)
     done = backup_epoch(run_dir)
     return RunState("resume", done_epochs=done)
 
 
-def start_run_dir(run_dir, config, *, state):
+def _missing_parents(path):
+    """``path`` and those of its parents that do not exist, innermost first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _holder(fd):
+    try:
+        text = os.pread(fd, 64, 0).decode(errors="replace").strip()
+    except OSError:
+        text = ""
+    return text if text.isdigit() else "unknown"
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir):
+    """Hold ``run_dir`` for this process for the duration (``flock`` on ``run_dir/.lock``).
+
+    The directory is created if needed, and removed again (with the parents this created) when
+    it holds nothing but the lock at the end, e.g. after a refused argument.
+
+    Raises:
+        ValueError: another process holds ``run_dir`` (naming its pid); ``run_dir`` is a file.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"`out_dir` must be a directory; {str(run_dir)!r} is a file. Received: out_dir={str(run_dir)!r}")
+    created = _missing_parents(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd)
+        os.close(fd)
+        raise ValueError(
+            f"`out_dir` is in use by another keras_cnn process (pid {holder}); two runs in one directory would "
+            f"mix their files. Wait for it to end, or choose another out_dir. Received: out_dir={str(run_dir)!r}"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield run_dir
+    finally:
+        if created and not _contents(run_dir):
+            with contextlib.suppress(OSError):
+                os.unlink(run_dir / LOCK_FILE)
+                for path in created:
+                    os.rmdir(path)
+        os.close(fd)  # releases the lock
+
+
+def start_run_dir(run_dir, config, *, state, result_file=METRICS_FILE):
     """Create ``run_dir`` and write ``config.json``; clear an old run's files when starting over.
 
     ``config`` gets the attempt's `RUN_ID_KEY`: the stored one when the run resumes, else a new one.
@@ -212,11 +297,11 @@ def start_run_dir(run_dir, config, *, state):
     previous = None
     if state.status == "new":
         shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
-        for name in (HISTORY_FILE, METRICS_FILE):
+        for name in (HISTORY_FILE, result_file):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(run_dir / name)
     elif (run_dir / CONFIG_FILE).is_file():
-        previous = read_json_file(run_dir / CONFIG_FILE, what="the run's arguments")
+        previous = read_json_file(run_dir / CONFIG_FILE, what="the run's arguments", run_dir=run_dir)
     from keras_cnn._io import atomic_write_json
 
     config[RUN_ID_KEY] = (previous or {}).get(RUN_ID_KEY) or uuid.uuid4().hex

@@ -298,7 +298,7 @@ class CNNHyperModel(keras_tuner.HyperModel):
             weight_decay=0.0,
         )
         optimizer = build_optimizer(recipe, steps_per_epoch=1)
-        from keras_cnn.training.pipeline import compile_model
+        from keras_cnn.training.engine import compile_model
 
         return compile_model(
             model, optimizer, label_smoothing=training["label_smoothing"],
@@ -307,13 +307,13 @@ class CNNHyperModel(keras_tuner.HyperModel):
 
     def prepare(self, dataset, model):
         """Map a dataset of ``(pixels, int labels)`` to the targets ``model`` trains on."""
-        from keras_cnn.training.pipeline import one_hot_targets
+        from keras_cnn.training.engine import one_hot_targets
 
         return one_hot_targets(dataset, model)
 
     def fit(self, hp, model, x, *args, validation_data=None, **kwargs):
         """A trial's training: the run pipeline's ``fit`` engine (one-hot targets, ``model.fit``)."""
-        from keras_cnn.training.pipeline import fit_engine
+        from keras_cnn.training.engine import fit_engine
 
         if args:
             raise TypeError(f"fit() takes the training data only as a positional argument. Received: {args!r}")
