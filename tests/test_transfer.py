@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_cnn import transfer as T
+from keras_cnn.training import transfer as T
 from keras_cnn.models.resnet import build_resnet
 
 
@@ -252,11 +252,11 @@ def test_cli_transfer_from_a_keras_file(tmp_path, capsys):
     assert "model.keras" in (out / "README.txt").read_text()
     reloaded = keras.models.load_model(out / "model.keras")
     assert reloaded.output_shape == (None, 10)
-    # An existing output folder is not overwritten; a bad freeze point is an error, exit code 2.
-    assert cli.main(argv) == 2
+    # The same command again: the stored result, nothing trained; a bad freeze point is an error, exit code 2.
+    assert cli.main(argv) == 0
     captured = capsys.readouterr()
-    assert "already exists" in captured.err and "--overwrite" in captured.err
-    assert "regime medium" not in captured.out  # refused before training, not after it
+    assert "finished before; nothing was trained" in captured.out + captured.err
+    assert "test accuracy" in captured.out and json.loads((out / "metrics.json").read_text()) == metrics
     bad = argv[:6] + ["--freeze-until", "conv9", "--max-examples", "100", "--out", str(tmp_path / "bad")]
     assert cli.main(bad) == 2
     err = capsys.readouterr().err

@@ -1,10 +1,9 @@
-"""`keras-cnn transfer`: fine-tune a pretrained network in one of the three regimes."""
+"""`keras-cnn transfer`: fine-tune a pretrained network in one of the three regimes (a run directory
+through the one run lifecycle: `keras_cnn.training.transfer.run_transfer`)."""
 
 from __future__ import annotations
 
-import os
-
-from keras_cnn.commands._args import IMAGE_SIZE_FORMS, check_image_channels, image_size
+from keras_cnn.commands._args import IMAGE_SIZE_FORMS, image_size
 from keras_cnn.commands._errors import set_flag_names
 
 
@@ -17,7 +16,9 @@ def register(subparsers):
             "softmax; 'medium' freezes up to --freeze-until (or all but the last --trainable-blocks "
             "units) and fine-tunes the rest; 'large' trains everything from the pretrained "
             "initialisation. Two phases: the head first (--epochs at --lr), then the regime's "
-            "layers with it (--fine-tune-epochs at the lower --fine-tune-lr)."
+            "layers with it (--fine-tune-epochs at the lower --fine-tune-lr). Rerunning the same "
+            "command resumes an interrupted run, or reports a finished one; another run in the same "
+            "--out is refused."
         ),
     )
     parser.add_argument("base", metavar="BASE", help="registry name (keras-cnn list) or a .keras model file")
@@ -47,50 +48,18 @@ def register(subparsers):
     parser.add_argument("--precompute", action="store_true", help="phase 1 on features computed once")
     parser.add_argument("--max-examples", type=int, default=None, help="read at most N examples per split")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--out", default=None, help="output directory (default runs/transfer_<base>_<regime>)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--out", default=None, help="run directory (default runs/transfer_<base>_<regime>)")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="start over, replacing the run directory's previous run (default: resume the same run, "
+                        "report a finished one, refuse another one)")
+    parser.add_argument("--overwrite", action="store_true", help="the same as --no-resume")
+    parser.add_argument("--keep-checkpoints", action="store_true",
+                        help="keep the per-epoch checkpoints once the run finished (default: removed)")
     parser.set_defaults(func=run)
-    set_flag_names(parser, {"model_or_base": "BASE", "head_epochs": "--epochs", "head_lr": "--lr",
-                            "source": "--data", "input_shape": "--image-size",
-                            "model_kwargs": "--model-arg"})
+    set_flag_names(parser, {"model_or_base": "BASE", "base": "BASE", "head_epochs": "--epochs", "head_lr": "--lr",
+                            "source": "--data", "input_shape": "--image-size", "out_dir": "--out",
+                            "resume": "--no-resume", "model_kwargs": "--model-arg"})
     return parser
-
-
-def _input_shape(args):
-    """-> (base, input_shape or None, image_size, channels)."""
-
-    from keras_cnn.models.registry import get_model_entry, list_models
-    from keras_cnn.training.evaluate import parse_image_size
-
-    size = parse_image_size(args.image_size[:2]) if args.image_size else None
-    if args.base in list_models():
-        entry = get_model_entry(args.base)
-        check_image_channels(args.image_size, entry.channels, args.base)
-        size = size or (entry.default_size, entry.default_size)
-        return args.base, (*size, entry.channels), size, entry.channels
-    if not os.path.isfile(args.base):
-        raise ValueError(
-            f"`BASE` must be a registry name or a .keras model file. Received: BASE={args.base!r}. "
-            f"Known names: {list_models()}"
-        )
-    if args.weights is not None:
-        raise ValueError(f"`--weights` applies to a registry name; {args.base!r} brings its own. "
-                         f"Received: --weights={args.weights!r}")
-    from keras_cnn.transfer import feature_model
-
-    from keras_cnn._io import load_keras_model
-
-    model = feature_model(load_keras_model(args.base, arg="BASE"))  # its softmax removed
-    height, width, channels = model.input_shape[1:]
-    check_image_channels(args.image_size, channels, repr(args.base))
-    if height is None or width is None:
-        if size is None:
-            raise ValueError(f"{args.base!r} takes any input size; pass --image-size. Received: --image-size=None")
-    elif size is not None and tuple(size) != (height, width):
-        raise ValueError(
-            f"{args.base!r} takes {height}x{width} inputs. Received: --image-size={','.join(map(str, args.image_size))}"
-        )
-    return model, None, size or (height, width), channels
 
 
 def _model_args(args):
@@ -132,103 +101,34 @@ def _model_args(args):
                     f"Received: --weights={args.weights!r}" + (f", --model-arg {said}" if said else "")
                 )
     if notice:
-        from keras_cnn.training.pipeline import notice as say
-
-        say(notice)
+        print(notice)
     return kwargs or None
 
 
-def _history_by_epoch(history):
-    """Both phases' history, one row per epoch (the learning curves' input)."""
-    rows = len(next(iter(history.values()), []))
-    return {"epoch": list(range(rows)), **history}
-
-
 def run(args):
-    from keras_cnn import transfer
-    from keras_cnn._io import atomic_dir, atomic_write_json
-    from keras_cnn.data import load_data
+    from keras_cnn.commands.train import library_lines
+    from keras_cnn.training.transfer import TransferConfig, run_transfer
 
-    base, input_shape, image_size, channels = _input_shape(args)
-    model_args = _model_args(args)  # before the data is read
-    bundle = load_data(
-        args.data, image_size=image_size, channels=channels, batch_size=args.batch_size, seed=args.seed,
-        max_examples=args.max_examples,
+    config = TransferConfig(
+        base=args.base, data=args.data, regime=args.regime, weights=args.weights, model_kwargs=_model_args(args),
+        freeze_until=args.freeze_until, trainable_blocks=args.trainable_blocks, head_epochs=args.epochs,
+        fine_tune_epochs=args.fine_tune_epochs, head_lr=args.lr, fine_tune_lr=args.fine_tune_lr,
+        batch_size=args.batch_size, dropout=args.dropout, image_size=args.image_size, precompute=args.precompute,
+        max_examples=args.max_examples, seed=args.seed, out_dir=args.out,
+        resume=not (args.no_resume or args.overwrite), keep_checkpoints=args.keep_checkpoints,
     )
-    from keras_cnn.training import pipeline
-
-    pipeline.check_bundle(bundle, args.data)  # the run pipeline's data checks (classes, skipped files)
-    name = os.path.splitext(os.path.basename(args.base))[0]
-    out = args.out or os.path.join("runs", f"transfer_{name}_{args.regime}")
-    if os.path.exists(out) and not args.overwrite:  # before training, not after it
-        raise FileExistsError(f"`--out` {out!r} already exists; pass --overwrite to replace it. Received: --out={out!r}")
-    result = transfer.fine_tune(
-        base,
-        bundle,
-        args.regime,
-        head_epochs=args.epochs,
-        fine_tune_epochs=args.fine_tune_epochs,
-        head_lr=args.lr,
-        fine_tune_lr=args.fine_tune_lr,
-        batch_size=args.batch_size,
-        freeze_until=args.freeze_until,
-        trainable_blocks=args.trainable_blocks,
-        dropout=args.dropout,
-        precompute=args.precompute,
-        weights=args.weights,
-        input_shape=input_shape,
-        seed=args.seed,
-        model_kwargs=model_args,
-    )
-    summary = {
-        "base": args.base,
-        "weights": args.weights,
-        "model_args": model_args or {},
-        "data": args.data,
-        "regime": result.regime,
-        "image_size": list(image_size),
-        "num_train": bundle.num_train,
-        "phases": [
-            {
-                "name": p.name,
-                "epochs": p.epochs,
-                "learning_rate": p.learning_rate,
-                "precomputed": p.precomputed,
-                "frozen_units": p.plan.frozen,
-                "trainable_units": p.plan.trainable,
-                "freeze_bn": p.plan.freeze_bn,
-                "history": p.history,
-            }
-            for p in result.phases
-        ],
-        **result.metrics,
-    }
-    # The held-out metrics and the saved outputs of the run pipeline's finish step.
-    from keras_cnn.training.evaluate import compute_metrics
-
-    split, held_out = ("test", bundle.test) if bundle.test is not None else ("val", bundle.val)
-    if held_out is not None:
-        held = compute_metrics(result.model, held_out, result.class_names)
-        held["split"] = split
-        summary.update(per_class_accuracy=held["per_class_accuracy"], confusion_matrix=held["confusion_matrix"],
-                       split=split)
-    with atomic_dir(out, overwrite=args.overwrite) as tmp:
-        if held_out is not None:
-            pipeline.save_outputs(tmp, result.model, class_names=result.class_names, metrics=held,
-                                  history=_history_by_epoch(result.history), name=f"transfer {name}", data=args.data)
-        else:
-            pipeline.save_keras_model(result.model, os.path.join(tmp, "model.keras"))
-            atomic_write_json(os.path.join(tmp, "class_names.json"), result.class_names)
-        atomic_write_json(os.path.join(tmp, "metrics.json"), summary)
-        pipeline.rundir.write_readme(tmp, title=f"keras-cnn transfer: {args.base} -> {args.data}, regime {result.regime}")
-
-    print(f"transfer {args.base} -> {args.data} ({bundle.num_train} training images), regime {result.regime}")
+    with library_lines():
+        result = run_transfer(config)
+    metrics = result.metrics
+    if result.status == "finished":
+        print("stored result of the finished run (--no-resume trains again):")
+    print(f"transfer {args.base} -> {args.data} ({metrics['num_train']} training images), regime {result.regime}")
     print(f"{'phase':<10} {'epochs':>6} {'lr':>9} {'trainable units':>16} {'val acc':>8}")
     for p in result.phases:
         val = p.history.get("val_accuracy", [None])[-1] if p.history else None
         val_text = f"{val:.4f}" if val is not None else "-"
         print(f"{p.name:<10} {p.epochs:>6} {p.learning_rate:>9.2g} {len(p.plan.trainable):>16} {val_text:>8}")
-    if "test_accuracy" in result.metrics:
-        print(f"test accuracy {result.metrics['test_accuracy']:.4f}")
-    print(f"saved {out}")
+    if "test_accuracy" in metrics:
+        print(f"test accuracy {metrics['test_accuracy']:.4f}")
+    print(f"run directory: {result.run_dir}")
     return 0

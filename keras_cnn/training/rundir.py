@@ -124,6 +124,12 @@ def data_fingerprint(data):
     return {"source": source}
 
 
+def file_fingerprint(path):
+    """A file's identity for a fingerprint: its absolute path, size and modification time."""
+    stat = os.stat(path)
+    return {"source": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
 def digest(fingerprint):
     """A short stable hash of a fingerprint dict."""
     text = json.dumps(fingerprint, sort_keys=True, default=str)
@@ -160,10 +166,10 @@ def read_json_file(path, *, what, run_dir=None):
         ) from None
 
 
-def backup_epoch(run_dir):
-    """Epochs finished according to ``fit``'s BackupAndRestore metadata (0 if none); a corrupt
-    metadata file is an error naming it."""
-    path = Path(run_dir) / CHECKPOINT_DIR / _BACKUP_METADATA
+def backup_epoch(run_dir, *, checkpoint_dir=None):
+    """Epochs finished according to ``fit``'s BackupAndRestore metadata in ``checkpoint_dir``
+    (default ``run_dir/checkpoints``; 0 if none); a corrupt metadata file is an error naming it."""
+    path = Path(checkpoint_dir if checkpoint_dir is not None else Path(run_dir) / CHECKPOINT_DIR) / _BACKUP_METADATA
     if not path.is_file():
         return 0
     meta = read_json_file(path, what="the checkpoint's epoch counter", run_dir=run_dir)
