@@ -95,7 +95,7 @@ def test_search_reports_exports_keeps_memory_flat_and_does_not_rerun_a_finished_
     assert sorted(p.name for p in (tmp_path / "exports" / "vgg_tuned").iterdir()) == ["1"]
 
     # A different search in the same project is refused.
-    with pytest.raises(ValueError, match="different search"):
+    with pytest.raises(ValueError, match=r"`project_name` holds a different run: epochs \(stored 1, now 2\)"):
         tune("vgg", **{**kwargs, "epochs": 2})
 
 

@@ -78,7 +78,8 @@ def register(subparsers):
             "plus optimiser and learning rate. Candidates over --max-macs/--max-params are "
             "rejected before training. Prints a line per trial and a results table; writes "
             "results.csv, results.txt and accuracy_vs_macs.png into DIR/PROJECT; evaluates, saves "
-            "and exports the best model. Rerunning the same command resumes an interrupted search. "
+            "and exports the best model. Rerunning the same command resumes an interrupted search, or "
+            "reports a finished one; another search in the same directory is refused. "
             "--distributed chief|worker runs keras-tuner's chief/worker protocol (the chief serves "
             "the oracle at --oracle-ip:--oracle-port; workers share one search)."
         ),
@@ -106,7 +107,10 @@ def register(subparsers):
     parser.add_argument("--no-export", action="store_true", help="do not export the best model")
     parser.add_argument("--export-dir", default="saved_models", help="export root (default saved_models)")
     parser.add_argument("--export-name", default=None, help="served model name (default FAMILY_tuned)")
-    parser.add_argument("--overwrite", action="store_true", help="start the search over (default: resume)")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="start the search over, removing the directory's previous search (default: resume the "
+                        "same search, report a finished one, refuse another one)")
+    parser.add_argument("--overwrite", action="store_true", help="the same as --no-resume")
     parser.add_argument("--floor", type=float, default=None, metavar="ACC",
                         help="validation accuracy the best trial must beat to be exported "
                         "(default: the majority-class rate of the validation split)")
@@ -127,7 +131,8 @@ def register(subparsers):
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     parser.set_defaults(func=run)
     set_flag_names(parser, {"directory": "--dir", "search_space": "--space", "export": "--no-export",
-                            "family": "FAMILY", "source": "--data"})
+                            "family": "FAMILY", "source": "--data",
+                            "resume": "--no-resume"})
     return parser
 
 
@@ -153,38 +158,23 @@ def _print_progress(record):
 
 
 def run(args):
-    from keras_cnn.tuning import tune
+    from keras_cnn.commands.train import library_lines
+    from keras_cnn.tuning import TuneConfig, tune
 
-    result = tune(
-        args.family,
-        args.data,
-        tuner=args.tuner,
-        max_trials=args.max_trials,
-        epochs=args.epochs,
-        directory=args.dir,
-        project_name=args.project_name,
-        max_macs=parse_count("--max-macs", args.max_macs),
-        max_params=parse_count("--max-params", args.max_params),
-        seed=args.seed,
-        export=not args.no_export,
-        export_dir=args.export_dir,
-        export_name=args.export_name,
+    config = TuneConfig(
+        family=args.family, data=args.data, tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs,
+        directory=args.dir, project_name=args.project_name, max_macs=parse_count("--max-macs", args.max_macs),
+        max_params=parse_count("--max-params", args.max_params), seed=args.seed, export=not args.no_export,
+        export_dir=args.export_dir, export_name=args.export_name,
         image_size=check_image_channels(args.image_size, args.channels, "the search (--channels)"),
-        channels=args.channels,
-        max_examples=args.max_examples,
-        batch_size=args.batch_size,
-        overwrite=args.overwrite,
-        distributed=args.distributed,
-        oracle_ip=args.oracle_ip,
-        oracle_port=args.oracle_port,
-        tuner_id=args.tuner_id,
-        search_space=parse_space(args.space) or None,
-        verbose=args.verbose,
-        fit_verbose=args.fit_verbose,
-        progress=None if args.json else _print_progress,
-        floor=args.floor,
-        export_below_floor=args.export_below_floor,
+        channels=args.channels, max_examples=args.max_examples, batch_size=args.batch_size,
+        resume=not (args.no_resume or args.overwrite), distributed=args.distributed, oracle_ip=args.oracle_ip,
+        oracle_port=args.oracle_port, tuner_id=args.tuner_id, search_space=parse_space(args.space) or None,
+        verbose=args.verbose, fit_verbose=args.fit_verbose, progress=None if args.json else _print_progress,
+        floor=args.floor, export_below_floor=args.export_below_floor,
     )
+    with library_lines():
+        result = tune(config)
     if result.role == "worker":
         done = [r for r in result.trials if r.status != "RUNNING"]
         if args.json:
@@ -207,6 +197,8 @@ def run(args):
         }, indent=2))
         return 0
     print()
+    if result.status == "finished":
+        print("stored result of the finished search (--no-resume searches again):")
     print(f"Results ({len(result.trials)} trials) in {result.project_dir}:")
     print(result.table)
     print()

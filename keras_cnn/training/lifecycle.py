@@ -46,6 +46,8 @@ class Lifecycle:
 
     run_dir: Path
     resume: bool = True
+    #: The argument that names the run directory, in messages.
+    dir_arg = "out_dir"
 
     # ------------------------------------------------------------------ the steps of each kind
     def fingerprint(self):
@@ -79,10 +81,10 @@ class Lifecycle:
     # ------------------------------------------------------------------------------- the driver
     def open(self, stack):
         """Lock the run directory (for the rest of the run) -> its `rundir.RunState`."""
-        stack.enter_context(rundir.lock_run_dir(self.run_dir))
+        stack.enter_context(rundir.lock_run_dir(self.run_dir, arg=self.dir_arg))
         return rundir.inspect_run_dir(
             self.run_dir, self.fingerprint(), resume=self.resume, result_file=self.result_file,
-            finished_digest=self.finished_digest(),
+            finished_digest=self.finished_digest(), arg=self.dir_arg,
         )
 
     def execute(self):

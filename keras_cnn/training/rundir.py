@@ -56,8 +56,12 @@ DIGEST_KEY = "fingerprint_digest"
 RUN_ID_KEY = "run_id"
 LOCK_FILE = ".lock"
 _BACKUP_METADATA = "training_metadata.json"
-_START_OVER = ("nothing was changed; pass resume=False to start over in out_dir (the run's files there are "
-               "replaced), or choose another out_dir")
+
+
+def _start_over(arg="out_dir", *, capital=False):
+    text = (f"nothing was changed; pass resume=False to start over in {arg} (the run's files there are replaced), "
+            f"or choose another {arg}")
+    return text[0].upper() + text[1:] if capital else text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +165,7 @@ def read_json_file(path, *, what, run_dir=None):
         return json.loads(Path(path).read_text())
     except (ValueError, UnicodeDecodeError) as err:
         raise ValueError(
-            f"The run file {str(path)!r} ({what}) is corrupt: {err}. {_START_OVER[0].upper()}{_START_OVER[1:]}. "
+            f"The run file {str(path)!r} ({what}) is corrupt: {err}. {_start_over(capital=True)}. "
             f"Received: out_dir={str(run_dir if run_dir is not None else Path(path).parent)!r}"
         ) from None
 
@@ -178,7 +182,7 @@ def backup_epoch(run_dir, *, checkpoint_dir=None):
     except (KeyError, TypeError, ValueError):
         raise ValueError(
             f"The run file {str(path)!r} (the checkpoint's epoch counter) is corrupt: no integer 'epoch'; "
-            f"{_START_OVER}. Received: out_dir={str(run_dir)!r}"
+            f"{_start_over()}. Received: out_dir={str(run_dir)!r}"
         ) from None
 
 
@@ -189,13 +193,14 @@ def _contents(run_dir):
     return sorted(p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir() if not p.name.startswith("."))
 
 
-def inspect_run_dir(run_dir, fingerprint, *, resume, result_file=METRICS_FILE, finished_digest=None):
+def inspect_run_dir(run_dir, fingerprint, *, resume, result_file=METRICS_FILE, finished_digest=None, arg="out_dir"):
     """The `RunState` of ``run_dir`` for a run with ``fingerprint``.
 
     Args:
         result_file: the file a finished run writes last (``metrics.json``; a search's ``best.json``).
         finished_digest: the digest ``result_file`` must hold for the run to count as finished
             (default: ``digest(fingerprint)``).
+        arg: the argument that names ``run_dir``, for the messages.
 
     Raises:
         ValueError: ``run_dir`` holds another run (naming the fields that differ), files without a
@@ -210,23 +215,23 @@ def inspect_run_dir(run_dir, fingerprint, *, resume, result_file=METRICS_FILE, f
         if found:
             shown = ", ".join(found[:8]) + (", ..." if len(found) > 8 else "")
             raise ValueError(
-                f"`out_dir` holds files ({shown}) but no {CONFIG_FILE}, so they cannot be matched to this run "
-                f"(a run whose {CONFIG_FILE} was removed, or files of another program); {_START_OVER}. "
-                f"Received: out_dir={str(run_dir)!r}"
+                f"`{arg}` holds files ({shown}) but no {CONFIG_FILE}, so they cannot be matched to this run "
+                f"(a run whose {CONFIG_FILE} was removed, or files of another program); {_start_over(arg)}. "
+                f"Received: {arg}={str(run_dir)!r}"
             )
         return RunState("new")
     config = read_json_file(config_path, what="the run's configuration and fingerprint", run_dir=run_dir)
     stored = config.get(FINGERPRINT_KEY) if isinstance(config, dict) else None
     if stored is None:
         raise ValueError(
-            f"`out_dir` holds a run written without a run fingerprint (an older keras_cnn), so it cannot be "
-            f"checked against this one; {_START_OVER}. Received: out_dir={str(run_dir)!r}"
+            f"`{arg}` holds a run written without a run fingerprint (an older keras_cnn), so it cannot be "
+            f"checked against this one; {_start_over(arg)}. Received: {arg}={str(run_dir)!r}"
         )
     diff = differences(stored, fingerprint)
     if diff:
         raise ValueError(
-            f"`out_dir` holds a different run: {'; '.join(diff)}. {_START_OVER[0].upper()}{_START_OVER[1:]}. "
-            f"Received: out_dir={str(run_dir)!r}"
+            f"`{arg}` holds a different run: {'; '.join(diff)}. {_start_over(arg, capital=True)}. "
+            f"Received: {arg}={str(run_dir)!r}"
         )
     result_path = run_dir / result_file
     if result_path.is_file():
@@ -256,7 +261,7 @@ def _holder(fd):
 
 
 @contextlib.contextmanager
-def lock_run_dir(run_dir):
+def lock_run_dir(run_dir, *, arg="out_dir"):
     """Hold ``run_dir`` for this process for the duration (``flock`` on ``run_dir/.lock``).
 
     The directory is created if needed, and removed again (with the parents this created) when
@@ -267,7 +272,7 @@ def lock_run_dir(run_dir):
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"`out_dir` must be a directory; {str(run_dir)!r} is a file. Received: out_dir={str(run_dir)!r}")
+        raise ValueError(f"`{arg}` must be a directory; {str(run_dir)!r} is a file. Received: {arg}={str(run_dir)!r}")
     created = _missing_parents(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -277,8 +282,8 @@ def lock_run_dir(run_dir):
         holder = _holder(fd)
         os.close(fd)
         raise ValueError(
-            f"`out_dir` is in use by another keras_cnn process (pid {holder}); two runs in one directory would "
-            f"mix their files. Wait for it to end, or choose another out_dir. Received: out_dir={str(run_dir)!r}"
+            f"`{arg}` is in use by another keras_cnn process (pid {holder}); two runs in one directory would "
+            f"mix their files. Wait for it to end, or choose another {arg}. Received: {arg}={str(run_dir)!r}"
         ) from None
     try:
         os.ftruncate(fd, 0)
@@ -314,6 +319,21 @@ def start_run_dir(run_dir, config, *, state, result_file=METRICS_FILE):
     atomic_write_json(run_dir / CONFIG_FILE, config)
 
 
+def clear_run_dir(run_dir):
+    """Remove everything in ``run_dir`` but its lock (starting a run over in a directory whose
+    files another program manages, e.g. keras-tuner's)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    for path in run_dir.iterdir():
+        if path.name == LOCK_FILE:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
 def drop_checkpoints(run_dir):
     """Remove a finished run's checkpoints; True if there were any."""
     path = Path(run_dir) / CHECKPOINT_DIR
@@ -334,6 +354,12 @@ _DESCRIPTIONS = {
     "logs": "TensorBoard logs (tensorboard --logdir <this directory>/logs)",
     CHECKPOINT_DIR: "per-epoch checkpoints (kept with --keep-checkpoints)",
     "samples": "a few held-out test images, labelled in the file name (keras-cnn predict --model <run> FILE)",
+    "best_model.keras": "the search's best inference model (raw 0..255 pixels in)",
+    "best.json": "every trial of the search, the best one, its test metrics and export path (written last)",
+    "results.csv": "one row per trial: status, hyper-parameters, validation accuracy, params, MACs",
+    "results.txt": "the results table",
+    "accuracy_vs_macs.png": "validation accuracy against multiply-accumulates, the Pareto front marked",
+    "oracle.json": "keras-tuner's search state (a rerun resumes from it)",
 }
 
 

@@ -2,7 +2,8 @@
 budget, four search algorithms, resumable and distributed searches, a results report.
 
 Public API:
-    * `tune` -> `TuneResult`: the search driver behind ``keras-cnn tune``.
+    * `tune` -> `TuneResult` (`TuneConfig`): the search driver behind ``keras-cnn tune``, a run of
+      the one run lifecycle (`keras_cnn.training.lifecycle`).
     * `InceptionHyperModel`, `ResNetHyperModel`, `VGGHyperModel` (`CNNHyperModel`),
       `get_hypermodel`, `register_hypermodel`: the search spaces.
     * `CNNTuner`, `Budget`, `TrialRecord`: the keras-tuner `Tuner` that rejects over-budget
@@ -30,7 +31,7 @@ from keras_cnn.tuning.hypermodels import (
 )
 from keras_cnn.tuning.oracles import TUNERS, make_oracle
 from keras_cnn.tuning.report import format_table, pareto_front, plot_accuracy_vs_macs, write_report
-from keras_cnn.tuning.search import TuneResult, resolve_distributed, tune
+from keras_cnn.tuning.search import TuneConfig, TuneResult, resolve_distributed, tune
 from keras_cnn.tuning.tuner import Budget, CNNTuner, TrialRecord, serve_oracle
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "InceptionHyperModel",
     "ResNetHyperModel",
     "TrialRecord",
+    "TuneConfig",
     "TuneResult",
     "VGGHyperModel",
     "format_table",

@@ -4,18 +4,23 @@ The driver behind ``keras-cnn tune``: data -> hyper-model -> oracle + `CNNTuner`
 (local, or one process of a distributed chief/worker search) -> results table and plot ->
 the best trial's model evaluated on the test split, saved and exported for TF Serving.
 
-Project directory (``directory/project_name``), besides keras-tuner's own files
-(``oracle.json``, ``<tuner_id>.json``, ``trial_<id>/trial.json`` + ``checkpoint.weights.h5``):
+A search is a run of the one lifecycle (`keras_cnn.training.lifecycle`, `TuneRun`): its project
+directory (``directory/project_name``) is locked by the chief (or the local search) and holds,
+besides keras-tuner's own files (``oracle.json``, ``<tuner_id>.json``, ``trial_<id>/...``):
 
-* ``tune_config.json`` - what the search is (family, data, search space, ...); a rerun with a
-  different one is refused unless ``overwrite=True``;
+* ``config.json`` - the search's fingerprint (family, tuner, data with its content fingerprint,
+  image size, budget, search space, epochs, seed, ...): a rerun with another one is refused,
+  naming the fields that differ (``resume=False`` starts over);
 * ``results.csv``, ``results.txt``, ``accuracy_vs_macs.png`` - see `keras_cnn.tuning.report`;
-* ``best.json`` - the best trial, its hyper-parameters, cost and test metrics, the export path;
-* ``best_model.keras`` + ``class_names.json`` - the best inference model (raw pixels in).
+* ``best.json`` (written last: the search is finished) - every trial, the best one, its
+  hyper-parameters, cost and test metrics, the export path;
+* ``best_model.keras`` + ``class_names.json`` - the best inference model (raw pixels in);
+* ``README.txt``.
 
-Resuming: rerunning the same call continues an interrupted search (keras-tuner reloads the
-oracle; finished trials are not run again, the trial that was running is retried, and the total
-stays ``max_trials``). Raising ``max_trials`` extends a finished search.
+Rerunning the same call: a finished search returns its stored result (nothing trained, nothing
+exported); an interrupted one resumes (keras-tuner reloads the oracle; finished trials are not
+run again, the trial that was running is retried, and the total stays ``max_trials``). Raising
+``max_trials`` extends a finished search.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ import keras
 
 from keras_cnn._io import atomic_write_json
 from keras_cnn._validation import check_choice, check_non_negative_int, check_positive_int
+from keras_cnn.training import rundir
+from keras_cnn.training.config import build_config
+from keras_cnn.training.lifecycle import Lifecycle, complete
 from keras_cnn.tuning.hypermodels import FAMILIES, _ALIASES, get_hypermodel
 from keras_cnn.tuning.oracles import TUNERS, make_oracle
 from keras_cnn.tuning.report import format_table, write_report
@@ -44,9 +52,8 @@ ENV_ORACLE_IP = "KERASTUNER_ORACLE_IP"
 ENV_ORACLE_PORT = "KERASTUNER_ORACLE_PORT"
 DEFAULT_ORACLE_IP = "127.0.0.1"
 DEFAULT_ORACLE_PORT = 8000
-CONFIG_FILE = "tune_config.json"
 BEST_FILE = "best.json"
-logger = logging.getLogger("keras_cnn.tuning")
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -69,6 +76,8 @@ class TuneResult:
             the majority-class rate of the validation split), or None on a worker.
         below_floor: the best trial did not beat ``floor`` (then it is not exported unless
             ``export_below_floor=True``).
+        status: "searched" (trials ran in this call, or none were left) or "finished" (the stored
+            result of a finished search: nothing trained, nothing exported).
     """
 
     project_dir: Path
@@ -83,6 +92,7 @@ class TuneResult:
     export_path: Path | None = None
     floor: float | None = None
     below_floor: bool = False
+    status: str = "searched"
 
     @property
     def best_hyperparameters(self):
@@ -180,68 +190,11 @@ def _environment(env):
                 os.environ[key] = value
 
 
-def _check_config(project_dir, config, overwrite):
-    path = project_dir / CONFIG_FILE
-    if path.is_file() and not overwrite:
-        try:
-            old = json.loads(path.read_text())
-        except ValueError:
-            old = None
-        if old is not None and old != config:
-            changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-            raise ValueError(
-                f"{project_dir} holds a different search (changed: {', '.join(changed)}). "
-                "Use another `project_name`, or `overwrite=True` to start it over."
-            )
+@dataclasses.dataclass(frozen=True)
+class TuneConfig:
+    """Everything a search is asked to do (`tune`, ``keras-cnn tune``).
 
-
-def tune(
-    family,
-    data="digits",
-    *,
-    tuner="random",
-    max_trials=10,
-    epochs=2,
-    directory="runs/tune",
-    project_name=None,
-    max_macs=None,
-    max_params=None,
-    seed=0,
-    export=True,
-    export_dir="saved_models",
-    export_name=None,
-    export_version=None,
-    image_size=None,
-    channels=3,
-    max_examples=None,
-    batch_size=32,
-    validation_split=0.1,
-    overwrite=False,
-    distributed=None,
-    oracle_ip=None,
-    oracle_port=None,
-    tuner_id=None,
-    search_space=None,
-    objective="val_accuracy",
-    hyperband_factor=3,
-    max_consecutive_failed_trials=3,
-    verbose=1,
-    fit_verbose=0,
-    progress=None,
-    floor=None,
-    export_below_floor=False,
-):
-    """Search a family's architecture space with keras-tuner; report; export the best model.
-
-    Candidates come from the family's hyper-model (`InceptionHyperModel`, `ResNetHyperModel`,
-    `VGGHyperModel`); each is profiled first and, if it is over the compute budget
-    (``max_macs`` / ``max_params``), rejected without training (status REJECTED in the table;
-    it counts as one of the ``max_trials`` but costs only a model build). The others train for
-    ``epochs`` (Hyperband: up to ``epochs``, in rounds) and are scored by validation accuracy.
-    The best trial's checkpoint (retrained for ``epochs`` when it is not on this machine) is
-    evaluated on the test split, saved and exported like `keras_cnn.training.train` does.
-
-    Args:
+    Attributes:
         family: "inception" (alias "googlenet"), "resnet" or "vgg".
         data: a `keras_cnn.data.load_data` source. Default "digits".
         tuner: "random", "hyperband", "bayesian" or "grid". Default "random".
@@ -263,8 +216,10 @@ def tune(
         batch_size: batch size. Default 32.
         validation_split: fraction of the training data for validation (the objective's
             split). Default 0.1.
-        overwrite: start over, deleting an existing search of the same project (ignored on a
-            worker, which never deletes the shared directory). Default False: resume it.
+        resume: reuse the project directory when it holds this search: a finished one returns
+            its stored result, an interrupted one resumes, another search is refused naming the
+            fields. False: start over (the directory's files are removed first; ignored on a
+            worker, which never deletes the directory the chief shares). Default True.
         distributed: None (local, or the role keras-tuner's environment variables give),
             "chief" (serve the oracle; run no trial) or "worker" (run trials for the chief).
         oracle_ip: the chief's address (default ``$KERASTUNER_ORACLE_IP`` or 127.0.0.1).
@@ -286,170 +241,285 @@ def tune(
             frequent class scores). Below it the best model is saved but not exported, with a
             warning.
         export_below_floor: export the best model even when it does not beat ``floor``.
+    """
+
+    family: str = "vgg"
+    data: object = "digits"
+    tuner: str = "random"
+    max_trials: int = 10
+    epochs: int = 2
+    directory: object = "runs/tune"
+    project_name: str | None = None
+    max_macs: object = None
+    max_params: object = None
+    seed: int = 0
+    export: bool = True
+    export_dir: object = "saved_models"
+    export_name: str | None = None
+    export_version: int | None = None
+    image_size: object = None
+    channels: int = 3
+    max_examples: int | None = None
+    batch_size: int = 32
+    validation_split: float = 0.1
+    resume: bool = True
+    distributed: str | None = None
+    oracle_ip: str | None = None
+    oracle_port: object = None
+    tuner_id: str | None = None
+    search_space: dict | None = None
+    objective: str = "val_accuracy"
+    hyperband_factor: int = 3
+    max_consecutive_failed_trials: int = 3
+    verbose: int = 1
+    fit_verbose: int = 0
+    progress: object = None
+    floor: float | None = None
+    export_below_floor: bool = False
+
+
+def tune(family_or_config, data=dataclasses.MISSING, **fields):
+    """Search a family's architecture space with keras-tuner; report; export the best model.
+
+    Candidates come from the family's hyper-model (`InceptionHyperModel`, `ResNetHyperModel`,
+    `VGGHyperModel`); each is profiled first and, if it is over the compute budget
+    (``max_macs`` / ``max_params``), rejected without training (status REJECTED in the table;
+    it counts as one of the ``max_trials`` but costs only a model build). The others train for
+    ``epochs`` (Hyperband: up to ``epochs``, in rounds) and are scored by validation accuracy.
+    The best trial's checkpoint (retrained for ``epochs`` when it is not on this machine) is
+    evaluated on the test split, saved and exported like `keras_cnn.training.train` does.
+
+    The search is a run of the one lifecycle (see the module docstring): rerun, a finished search
+    returns its stored result, an interrupted one resumes, another one is refused.
+
+    Args:
+        family_or_config: the family ("inception", "resnet", "vgg") or a `TuneConfig` (then
+            nothing else is passed).
+        data: the data source (default "digits").
+        **fields: the other fields of `TuneConfig` (tuner, max_trials, epochs, max_macs, ...:
+            each is documented there).
 
     Returns:
         A `TuneResult`.
 
     Raises:
-        ValueError: an invalid argument, ``directory/project_name`` holds another search, or
-            the compute budget is below the smallest candidate (before any trial runs).
+        ValueError: an invalid argument, ``directory/project_name`` holds another search or is
+            in use by another process, or the compute budget is below the smallest candidate
+            (before any trial runs).
 
     Example:
         >>> result = tune("vgg", "digits", tuner="random", max_trials=5, epochs=2,
         ...               max_macs=5_000_000, export=False)
         >>> print(result.table)
     """
-    family = _ALIASES.get(family, family)
-    check_choice("family", family, sorted(FAMILIES))
-    check_choice("tuner", tuner, TUNERS)
-    check_positive_int("max_trials", max_trials)
-    check_positive_int("epochs", epochs)
-    check_positive_int("batch_size", batch_size)
-    check_non_negative_int("seed", seed)
-    check_choice("verbose", verbose, (0, 1))
-    check_choice("fit_verbose", fit_verbose, (0, 1, 2))
-    check_choice("channels", channels, (1, 3))
-    if max_examples is not None:
-        check_positive_int("max_examples", max_examples)
-    budget = Budget(_check_optional_positive("max_macs", max_macs), _check_optional_positive("max_params", max_params))
+    if isinstance(family_or_config, TuneConfig):
+        if data is not dataclasses.MISSING or fields:
+            raise TypeError("tune(config) takes no other argument; use dataclasses.replace(config, ...)")
+        return TuneRun(family_or_config).execute()
+    return TuneRun(build_config(TuneConfig, {"family": family_or_config, "data": data}, fields)).execute()
+
+
+def check_tune_config(cfg):
+    """Check every field of ``cfg`` (no TensorFlow op runs) -> ``(cfg with the family's canonical
+    name, Budget)``."""
+    cfg = dataclasses.replace(cfg, family=_ALIASES.get(cfg.family, cfg.family))
+    check_choice("family", cfg.family, sorted(FAMILIES))
+    check_choice("tuner", cfg.tuner, TUNERS)
+    for name in ("max_trials", "epochs", "batch_size"):
+        check_positive_int(name, getattr(cfg, name))
+    check_non_negative_int("seed", cfg.seed)
+    check_choice("verbose", cfg.verbose, (0, 1))
+    check_choice("fit_verbose", cfg.fit_verbose, (0, 1, 2))
+    check_choice("channels", cfg.channels, (1, 3))
+    if cfg.max_examples is not None:
+        check_positive_int("max_examples", cfg.max_examples)
+    budget = Budget(_check_optional_positive("max_macs", cfg.max_macs),
+                    _check_optional_positive("max_params", cfg.max_params))
+    floor = cfg.floor
     if floor is not None and (isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor < 1):
         raise ValueError(f"`floor` must be None or an accuracy in [0, 1). Received: floor={floor!r}")
-    for name, flag in (("export", export), ("overwrite", overwrite), ("export_below_floor", export_below_floor)):
-        if not isinstance(flag, bool):
-            raise ValueError(f"`{name}` must be True or False. Received: {name}={flag!r}")
-    if search_space is not None and not isinstance(search_space, dict):
+    for name in ("export", "resume", "export_below_floor"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise ValueError(f"`{name}` must be True or False. Received: {name}={getattr(cfg, name)!r}")
+    if cfg.search_space is not None and not isinstance(cfg.search_space, dict):
         raise ValueError(
-            f"`search_space` must be a dict of hyper-model arguments. Received: search_space={search_space!r}"
+            f"`search_space` must be a dict of hyper-model arguments. Received: search_space={cfg.search_space!r}"
         )
-    if progress is not None and not callable(progress):
-        raise ValueError(f"`progress` must be callable. Received: progress={progress!r}")
-    role, env = resolve_distributed(distributed, oracle_ip=oracle_ip, oracle_port=oracle_port, tuner_id=tuner_id)
-    project_name = project_name or f"{family}_{tuner}"
-    project_dir = Path(directory) / project_name
-    size = _image_size(image_size, data)
-    if role == "worker":
-        overwrite = False  # never delete the directory the chief and the other workers share
+    if cfg.progress is not None and not callable(cfg.progress):
+        raise ValueError(f"`progress` must be callable. Received: progress={cfg.progress!r}")
+    return cfg, budget
 
-    from keras_cnn.data import load_data
 
-    keras.utils.set_random_seed(seed)
-    bundle = load_data(
-        data,
-        image_size=size,
-        channels=channels,
-        batch_size=batch_size,
-        validation_split=validation_split,
-        seed=seed,
-        max_examples=max_examples,
-    )
-    from keras_cnn.training.pipeline import check_bundle
+class TuneRun(Lifecycle):
+    """A search's steps of the one lifecycle (`keras_cnn.training.lifecycle`). A worker of a
+    distributed search neither locks nor checks the directory: the chief owns it."""
 
-    check_bundle(bundle, data)  # the run pipeline's data checks: two classes or more, skipped files named
-    if bundle.val is None:
-        raise ValueError(
-            "The search needs a validation split (its objective is measured there). "
-            f"Received: validation_split={validation_split!r} for data={data!r}"
+    result_file = BEST_FILE
+    dir_arg = "project_name"
+
+    def __init__(self, cfg):
+        if not isinstance(cfg, TuneConfig):
+            raise TypeError(f"`config` must be a TuneConfig. Received: {type(cfg).__name__}")
+        self.cfg, self.budget = check_tune_config(cfg)
+        self.role, self.env = resolve_distributed(cfg.distributed, oracle_ip=cfg.oracle_ip,
+                                                  oracle_port=cfg.oracle_port, tuner_id=cfg.tuner_id)
+        self.project_name = cfg.project_name or f"{self.cfg.family}_{cfg.tuner}"
+        self.run_dir = Path(cfg.directory) / self.project_name
+        self.resume = cfg.resume or self.role == "worker"
+        self.size = _image_size(cfg.image_size, cfg.data)
+
+    def fingerprint(self):
+        cfg = self.cfg
+        fields = ("family", "tuner", "channels", "max_examples", "validation_split", "batch_size", "seed", "epochs",
+                  "objective", "hyperband_factor")
+        return {
+            "kind": "tune", **{name: getattr(cfg, name) for name in fields}, "data": rundir.data_fingerprint(cfg.data),
+            "image_size": None if self.size is None else list(self.size), "max_macs": self.budget.max_macs,
+            "max_params": self.budget.max_params,
+            "search_space": json.loads(json.dumps(cfg.search_space or {}, default=list)),
+        }
+
+    def finished_digest(self):
+        return rundir.digest({**self.fingerprint(), "max_trials": self.cfg.max_trials})
+
+    def open(self, stack):
+        stack.enter_context(_environment(self.env))  # keras-tuner reads it at any time
+        if self.role == "worker":
+            return rundir.RunState("new")
+        return super().open(stack)
+
+    def finished(self, state):
+        stored = dict(state.metrics)
+        records = [TrialRecord(**r) for r in stored.get("trials", [])]
+        best = next((r for r in records if r.trial_id == stored.get("trial_id")), None)
+        report = {key: self.run_dir / name for key, name in
+                  (("csv", "results.csv"), ("table", "results.txt"), ("plot", "accuracy_vs_macs.png"))
+                  if (self.run_dir / name).is_file()}
+        model = None
+        if best is not None:
+            import keras_cnn.layers  # noqa: F401  (registers the custom layers for loading)
+
+            model = keras.models.load_model(self.run_dir / "best_model.keras", compile=False)
+        export = stored.get("export_path")
+        return TuneResult(
+            project_dir=self.run_dir, role=self.role, tuner_id=stored.get("tuner_id") or "tuner0", trials=records,
+            best=best, table=format_table(records), report=report, model=model,
+            metrics=dict(stored.get("test_metrics") or {}), export_path=Path(export) if export else None,
+            floor=stored.get("floor"), below_floor=bool(stored.get("below_floor")), status="finished",
         )
-    class_names = [str(c) for c in bundle.class_names]
-    image_shape = tuple(int(d) for d in bundle.image_shape)
-    hypermodel = get_hypermodel(family, image_shape, len(class_names), **(search_space or {}))
-    check_budget_fits(budget, hypermodel, family)  # before any trial, before the search directory is written
-    config = {
-        "family": family,
-        "tuner": tuner,
-        "data": os.fspath(data) if isinstance(data, (str, os.PathLike)) else str(data),
-        "image_shape": list(image_shape),
-        "num_classes": len(class_names),
-        "max_examples": max_examples,
-        "validation_split": validation_split,
-        "seed": seed,
-        "epochs": epochs,
-        "objective": objective,
-        "search_space": json.loads(json.dumps(search_space or {}, default=list)),
-    }
-    if role != "worker":
-        _check_config(project_dir, config, overwrite)
 
-    worker_records = []
+    def prepare(self, state):
+        from keras_cnn.data import load_data
+        from keras_cnn.training.pipeline import check_bundle
 
-    def on_progress(record):
-        if record.status != "RUNNING":
-            worker_records.append(record)
-        if progress is not None:
-            progress(record)
-
-    objective_obj = keras_tuner_objective(objective)
-    # keras-tuner's per-trial display follows `verbose`; its "Reloading Tuner from ..." line
-    # does not, so it is silenced here when verbose=0.
-    quiet = contextlib.redirect_stdout(io.StringIO()) if verbose == 0 else contextlib.nullcontext()
-    with _environment(env):
-        oracle = make_oracle(
-            tuner,
-            objective=objective_obj,
-            max_trials=max_trials,
-            seed=seed + 1,
-            max_epochs=epochs,
-            hyperband_factor=hyperband_factor,
-            max_consecutive_failed_trials=max_consecutive_failed_trials,
-        )
-        with quiet:
-            search = CNNTuner(
-                hypermodel,
-                oracle,
-                budget=budget,
-                progress=on_progress,
-                fit_verbose=fit_verbose,
-                seed=seed,
-                directory=str(directory),
-                project_name=project_name,
-                overwrite=overwrite,
+        cfg = self.cfg
+        keras.utils.set_random_seed(cfg.seed)
+        bundle = load_data(cfg.data, image_size=self.size, channels=cfg.channels, batch_size=cfg.batch_size,
+                           validation_split=cfg.validation_split, seed=cfg.seed, max_examples=cfg.max_examples)
+        check_bundle(bundle, cfg.data)  # the run pipeline's data checks: two classes or more, skipped files named
+        if bundle.val is None:
+            raise ValueError(
+                "The search needs a validation split (its objective is measured there). "
+                f"Received: validation_split={cfg.validation_split!r} for data={cfg.data!r}"
             )
-        if role != "worker":
-            atomic_write_json(project_dir / CONFIG_FILE, config)
-        search.search(bundle.train, validation_data=bundle.val, epochs=epochs, verbose=verbose)
-        tid = search.tuner_id
-        if role == "worker":
-            return TuneResult(project_dir=project_dir, role=role, tuner_id=tid, trials=worker_records)
+        class_names = [str(c) for c in bundle.class_names]
+        image_shape = tuple(int(d) for d in bundle.image_shape)
+        hypermodel = get_hypermodel(cfg.family, image_shape, len(class_names), **(cfg.search_space or {}))
+        check_budget_fits(self.budget, hypermodel, cfg.family)  # before any trial, before the directory is written
+        return bundle, class_names, hypermodel
 
+    def begin(self, prepared, state):
+        if self.role == "worker":
+            return
+        if state.status == "new":
+            rundir.clear_run_dir(self.run_dir)  # start over: keras-tuner's files too (the lock stays)
+        bundle, class_names, _ = prepared
+        config = {"family": self.cfg.family, "tuner": self.cfg.tuner, "data": _data_name(self.cfg.data),
+                  "image_shape": [int(d) for d in bundle.image_shape], "num_classes": len(class_names),
+                  "max_trials": self.cfg.max_trials, rundir.FINGERPRINT_KEY: self.fingerprint()}
+        rundir.start_run_dir(self.run_dir, config, state=state, result_file=BEST_FILE)
+        if state.status == "resume":
+            logger.info("%s: resuming the search (same settings and data)", self.run_dir)
+
+    def engine(self, prepared, state):
+        """The search -> ``(CNNTuner, oracle, records of this process's trials)``."""
+        cfg, (bundle, _, hypermodel) = self.cfg, prepared
+        worker_records = []
+
+        def on_progress(record):
+            if record.status != "RUNNING":
+                worker_records.append(record)
+            if cfg.progress is not None:
+                cfg.progress(record)
+
+        oracle = make_oracle(
+            cfg.tuner, objective=keras_tuner_objective(cfg.objective), max_trials=cfg.max_trials, seed=cfg.seed + 1,
+            max_epochs=cfg.epochs, hyperband_factor=cfg.hyperband_factor,
+            max_consecutive_failed_trials=cfg.max_consecutive_failed_trials,
+        )
+        # keras-tuner's per-trial display follows `verbose`; its "Reloading Tuner from ..." line
+        # does not, so it is silenced here when verbose=0.
+        quiet = contextlib.redirect_stdout(io.StringIO()) if cfg.verbose == 0 else contextlib.nullcontext()
+        with quiet:
+            search = CNNTuner(hypermodel, oracle, budget=self.budget, progress=on_progress, fit_verbose=cfg.fit_verbose,
+                              seed=cfg.seed, directory=str(cfg.directory), project_name=self.project_name,
+                              overwrite=False)
+        search.search(bundle.train, validation_data=bundle.val, epochs=cfg.epochs, verbose=cfg.verbose)
+        return search, oracle, worker_records
+
+    def finish(self, prepared, outcome):
+        cfg, (bundle, class_names, _) = self.cfg, prepared
+        search, oracle, worker_records = outcome
+        if self.role == "worker":
+            return TuneResult(project_dir=self.run_dir, role=self.role, tuner_id=search.tuner_id, trials=worker_records)
         records = search.trial_records()
         timed = {r.trial_id: r.seconds for r in worker_records}
         for rec in records:
             if rec.seconds is None:
                 rec.seconds = timed.get(rec.trial_id)
-        title = f"{family} on {config['data']}: {tuner} search"
-        report = write_report(records, project_dir, max_macs=budget.max_macs, title=title)
-        table = format_table(records)
-        best_trials = [t for t in oracle.get_best_trials(1) if t.status == "COMPLETED"]
+        title = f"{cfg.family} on {_data_name(cfg.data)}: {cfg.tuner} search"
         result = TuneResult(
-            project_dir=project_dir, role=role, tuner_id=tid, trials=records, table=table, report=report
+            project_dir=self.run_dir, role=self.role, tuner_id=search.tuner_id, trials=records,
+            table=format_table(records),
+            report=write_report(records, self.run_dir, max_macs=self.budget.max_macs, title=title),
         )
-        if not best_trials:
-            return result
-        best_trial = best_trials[0]
-        result.best = next(r for r in records if r.trial_id == best_trial.trial_id)
-        result.model = _best_model(search, best_trial, bundle, epochs, seed)
-        result.floor = float(floor) if floor is not None else majority_rate(bundle.val)
+        stored = {"trials": [r.to_dict() for r in records], "tuner_id": search.tuner_id}
+        best_trials = [t for t in oracle.get_best_trials(1) if t.status == "COMPLETED"]
+        if best_trials:
+            stored.update(self._finish_best(result, search, best_trials[0], bundle, class_names))
+        stored[rundir.DIGEST_KEY] = self.finished_digest()
+        complete(self.run_dir, stored, title=f"keras-cnn tune: {title}", keep_checkpoints=True, result_file=BEST_FILE)
+        return result
+
+    def _finish_best(self, result, search, best_trial, bundle, class_names):
+        """The best trial's model, its floor check, evaluation, save and export -> best.json's fields."""
+        cfg = self.cfg
+        result.best = next(r for r in result.trials if r.trial_id == best_trial.trial_id)
+        result.model = _best_model(search, best_trial, bundle, cfg.epochs, cfg.seed)
+        result.floor = float(cfg.floor) if cfg.floor is not None else majority_rate(bundle.val)
         best_acc = result.best.val_accuracy
         result.below_floor = best_acc is None or not best_acc > result.floor
         if result.below_floor:
             logger.warning(
                 "tune: the best trial's validation accuracy %s does not beat the floor %.4f (%s)%s",
                 "n/a" if best_acc is None else f"{best_acc:.4f}", result.floor,
-                "the majority-class rate" if floor is None else "floor",
-                "; exported anyway (export_below_floor=True)" if export and export_below_floor
-                else "; not exported (export_below_floor=True exports it)" if export else "",
+                "the majority-class rate" if cfg.floor is None else "floor",
+                "; exported anyway (export_below_floor=True)" if cfg.export and cfg.export_below_floor
+                else "; not exported (export_below_floor=True exports it)" if cfg.export else "",
             )
-        result.metrics, result.export_path = _finish_best(
-            result,
-            bundle=bundle,
-            class_names=class_names,
-            config=config,
-            export=export and (not result.below_floor or export_below_floor),
-            export_dir=export_dir,
-            export_name=export_name or f"{family}_tuned",
-            export_version=export_version,
+        config = {"family": cfg.family, "tuner": cfg.tuner, "data": _data_name(cfg.data),
+                  "image_shape": [int(d) for d in bundle.image_shape]}
+        result.metrics, result.export_path, stored = _finish_best(
+            result, bundle=bundle, class_names=class_names, config=config,
+            export=cfg.export and (not result.below_floor or cfg.export_below_floor),
+            export_dir=cfg.export_dir, export_name=cfg.export_name or f"{cfg.family}_tuned",
+            export_version=cfg.export_version,
         )
-        return result
+        return stored
+
+
+def _data_name(data):
+    return os.fspath(data) if isinstance(data, (str, os.PathLike)) else str(data)
 
 
 def majority_rate(dataset):
@@ -491,7 +561,7 @@ def _best_model(search, best_trial, bundle, epochs, seed):
 
 
 def _finish_best(result, *, bundle, class_names, config, export, export_dir, export_name, export_version):
-    """Evaluate, save and (maybe) export the best model; write best.json. Returns (metrics, path)."""
+    """Evaluate, save and (maybe) export the best model -> (metrics, export path, best.json's fields)."""
     from keras_cnn.training.evaluate import compute_metrics
 
     project_dir = result.project_dir
@@ -540,14 +610,11 @@ def _finish_best(result, *, bundle, class_names, config, export, export_dir, exp
                     },
                 )
             )
-    atomic_write_json(
-        project_dir / BEST_FILE,
-        {
-            **result.best.to_dict(),
-            "test_metrics": {k: v for k, v in metrics.items() if k != "confusion_matrix"},
-            "export_path": None if export_path is None else str(export_path),
-            "floor": result.floor,
-            "below_floor": result.below_floor,
-        },
-    )
-    return metrics, export_path
+    stored = {
+        **result.best.to_dict(),
+        "test_metrics": {k: v for k, v in metrics.items() if k != "confusion_matrix"},
+        "export_path": None if export_path is None else str(export_path),
+        "floor": result.floor,
+        "below_floor": result.below_floor,
+    }
+    return metrics, export_path, stored
