@@ -253,18 +253,19 @@ def test_multi_worker_loop_trains_what_fit_trains(tmp_path):
 
 
 @pytest.mark.slow
-def test_multi_worker_resume_refuses_a_checkpoint_of_another_run(tmp_path, capsys, monkeypatch):
+def test_multi_worker_resume_refuses_a_checkpoint_of_another_run(tmp_path, caplog, monkeypatch):
     # One worker, in this process (TensorFlow is already running: fine without a cluster).
+    import logging
+
     from keras_cnn.training import train
 
+    caplog.set_level(logging.INFO, logger="keras_cnn")
     monkeypatch.delenv("TF_CONFIG", raising=False)
     common = dict(epochs=1, batch_size=64, max_examples=120, image_size=16, export=False, verbose=0)
     run = tmp_path / "run"
     first = train("lenet5", "digits", out_dir=run, augment="none", strategy="multi_worker", keep_checkpoints=True,
                   **common)
-    assert "TF_CONFIG is not set: strategy 'multi_worker' trains in this process as a single worker" in (
-        capsys.readouterr().out
-    )
+    assert "TF_CONFIG is not set: strategy 'multi_worker' trains in this process as a single worker" in caplog.text
     assert first.history["epoch"] == [0] and first.metrics["num_workers"] == 1
     assert (run / "checkpoints" / "ckpt-1.index").is_file()
     # Run again: the run finished (same fingerprint), so nothing is trained twice.
