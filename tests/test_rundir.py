@@ -96,7 +96,7 @@ with rundir.lock_run_dir(sys.argv[1]):
 
 
 @pytest.mark.slow  # two processes importing keras_cnn.training
-def test_a_busy_run_directory_is_refused_naming_the_holder_and_a_killed_holder_does_not_block(tmp_path):
+def test_a_busy_run_directory_is_refused_naming_the_holder_and_a_killed_holder_does_not_block(tmp_path, capsys):
     import signal
     import subprocess
     import sys
@@ -111,6 +111,15 @@ def test_a_busy_run_directory_is_refused_naming_the_holder_and_a_killed_holder_d
         # Another process is refused the same way.
         other = subprocess.run([sys.executable, "-c", HOLD, str(run)], capture_output=True, text=True, timeout=60)
         assert other.returncode == 1 and f"pid {holder.pid}" in other.stderr and "locked" not in other.stdout
+        # The commands that write a run directory take the same lock, before anything is loaded or written.
+        from keras_cnn.cli import main
+
+        for argv, flag in ((["train", "lenet5", "--out", str(run)], "--out"),
+                           (["tune", "vgg", "--dir", str(tmp_path), "--project-name", "run"], "--project-name")):
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert f"`{flag}` is in use by another keras_cnn process (pid {holder.pid})" in err, err
+        assert sorted(p.name for p in run.iterdir()) == [rundir.LOCK_FILE]
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()

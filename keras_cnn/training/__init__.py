@@ -29,11 +29,14 @@ from keras_cnn.training.recipes import (
 )
 from keras_cnn.training.config import RunConfig, TrainResult
 from keras_cnn.training.trainer import run, train
+from keras_cnn.training.transfer import TransferConfig, TransferResult, fine_tune, run_transfer
 
 __all__ = [
     "RECIPES",
     "RunConfig",
     "EpochSchedule",
+    "TransferConfig",
+    "TransferResult",
     "Recipe",
     "TrainResult",
     "build_network",
@@ -43,10 +46,12 @@ __all__ = [
     "multi_worker_strategy",
     "compute_metrics",
     "evaluate",
+    "fine_tune",
     "get_recipe",
     "list_recipes",
     "run",
     "run_demo",
+    "run_transfer",
     "strip_aux",
     "train",
     "train_multi_worker",

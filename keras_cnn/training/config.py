@@ -100,10 +100,11 @@ class RunConfig:
 def build_config(cls, positional, fields):
     """``cls(**positional, **fields)`` for a keyword wrapper (``train("lenet5", "digits", epochs=3)``):
     a positional argument given again by keyword is an error naming it."""
+    positional = {k: v for k, v in positional.items() if v is not dataclasses.MISSING}
     both = sorted(set(positional) & set(fields))
     if both:
         raise TypeError(f"{cls.__name__}: {', '.join(both)} given twice (positionally and by keyword)")
-    return cls(**{k: v for k, v in positional.items() if v is not dataclasses.MISSING}, **fields)
+    return cls(**positional, **fields)
 
 
 @dataclasses.dataclass

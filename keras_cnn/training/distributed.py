@@ -437,7 +437,7 @@ def _write_summaries(writers, epoch, logs):
         writer.flush()
 
 
-def train_multi_worker(model_or_config="lenet5", data=dataclasses.MISSING, **fields):
+def train_multi_worker(model_or_config=dataclasses.MISSING, data=dataclasses.MISSING, **fields):
     """`train` on every worker of a ``TF_CONFIG`` cluster with ``MultiWorkerMirroredStrategy``.
 
     Run the same call (same arguments, same data) in one process per worker, each with its own

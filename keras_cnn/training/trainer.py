@@ -30,7 +30,7 @@ from keras_cnn.training.rundir import CHECKPOINT_DIR, HISTORY_FILE, RunState
 __all__ = ["FitRun", "RunConfig", "TrainResult", "run", "train"]
 
 
-def train(model_or_config="lenet5", data=dataclasses.MISSING, **fields):
+def train(model_or_config=dataclasses.MISSING, data=dataclasses.MISSING, **fields):
     """Train a registered network on a dataset with its paper recipe; evaluate; export.
 
     The network is ``raw pixels -> Preprocess(entry.preprocessing) -> registry model`` so the

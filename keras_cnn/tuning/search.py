@@ -243,7 +243,7 @@ class TuneConfig:
         export_below_floor: export the best model even when it does not beat ``floor``.
     """
 
-    family: str = "vgg"
+    family: str
     data: object = "digits"
     tuner: str = "random"
     max_trials: int = 10
@@ -278,7 +278,7 @@ class TuneConfig:
     export_below_floor: bool = False
 
 
-def tune(family_or_config, data=dataclasses.MISSING, **fields):
+def tune(family_or_config=dataclasses.MISSING, data=dataclasses.MISSING, **fields):
     """Search a family's architecture space with keras-tuner; report; export the best model.
 
     Candidates come from the family's hyper-model (`InceptionHyperModel`, `ResNetHyperModel`,
