@@ -141,6 +141,22 @@ def test_a_corrupt_run_file_is_an_error_naming_it(tmp_path, capsys, damage):
     assert str(tmp_path / "run" / damage) in err and "--no-resume" in err
 
 
+def test_a_finished_run_without_its_config_is_refused_not_retrained(tmp_path, capsys):
+    assert _train(tmp_path, "--no-export") == 0
+    run = tmp_path / "run"
+    metrics = (run / "metrics.json").read_text()
+    model = (run / "model.keras").read_bytes()
+    (run / "config.json").unlink()  # as the corrupt-config message once advised
+    capsys.readouterr()
+    assert _train(tmp_path, "--no-export") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-cnn train: error: `--out` holds files (") and "model.keras" in err
+    assert "metrics.json" in err and "but no config.json" in err and "--no-resume" in err
+    assert (run / "metrics.json").read_text() == metrics and (run / "model.keras").read_bytes() == model
+    assert _train(tmp_path, "--no-export", "--no-resume") == 0  # asked for: replaced
+    assert (run / "config.json").is_file()
+
+
 # ------------------------------------------------------------------------------------ data checks
 def test_one_class_folder_is_refused(tmp_path, capsys):
     data = _folder(tmp_path / "one", {"red": (220, 30, 30)})
