@@ -1,10 +1,11 @@
 """What keras_cnn knows about each network and each set of pretrained weights, as data.
 
 This module is the single source of truth: one :class:`ModelSpec` per registry entry and one
-:class:`WeightsSpec` per pretrained source. Builders read their default and minimum input size
-from their spec; the registry, the weights loader, transfer learning, training, export, the
-``keras-cnn list`` command and the README's model table read the rest. Nothing here imports
-Keras or TensorFlow, so listing the zoo is instant.
+:class:`WeightsSpec` per set of pretrained weights, keras.applications' and timm's alike. Builders
+read their default and minimum input size from their spec and resolve a ``weights`` argument here
+(:func:`weights_name`, :func:`get_weights_spec`); the weights package (`keras_cnn.weights`),
+transfer learning, training, export, the ``keras-cnn list`` command and the README's tables read
+the rest. Nothing here imports Keras or TensorFlow, so listing the zoo is instant.
 
 Adding a network = a ``ModelSpec`` here + a builder decorated with
 ``keras_cnn.models.identity.registered_builder(name)``; ``tests/test_registry_contract.py``
