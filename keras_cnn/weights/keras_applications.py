@@ -29,7 +29,7 @@ import keras
 
 from keras_cnn._compat import keras_ as keras_compat
 from keras_cnn.models.specs import MODEL_SPECS, WEIGHTS_SPECS
-from keras_cnn.weights.files import legacy_layer_names, load_keras_file, mismatch_error, with_suffix
+from keras_cnn.weights.files import legacy_layer_names, load_keras_file, mismatch_error
 from keras_cnn.weights.port import port_weights
 
 __all__ = [
