@@ -25,7 +25,7 @@ from keras_cnn import _registration  # noqa: E402  (registers our classes whenev
 _registration.install()
 
 _LAZY = (
-    "analysis", "applications", "data", "export", "layers", "models", "timm_weights", "training", "transfer", "tuning",
+    "analysis", "applications", "data", "export", "layers", "models", "training", "transfer", "tuning",
     "weights",
 )
 _FROM_MODELS = (

@@ -29,8 +29,10 @@ import threading
 # The modules whose import registers every `keras.saving.register_keras_serializable` class of the
 # package: the layers, the model families (AlexNet's LRN layer; `keras_cnn.models` itself imports
 # them only on first use) and the training recipes (EpochSchedule). tests/test_cli_startup.py
-# checks this against every `register_keras_serializable` in the sources.
-REGISTERING_MODULES = ("keras_cnn.layers", "keras_cnn.models", "keras_cnn.training.recipes")
+# checks this against every `register_keras_serializable` in the sources. Last, `keras_cnn.weights`,
+# whose import installs the weights loader the model builders call (the models sit below it and do
+# not import it): every builder needs Keras, so the loader is in place before any builder runs.
+REGISTERING_MODULES = ("keras_cnn.layers", "keras_cnn.models", "keras_cnn.training.recipes", "keras_cnn.weights")
 
 
 def _registering_modules():

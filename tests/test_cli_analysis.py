@@ -201,7 +201,7 @@ def test_list_is_fast_and_does_not_build(capsys, tiny_registered, monkeypatch):
     # The zoo's rows come from the specs: parameters and weights without building anything.
     resnet50 = next(line for line in out.splitlines() if line.startswith("resnet50 "))
     assert resnet50.split()[:12] == ["resnet50", "resnet", "25,636,712", "224x224x3", "32", "caffe", "ResNet50", "0",
-                                     "keras_in1k,", "tv_in1k,", "tv2_in1k,", "a1_in1k,"]  # + keras_cnn.timm_weights
+                                     "keras_in1k,", "tv_in1k,", "tv2_in1k,", "a1_in1k,"]  # + timm's records
     rc, out, _ = _run(capsys, "list", "resnet*", "--pretrained")
     rows = [line.split()[0] for line in out.splitlines()[2:-1]]
     assert rc == 0 and rows == list_models("resnet*", pretrained=True)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from keras_cnn import timm_weights as TW
+from keras_cnn.weights import timm as TW
 from tests.test_timm_weights import _assert_close, _ours, _pixels, _random_state_dict
 from tests.timm_peer import TimmPeerError, run_timm
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from keras_cnn import timm_weights as TW
 from keras_cnn import weights as W
+from keras_cnn.weights import timm as TW
 from keras_cnn.models.registry import build_model
 
 keras_hub = pytest.importorskip("keras_hub")
@@ -105,23 +105,28 @@ def test_expected_timm_shapes_match_torchvision_counts(network, tensors, params)
 
 
 def test_records_are_consistent():
-    for tag, record in TW.TIMM_WEIGHTS.items():
-        assert record.tag == tag and record.architecture == record.network
-        assert record.repo_id == f"timm/{tag}" and record.filename == "model.safetensors"
+    records = TW.timm_records()
+    assert len(records) == 24
+    for tag, record in records.items():
+        assert record.name == tag and record.source == "timm" and record.arch == tag.split(".")[0]
+        assert record.hf_repo == f"timm/{tag}" and [f.fname for f in record.files] == ["model.safetensors"]
+        assert record.files[0].url == f"https://huggingface.co/timm/{tag}/resolve/main/model.safetensors"
         # timm's mean/std: ImageNet's ("torch") but Inception-v3's 0.5 ("tf") except gluon's.
-        inception_mean = record.network == "inception_v3" and "gluon" not in tag
+        inception_mean = record.arch == "inception_v3" and "gluon" not in tag
         assert record.preprocessing == ("tf" if inception_mean else "torch") and 50 < record.top1 < record.top5 < 100
         assert record.license in ("BSD-3-Clause", "Apache-2.0")
+        assert record.crop_pct in (0.875, 0.95) and record.interpolation in ("bilinear", "bicubic")
         assert record.aux == (tag == "inception_v3.tv_in1k")  # only torchvision's file has AuxLogits
-    assert TW.TIMM_WEIGHTS["resnet50.tv_in1k"].build_args == {"keras_layout": False}
-    assert TW.TIMM_WEIGHTS["inception_v3.tv_in1k"].build_args == {"keras_layout": False}
-    assert TW.TIMM_WEIGHTS["inception_v3.tv_in1k"].input_size == 299
+    assert records["resnet50.tv_in1k"].build_args == {"keras_layout": False}
+    assert records["inception_v3.tv_in1k"].build_args == {"keras_layout": False}
+    assert records["inception_v3.tv_in1k"].input_size == 299
+    assert (records["resnet18.a1_in1k"].crop_pct, records["resnet18.a1_in1k"].interpolation) == (0.95, "bicubic")
     # Registered as the zoo's weights records (source "timm"), torchvision's first.
     from keras_cnn.models import specs
 
     for network in TW.TIMM_NETWORKS:
         ours = [n for n in specs.list_weights(network) if specs.WEIGHTS_SPECS[n].source == "timm"]
-        assert ours == [t for t, r in TW.TIMM_WEIGHTS.items() if r.network == network]
+        assert ours == list(TW.timm_records(network))
         assert ours[0] == f"{network}.tv_in1k"
     spec = specs.WEIGHTS_SPECS["resnet50.a1_in1k"]
     assert (spec.hf_repo, spec.preprocessing, spec.top1, spec.build_args) == (

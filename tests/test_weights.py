@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from keras_cnn import weights as W
+from keras_cnn.weights import keras_applications as KA
 from keras_cnn.models.inception_v3 import InceptionV3Custom
 from keras_cnn.models.registry import build_model
 from keras_cnn.models.resnet import ResNet50Custom, ResNet101Custom, ResNet152Custom  # noqa: F401
@@ -133,7 +134,7 @@ def _check_twin(name, tmp_path):
     # its auxiliary head (which keras lacks): the port fills the main path only.
     extra = {"aux_logits": True} if name == "inception_v3" else {}
     ours = builder(weights=None, include_top=True, input_shape=(size, size, 3), classifier_activation=None, **extra)
-    main = W._main_path(ours)
+    main = KA.main_path(ours)
     if extra:
         with pytest.raises(ValueError, match="target layer 'aux1/"):
             W.port_weights(k, ours)  # the aux head has no counterpart in keras
@@ -350,15 +351,15 @@ def test_cached_file_with_wrong_hash_is_kept_when_redownload_fails(keras_home, o
 
 
 def test_download_timeout_setting(monkeypatch):
-    assert W._download_timeout(None) == W.DOWNLOAD_TIMEOUT
+    assert KA._download_timeout(None) == W.DOWNLOAD_TIMEOUT
     monkeypatch.setenv("KERAS_CNN_DOWNLOAD_TIMEOUT", "2.5")
-    assert W._download_timeout(None) == 2.5
+    assert KA._download_timeout(None) == 2.5
     monkeypatch.setenv("KERAS_CNN_DOWNLOAD_TIMEOUT", "soon")
     with pytest.raises(ValueError, match="KERAS_CNN_DOWNLOAD_TIMEOUT"):
-        W._download_timeout(None)
+        KA._download_timeout(None)
     import socket
 
-    with W._socket_timeout(3.0):
+    with KA._socket_timeout(3.0):
         assert socket.getdefaulttimeout() == 3.0
     assert socket.getdefaulttimeout() is None
 

@@ -15,7 +15,7 @@ import keras
 from keras_cnn._compat import keras_ as keras_compat
 from keras_cnn._validation import check_choice, check_fraction
 from keras_cnn.layers.identity import ModelIdentity
-from keras_cnn.models.specs import weights_name
+from keras_cnn.models.specs import WeightsFileNotFoundError, WeightsSpec, weights_name
 
 POOLINGS = (None, "avg", "max")
 
@@ -24,8 +24,13 @@ def validate_common(*, include_top, weights, classes, pooling, classifier_activa
                     arch=None):
     """keras.applications' validation of the shared arguments, plus ``pooling`` and ``dropout``.
 
-    ``weights`` may also name pretrained weights of ``arch`` (see `keras_cnn.models.list_weights`);
-    a path that does not exist is refused as such (FileNotFoundError naming ``weights``).
+    ``weights`` may also name pretrained weights of ``arch`` (see `keras_cnn.models.list_weights`)
+    or be their record (a `WeightsSpec`, the typed form); a path that does not exist is refused as
+    such (FileNotFoundError naming ``weights``). A registered name is always the record, whatever
+    files the working directory holds (`keras_cnn.models.specs.weights_name`).
+
+    Returns:
+        What to load: None, the `WeightsSpec` a name means for this build, or the path.
     """
     if not isinstance(include_top, bool):
         raise ValueError(f"`include_top` must be True or False. Received: include_top={include_top!r}")
@@ -34,19 +39,17 @@ def validate_common(*, include_top, weights, classes, pooling, classifier_activa
         if not isinstance(weights, (str, os.PathLike)):
             raise ValueError(
                 "The `weights` argument should be either `None` (random initialization), `imagenet` "
-                "(pre-training on ImageNet), a weights name (keras_cnn.models.list_weights()), or the "
-                f"path to the weights file to be loaded. Received: weights={weights!r}"
+                "(pre-training on ImageNet), a weights name (keras_cnn.models.list_weights()) or its "
+                f"WeightsSpec, or the path to the weights file to be loaded. Received: weights={weights!r}"
             )
         if not os.path.exists(weights):
-            from keras_cnn.weights import WeightsFileNotFoundError
-
             raise WeightsFileNotFoundError(
                 f"`weights` file does not exist: {os.fspath(weights)!r}. Accepted: None, 'imagenet', a "
                 f"weights name (keras_cnn.models.list_weights()) or an existing file. Received: weights={weights!r}"
             )
     resolved = weights
     if named:
-        resolved = resolve_weights_name(weights, arch=arch, twin=twin).name
+        resolved = resolve_weights_name(weights, arch=arch, twin=twin)
     if weights == "imagenet" and include_top and classes != 1000:
         raise ValueError(
             'If using `weights="imagenet"` with `include_top=True`, `classes` should be 1000. '
@@ -75,10 +78,11 @@ def resolve_weights_name(weights, *, arch, twin):
     from keras_cnn.models.specs import MODEL_SPECS, WEIGHTS_SPECS, get_weights_spec, list_weights
 
     name = weights_name(weights)
+    shown = name if isinstance(weights, WeightsSpec) else weights
     if arch not in MODEL_SPECS:
         raise ValueError(
             "Pretrained weights exist only for the registry networks with the default architecture "
-            f"arguments. Received: weights={weights!r} for a custom {arch or 'network'} build; use "
+            f"arguments. Received: weights={shown!r} for a custom {arch or 'network'} build; use "
             "weights=None or a file path."
         )
     if name == "imagenet":
@@ -94,11 +98,11 @@ def resolve_weights_name(weights, *, arch, twin):
                 f"Received: weights='imagenet'; use weights=None or a file path."
             )
         return usable[0]
-    record = get_weights_spec(name, arch=arch)
+    record = get_weights_spec(weights if isinstance(weights, WeightsSpec) else name, arch=arch)
     if record.source == "keras.applications" and twin is None:
         raise ValueError(
             f"The weights {record.name!r} are keras.applications' and fit only the layer-for-layer "
-            f"twin with its default arguments; this {arch} build differs. Received: weights={weights!r}"
+            f"twin with its default arguments; this {arch} build differs. Received: weights={shown!r}"
         )
     return record
 
@@ -168,50 +172,63 @@ def gap_classifier(x, *, classes, classifier_activation, dropout=0.0, pool_name=
     return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
 
 
+#: The loader `finish_model` calls: ``load(model, weights, *, arch, include_top)`` returning the
+#: `WeightsSpec` whose preprocessing the model now expects (None: the network's own). The models
+#: sit below `keras_cnn.weights` and never import it: importing `keras_cnn.weights` installs its
+#: `load_into` here, and `keras_cnn._registration` imports `keras_cnn.weights` as soon as Keras is
+#: loaded, so the loader is in place before any builder can run.
+_WEIGHTS_LOADER = {}
+
+
+def install_weights_loader(load):
+    """Install the function builders load their ``weights`` with (`keras_cnn.weights` does, on import)."""
+    _WEIGHTS_LOADER["load"] = load
+
+
 def finish_model(inputs, outputs, *, name, weights, arch, include_top, aux_outputs=None):
     """Create the Functional model, with auxiliary outputs if any, and load ``weights``.
 
+    ``weights``: None, a `WeightsSpec` or a path (what :func:`validate_common` returned).
     With auxiliary heads the model returns a dict ``{"predictions": ..., "aux1": ..., ...}``;
     `keras_cnn.training.strip_aux` turns it back into the single-output inference model.
     """
     if aux_outputs:
         outputs = {"predictions": outputs, **aux_outputs}
     model = keras.Model(inputs, outputs, name=name)
+    record = None
     if weights is not None:
-        from keras_cnn.weights import load_weights
-
-        load_weights(model, weights, arch=arch, include_top=include_top)
-    _record_weights(model, arch, weights)
+        if "load" not in _WEIGHTS_LOADER:
+            raise RuntimeError(
+                "No weights loader is installed: keras_cnn.weights installs it when imported "
+                "(keras_cnn._registration imports it once Keras is loaded)."
+            )
+        record = _WEIGHTS_LOADER["load"](model, weights, arch=arch, include_top=include_top)
+    _record_weights(model, arch, weights, record)
     return model
 
 
-def _record_weights(model, arch, weights):
-    """Write the weights' name and the preprocessing they expect into the identity layer."""
+def _record_weights(model, arch, weights, record):
+    """Write the weights' name and the preprocessing they expect into the identity layer.
+
+    ``record``: the `WeightsSpec` the loader reported (for a timm file, the network's default timm
+    record), or None (the network's own preprocessing).
+    """
     from keras_cnn.layers.identity import IDENTITY_LAYER_NAME
-    from keras_cnn.models.specs import MODEL_SPECS, WEIGHTS_SPECS, list_weights
+    from keras_cnn.models.specs import MODEL_SPECS
 
     try:
         layer = model.get_layer(IDENTITY_LAYER_NAME)
     except ValueError:
         return
     spec = MODEL_SPECS.get(arch)
-    mode = spec.preprocessing if spec else None
     if weights is None:
         label = None
-    elif isinstance(weights, str) and weights in WEIGHTS_SPECS:
-        label, mode = weights, WEIGHTS_SPECS[weights].preprocessing
+    elif isinstance(weights, WeightsSpec):
+        label = weights.name
     else:
-        path = os.fspath(weights)
-        label = f"file:{os.path.basename(path)}"
-        from keras_cnn.weights import is_safetensors_file
-
-        if is_safetensors_file(path):
-            # A timm file: the preprocessing of the network's default timm weights ("torch" for
-            # ResNet/VGG, "tf" for Inception-v3); pass the record's name for another record's.
-            timm = [WEIGHTS_SPECS[n] for n in list_weights(arch) if WEIGHTS_SPECS[n].source == "timm"]
-            mode = timm[0].preprocessing if timm else "torch"
+        label = f"file:{os.path.basename(os.fspath(weights))}"
     layer.weights_source = label
-    layer.preprocessing = mode
+    layer.preprocessing = record.preprocessing if record is not None else (spec.preprocessing if spec else None)
 
 
 def check_aux(aux_logits, include_top, arch):

@@ -37,7 +37,7 @@ Additions over keras: ``aux_logits`` (the BN auxiliary head of the paper on mixe
 ``keras_layout=False``: torchvision's / timm's ``inception_v3``, the same layers with BN gamma
 (momentum 0.9, PyTorch's 0.1) and branch average pools that count the zero padding
 (``pool_step("avg", count_include_pad=True)``), into which timm's ImageNet weights load
-(`keras_cnn.timm_weights`; torchvision's file has the auxiliary head too).
+(`keras_cnn.weights.timm`; torchvision's file has the auxiliary head too).
 """
 
 from __future__ import annotations

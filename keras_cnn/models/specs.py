@@ -1,10 +1,11 @@
 """What keras_cnn knows about each network and each set of pretrained weights, as data.
 
 This module is the single source of truth: one :class:`ModelSpec` per registry entry and one
-:class:`WeightsSpec` per pretrained source. Builders read their default and minimum input size
-from their spec; the registry, the weights loader, transfer learning, training, export, the
-``keras-cnn list`` command and the README's model table read the rest. Nothing here imports
-Keras or TensorFlow, so listing the zoo is instant.
+:class:`WeightsSpec` per set of pretrained weights, keras.applications' and timm's alike. Builders
+read their default and minimum input size from their spec and resolve a ``weights`` argument here
+(:func:`weights_name`, :func:`get_weights_spec`); the weights package (`keras_cnn.weights`),
+transfer learning, training, export, the ``keras-cnn list`` command and the README's tables read
+the rest. Nothing here imports Keras or TensorFlow, so listing the zoo is instant.
 
 Adding a network = a ``ModelSpec`` here + a builder decorated with
 ``keras_cnn.models.identity.registered_builder(name)``; ``tests/test_registry_contract.py``
@@ -29,12 +30,16 @@ __all__ = [
     "VGG_WIDTHS",
     "WEIGHTS_SPECS",
     "ModelSpec",
+    "TIMM_FILENAME",
+    "WEIGHTS_FILE_SUFFIXES",
+    "WeightsFileNotFoundError",
     "WeightsFileSpec",
     "WeightsSpec",
     "add_model_spec",
     "add_weights_spec",
     "get_model_spec",
     "get_weights_spec",
+    "is_weights_name",
     "list_models",
     "list_weights",
     "merge_weights_build_args",
@@ -135,21 +140,33 @@ class WeightsFileSpec:
 
 @dataclasses.dataclass(frozen=True)
 class WeightsSpec:
-    """One set of pretrained weights for a registry network.
+    """One set of pretrained weights for a registry network, whatever its source.
+
+    The one record type of keras_cnn's weights: keras.applications' ``.h5`` files and timm's
+    safetensors files alike. It says what the weights are (files, source, license, published
+    accuracy) and how to feed them (input size, pixel preprocessing, the evaluation crop and
+    resize). It is also the typed form of a builder's ``weights`` argument:
+    ``ResNet50Custom(weights=get_weights_spec("resnet50.keras_in1k"))``.
 
     Attributes:
         name: "<arch>.<tag>", e.g. "resnet50.keras_in1k" or "resnet18.tv_in1k".
         arch: registry name of the network the weights fit.
         source: "keras.applications" (the ``.h5`` files keras.applications downloads, ported
-            into our layers) or "timm" (safetensors files on the Hugging Face hub).
-        files: the files, with or without the classifier.
-        input_size: the training / evaluation input side.
-        preprocessing: the pixel preprocessing the weights were trained with.
-        top1, top5: published ImageNet-1k validation accuracy (percent), None if unpublished.
+            into our layers) or "timm" (safetensors files on the Hugging Face Hub, converted).
+        files: the :class:`WeightsFileSpec` files, with or without the classifier.
+        input_size: the training / evaluation input side, the resolution of ``top1``/``top5``.
+        preprocessing: the pixel preprocessing mode the weights were trained with, one of
+            :data:`PREPROCESSING_MODES` ("caffe": BGR minus the ImageNet mean; "torch": x / 255
+            minus the ImageNet mean, over its std; "tf": x / 127.5 - 1).
         license: the weights' license.
+        top1, top5: published ImageNet-1k validation accuracy (percent), None if unpublished.
+        crop_pct: center-crop fraction of the published evaluation, None if unpublished.
+        interpolation: resize interpolation of the published evaluation, None if unpublished.
         build_args: builder arguments the weights need (e.g. ``{"keras_layout": False}``).
         twin: keras.applications class whose files these are (source "keras.applications").
-        hf_repo: Hugging Face repository (source "timm").
+        hf_repo: Hugging Face Hub repository (source "timm"), e.g. "timm/resnet18.tv_in1k".
+        origin: who trained them.
+        aux: the file holds an auxiliary classifier too (timm's Inception-v3 ``AuxLogits``).
         description: one line.
     """
 
@@ -162,14 +179,20 @@ class WeightsSpec:
     license: str
     top1: float | None = None
     top5: float | None = None
+    crop_pct: float | None = None
+    interpolation: str | None = None
     build_args: Mapping[str, object] = dataclasses.field(default_factory=dict)
     twin: str | None = None
     hf_repo: str | None = None
+    origin: str = ""
+    aux: bool = False
     description: str = ""
 
     def __post_init__(self):
         if self.preprocessing not in PREPROCESSING_MODES:
             raise ValueError(f"{self.name}: `preprocessing` must be one of {list(PREPROCESSING_MODES)}")
+        if "." not in self.name:
+            raise ValueError(f"Weights names are '<arch>.<tag>'. Received: name={self.name!r}")
         object.__setattr__(self, "build_args", dict(self.build_args))
         object.__setattr__(self, "files", tuple(self.files))
 
@@ -353,7 +376,8 @@ def _keras_weights(arch, twin, folder, stem, hashes, *, input_size, preprocessin
     return WeightsSpec(
         name=f"{arch}.keras_in1k", arch=arch, source="keras.applications", files=files,
         input_size=input_size, preprocessing=preprocessing, top1=top1, top5=top5, license=license,
-        twin=twin, description=f"keras.applications.{twin}(weights='imagenet'), ported layer for layer.",
+        twin=twin, origin="Keras (keras.applications)",
+        description=f"keras.applications.{twin}(weights='imagenet'), ported layer for layer.",
     )
 
 
@@ -376,6 +400,70 @@ _KERAS_WEIGHTS = (
     _keras_weights("inception_v3", "InceptionV3", "inception_v3", "inception_v3_weights_tf_dim_ordering_tf_kernels",
                    ("9a0d58056eeedaa3f26cb7ebd46da564", "bcbd6486424b2319ff4ef7d526e38f63"),
                    input_size=299, preprocessing="tf", top1=77.9, top5=93.7, license=_KERAS_LICENSES["inception_v3"]),
+)
+
+# timm's files on the Hugging Face Hub (`keras_cnn.weights.timm` converts them). For each network the
+# first record is what weights="imagenet" means for a build without a keras.applications twin
+# (torchvision's weights). Accuracy: timm's results/results-imagenet.csv (top1, top5) at the weights'
+# input_size (timm also lists the a1 weights at 288, tv2 at 224); crop, interpolation, license: the
+# weights' pretrained_cfg in timm/models/resnet.py, vgg.py and inception_v3.py. ResNet and VGG weights
+# use timm's IMAGENET_DEFAULT_MEAN / _STD, i.e. our "torch" preprocessing.
+
+_HF_HUB = "https://huggingface.co"
+#: The file name of every timm weights repository.
+TIMM_FILENAME = "model.safetensors"
+
+
+def _timm_weights(name, *, top1, top5, input_size=224, crop_pct=0.875, interpolation="bilinear",
+                  license="BSD-3-Clause", origin="torchvision", build_args=None, preprocessing="torch", aux=False):
+    repo = f"timm/{name}"
+    return WeightsSpec(
+        name=name, arch=name.split(".", 1)[0], source="timm",
+        files=(WeightsFileSpec(TIMM_FILENAME, f"{_HF_HUB}/{repo}/resolve/main/{TIMM_FILENAME}", include_top=None,
+                               hash_algorithm="sha256"),),
+        input_size=input_size, preprocessing=preprocessing, license=license, top1=top1, top5=top5,
+        crop_pct=crop_pct, interpolation=interpolation, build_args=dict(build_args or {}), hf_repo=repo,
+        origin=origin, aux=aux,
+        description=f"{origin} ImageNet-1k weights via timm ({interpolation} resize, crop {crop_pct}"
+                    + (", auxiliary head included)" if aux else ")"),
+    )
+
+
+_TV = {"keras_layout": False}  # torchvision's layout of a network we build keras' way by default
+_RSB = dict(crop_pct=0.95, interpolation="bicubic", license="Apache-2.0", origin="timm (Wightman et al., 2021)")
+_GLUON = dict(interpolation="bicubic", license="Apache-2.0", origin="GluonCV (ResNet v1b)")
+# timm's inception_v3 cfg: 299 px, crop 0.875, bicubic, IMAGENET_INCEPTION_MEAN / _STD (0.5, i.e. our
+# "tf" mode) but for gluon's weights (ImageNet mean / std, "torch"); license as timm states it.
+_IV3 = dict(input_size=299, interpolation="bicubic", license="Apache-2.0", build_args=_TV, preprocessing="tf")
+
+_TIMM_WEIGHTS = (
+    _timm_weights("resnet18.tv_in1k", top1=69.752, top5=89.082),
+    _timm_weights("resnet18.a1_in1k", top1=71.504, top5=90.086, **_RSB),
+    _timm_weights("resnet18.gluon_in1k", top1=70.844, top5=89.750, **_GLUON),
+    _timm_weights("resnet34.tv_in1k", top1=73.298, top5=91.422),
+    _timm_weights("resnet34.a1_in1k", top1=76.420, top5=92.896, **_RSB),
+    _timm_weights("resnet34.gluon_in1k", top1=74.574, top5=91.988, **_GLUON),
+    _timm_weights("resnet50.tv_in1k", top1=76.156, top5=92.866, build_args=_TV),
+    _timm_weights("resnet50.tv2_in1k", top1=79.434, top5=94.640, input_size=176, build_args=_TV),
+    _timm_weights("resnet50.a1_in1k", top1=80.382, top5=94.598, build_args=_TV, **_RSB),
+    _timm_weights("resnet50.gluon_in1k", top1=77.580, top5=93.704, build_args=_TV, **_GLUON),
+    _timm_weights("resnet101.tv_in1k", top1=77.404, top5=93.552, build_args=_TV),
+    _timm_weights("resnet101.tv2_in1k", top1=79.908, top5=94.606, input_size=176, build_args=_TV),
+    _timm_weights("resnet101.a1h_in1k", top1=81.950, top5=95.760, build_args=_TV, **_RSB),
+    _timm_weights("resnet101.gluon_in1k", top1=79.306, top5=94.538, build_args=_TV, **_GLUON),
+    _timm_weights("resnet152.tv_in1k", top1=78.330, top5=94.046, build_args=_TV),
+    _timm_weights("resnet152.tv2_in1k", top1=80.222, top5=94.650, input_size=176, build_args=_TV),
+    _timm_weights("resnet152.a1h_in1k", top1=82.818, top5=96.124, build_args=_TV, **_RSB),
+    _timm_weights("resnet152.gluon_in1k", top1=79.712, top5=94.720, build_args=_TV, **_GLUON),
+    _timm_weights("vgg16.tv_in1k", top1=71.594, top5=90.398),
+    _timm_weights("vgg19.tv_in1k", top1=72.400, top5=90.878),
+    _timm_weights("inception_v3.tv_in1k", top1=77.472, top5=93.468, aux=True,
+                  origin="torchvision (ported from TensorFlow)", **_IV3),
+    _timm_weights("inception_v3.tf_in1k", top1=77.866, top5=93.644, origin="TF-slim (Szegedy et al., 2016)", **_IV3),
+    _timm_weights("inception_v3.tf_adv_in1k", top1=77.598, top5=93.726,
+                  origin="TF, adversarially trained (Kurakin et al., 2017)", **_IV3),
+    _timm_weights("inception_v3.gluon_in1k", top1=78.806, top5=94.372, origin="GluonCV",
+                  **dict(_IV3, preprocessing="torch")),
 )
 
 #: name -> WeightsSpec; for each network the first one listed is its default ("imagenet").
@@ -408,21 +496,9 @@ def add_weights_spec(spec):
 
 for _spec in _ZOO:
     add_model_spec(_spec)
-for _spec in _KERAS_WEIGHTS:
+for _spec in _KERAS_WEIGHTS + _TIMM_WEIGHTS:
     add_weights_spec(_spec)
 del _spec
-
-
-def _ensure_extensions():
-    """Weights records kept in their own modules (imported lazily, they are data too)."""
-    import importlib
-
-    for module in ("keras_cnn.timm_weights",):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
 
 
 def list_models(pattern=None, pretrained=False, family=None):
@@ -443,7 +519,6 @@ def list_models(pattern=None, pretrained=False, family=None):
     if family is not None:
         names = [n for n in names if MODEL_SPECS[n].family == family]
     if pretrained:
-        _ensure_extensions()
         with_weights = {w.arch for w in WEIGHTS_SPECS.values()}
         names = [n for n in names if n in with_weights]
     return names
@@ -460,44 +535,81 @@ def get_model_spec(name):
 
 def list_weights(arch=None):
     """Names of the pretrained weights (of one network), default of each network first."""
-    _ensure_extensions()
     return [n for n, w in WEIGHTS_SPECS.items() if arch is None or w.arch == arch]
 
 
-#: Suffixes that make a ``weights`` value a file path rather than a weights name.
-WEIGHTS_FILE_SUFFIXES = (".h5", ".keras", ".safetensors")
+#: Suffixes that make a ``weights`` string a file path rather than a weights name.
+WEIGHTS_FILE_SUFFIXES = (".h5", ".weights.h5", ".keras", ".safetensors")
+
+
+class WeightsFileNotFoundError(FileNotFoundError, ValueError):
+    """``weights`` names a file that does not exist.
+
+    A FileNotFoundError, and a ValueError as keras.applications raises for a bad ``weights``.
+    """
+
+
+def is_weights_name(text):
+    """True if ``text`` is a registered weights name: "imagenet", a record name
+    ("resnet50.keras_in1k"), a record's tag ("tv_in1k") or a network with weights ("resnet50")."""
+    if not isinstance(text, str):
+        return False
+    return (
+        text == "imagenet"
+        or text in WEIGHTS_SPECS
+        or any(text in (w.tag, w.arch) for w in WEIGHTS_SPECS.values())
+    )
 
 
 def weights_name(weights):
-    """The weights name a ``weights`` argument spells, or None when it is a file path.
+    """The weights name a ``weights`` argument spells, or None when it is a file path (or None).
 
-    "imagenet", a record name ("resnet50.keras_in1k") or a tag are names; timm's spelling
-    "timm:<name>" is the name without its prefix. An existing path, text with a path separator or a
-    weights-file suffix, and anything that is not a string are paths (None).
+    A name is a name: a registered name (:func:`is_weights_name`: "imagenet", a record name, a
+    tag) always means the record, whatever files the working directory holds; timm's spelling
+    "timm:<name>" is the name without its prefix; a :class:`WeightsSpec` is its name. A string is
+    a file path only when it is not a registered name and it contains a path separator, ends in a
+    weights suffix (:data:`WEIGHTS_FILE_SUFFIXES`) or names an existing file. Any other string is
+    an (unknown) name, refused by :func:`get_weights_spec` listing what exists. A
+    ``pathlib.Path`` (any ``os.PathLike``) is always a path.
+
+    Example:
+        >>> weights_name("imagenet"), weights_name("timm:resnet18.tv_in1k"), weights_name("w/x.h5")
+        ('imagenet', 'resnet18.tv_in1k', None)
     """
-    if not isinstance(weights, str) or os.path.exists(weights):
+    if isinstance(weights, WeightsSpec):
+        return weights.name
+    if not isinstance(weights, str):
         return None
     if weights.startswith("timm:"):
         return weights[len("timm:"):]
-    if weights != "imagenet" and (os.sep in weights or weights.endswith(WEIGHTS_FILE_SUFFIXES)):
+    if is_weights_name(weights):
+        return weights
+    separators = [sep for sep in (os.sep, os.altsep) if sep]
+    if any(sep in weights for sep in separators) or weights.endswith(WEIGHTS_FILE_SUFFIXES):
         return None
-    return weights
+    return None if os.path.isfile(weights) else weights
 
 
 def get_weights_spec(name, arch=None):
     """The :class:`WeightsSpec` named ``name``.
 
     Args:
-        name: a full name ("resnet50.keras_in1k"), a tag of ``arch`` ("tv_in1k"), "imagenet"
-            (``arch``'s default weights) or a registry name (its default weights).
-        arch: the network, to resolve a tag or "imagenet".
+        name: a full name ("resnet50.keras_in1k", or timm's spelling "timm:resnet18.tv_in1k"), a
+            tag of ``arch`` ("tv_in1k"), "imagenet" (``arch``'s default weights), a registry name
+            (its default weights), or a :class:`WeightsSpec` (returned as it is).
+        arch: the network, to resolve a tag or "imagenet", and checked against the record's.
 
     Raises:
-        ValueError: no such weights; the message lists what exists.
+        ValueError: no such weights, or weights of another network; the message lists what exists.
     """
-    _ensure_extensions()
     if isinstance(name, WeightsSpec):
+        if arch is not None and name.arch != arch:
+            raise ValueError(
+                f"The weights {name.name!r} are for {name.arch!r}, not {arch!r}. Received: weights={name.name!r}"
+            )
         return name
+    if isinstance(name, str) and name.startswith("timm:"):
+        name = name[len("timm:"):]
     if name in WEIGHTS_SPECS:
         spec = WEIGHTS_SPECS[name]
         if arch is not None and spec.arch != arch:
@@ -532,7 +644,8 @@ def weights_build_args(arch, weights):
     Args:
         arch: registry name of the network; a name outside the registry needs nothing here (its
             builder refuses weights names itself).
-        weights: the ``weights`` argument (None, "imagenet", a weights name or "timm:<name>", a path).
+        weights: the ``weights`` argument (None, "imagenet", a weights name or "timm:<name>", a
+            `WeightsSpec`, a path).
 
     Returns:
         A new dict, empty when the weights need no builder argument.
@@ -543,7 +656,7 @@ def weights_build_args(arch, weights):
     name = weights_name(weights)
     if name is None or name == "imagenet" or arch not in MODEL_SPECS:
         return {}
-    return dict(get_weights_spec(name, arch=arch).build_args)
+    return dict(get_weights_spec(weights if isinstance(weights, WeightsSpec) else name, arch=arch).build_args)
 
 
 def source_build_args(arch, source):
@@ -554,7 +667,6 @@ def source_build_args(arch, source):
     path carries no record; see :func:`weights_build_args` for names). Empty when the records need
     none, disagree, or do not exist.
     """
-    _ensure_extensions()
     records = [w for w in WEIGHTS_SPECS.values() if w.arch == arch and w.source == source]
     if not records or any(dict(w.build_args) != dict(records[0].build_args) for w in records):
         return {}
@@ -586,7 +698,7 @@ def merge_weights_build_args(arch, weights, model_kwargs=None):
     needed = weights_build_args(arch, weights)
     if not needed:
         return kwargs, None
-    record = get_weights_spec(weights_name(weights), arch=arch)
+    record = get_weights_spec(weights if isinstance(weights, WeightsSpec) else weights_name(weights), arch=arch)
     conflicts = {k: v for k, v in needed.items() if k in kwargs and kwargs[k] != v}
     if conflicts:
         fitting = [
@@ -636,15 +748,16 @@ def zoo_markdown():
 
 def weights_markdown():
     """The README's pretrained-weights table, from :data:`WEIGHTS_SPECS`."""
-    _ensure_extensions()
     lines = [
-        "| weights | network | source | input | preprocessing | top-1 / top-5 (%) | license |",
-        "|---|---|---|---:|---|---|---|",
+        "| weights | network | source | input | crop, resize | preprocessing | top-1 / top-5 (%) | license |",
+        "|---|---|---|---:|---|---|---|---|",
     ]
     for w in WEIGHTS_SPECS.values():
         acc = "-" if w.top1 is None else f"{w.top1:.1f}" + ("" if w.top5 is None else f" / {w.top5:.1f}")
         args = "".join(f", {k}={v!r}" for k, v in w.build_args.items())
+        crop = "-" if w.crop_pct is None else f"{w.crop_pct}, {w.interpolation}"
         lines.append(
-            f"| `{w.name}` | `{w.arch}`{args} | {w.source} | {w.input_size} | {w.preprocessing} | {acc} | {w.license} |"
+            f"| `{w.name}` | `{w.arch}`{args} | {w.source} | {w.input_size} | {crop} | {w.preprocessing} | {acc} "
+            f"| {w.license} |"
         )
     return "\n".join(lines)

@@ -5,12 +5,13 @@ keras.applications never shipped ImageNet weights for ResNet-18/34, nor torchvis
 publishes torchvision's weights, and others (its own, GluonCV's, TF-slim's), on the Hugging Face
 Hub as ``timm/<arch>.<tag>/model.safetensors`` with plain PyTorch parameter names
 (``conv1.weight``, ``layer1.0.bn1.running_mean``, ``Mixed_5b.branch1x1.conv.weight``, ...).
-This module:
+Their records are `keras_cnn.models.WeightsSpec` entries of source "timm" (Hub repository, file,
+network, build arguments, input size, crop, interpolation, preprocessing, published accuracy,
+license: `keras_cnn.models.specs`). This module:
 
-* keeps the records of those files as data (:data:`TIMM_WEIGHTS`: Hub repository, file,
-  network, build arguments, input size, preprocessing, published accuracy, license);
-* fetches a file with ``huggingface_hub`` (its cache and its offline mode; a clear error naming
-  the repository, the file and where to put it when it cannot be had): :func:`get_timm_file`;
+* fetches a file with ``huggingface_hub`` (its cache and its offline mode; without a network the
+  clear error comes at once, naming the repository, the file and where to put it):
+  :func:`get_timm_file`;
 * reads it with ``safetensors`` (numpy, no torch), recognises which timm network it holds
   (:func:`describe_timm_file`), maps every tensor onto our layers with names generated from the
   architecture tables (:func:`timm_key_map`), converts it (conv OIHW -> HWIO; BN weight, bias,
@@ -19,12 +20,11 @@ This module:
   checks every shape and the BN epsilons, and only then assigns anything:
   :func:`load_timm_weights`.
 
-The records are registered as `keras_cnn.models.WeightsSpec` (source "timm") with a loader for
-that source, so they are accepted wherever a builder takes ``weights``:
+So timm's weights are accepted wherever a builder takes ``weights``:
 ``weights="timm:resnet18.tv_in1k"`` (or "resnet18.tv_in1k", or the tag "tv_in1k"),
 ``weights="/path/model.safetensors"`` and, for a build keras.applications has no weights for
 (ResNet-18/34, torchvision-layout ResNet-50/101/152 and Inception-v3), ``weights="imagenet"``: the first
-record of the network in :data:`TIMM_WEIGHTS` (torchvision's).
+timm record of the network (torchvision's).
 
 Inception-v3: timm's (torchvision's) network has BN scales (gamma) and average pools that count
 the zero padding, so its weights go into ``InceptionV3Custom(keras_layout=False)``; with
@@ -37,150 +37,50 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import types
 
 import numpy as np
 
+from keras_cnn.layers.conv import factor_kernels
+from keras_cnn.layers.inception import normalize_branches
+from keras_cnn.models.inception_v3 import INCEPTION_V3_STEM, inception_v3_blocks
+from keras_cnn.models.specs import (
+    RESNET_DEPTHS,
+    RESNET_WIDTHS,
+    VGG_DEPTHS,
+    VGG_FC,
+    VGG_WIDTHS,
+    WEIGHTS_SPECS,
+    WeightsSpec,
+    source_build_args,
+)
+from keras_cnn.weights.files import is_safetensors_file
+from keras_cnn.weights.port import weighted_leaves
+
 __all__ = [
-    "TIMM_FILENAME",
     "TIMM_NETWORKS",
-    "TIMM_WEIGHTS",
-    "TimmWeights",
     "TimmWeightsUnavailableError",
     "describe_timm_file",
     "expected_timm_shapes",
     "get_timm_file",
     "is_timm_source",
+    "load_timm_record",
     "load_timm_weights",
     "resolve_timm_source",
     "timm_key_map",
     "timm_record",
+    "timm_records",
 ]
 
-TIMM_FILENAME = "model.safetensors"
 TIMM_PREFIX = "timm:"
 #: Seconds huggingface_hub may wait for the Hub's answer before giving up (its ``etag_timeout``).
 HUB_TIMEOUT = 10.0
-
-
-@dataclasses.dataclass(frozen=True)
-class TimmWeights:
-    """One timm weights file on the Hugging Face Hub.
-
-    Attributes:
-        tag: timm's full name, ``<architecture>.<pretrained tag>``, e.g. "resnet18.tv_in1k".
-        network: our registry name, e.g. "resnet18".
-        build_args: builder arguments the network needs for these weights besides the
-            registry's, e.g. ``{"keras_layout": False}`` for torchvision's ResNet-50.
-        input_size: timm's ``input_size`` for these weights, the resolution of ``top1``/``top5``.
-        crop_pct: center-crop fraction of the published evaluation.
-        interpolation: resize interpolation of the published evaluation.
-        preprocessing: our `Preprocess` mode for these weights: "torch" (x / 255, minus the
-            ImageNet mean, over its std) or "tf" (x / 127.5 - 1).
-        top1: ImageNet-1k validation top-1 (%) in timm's ``results-imagenet.csv`` at ``input_size``.
-        top5: the same for top-5.
-        license: the license timm states for the weights.
-        origin: who trained them.
-        aux: the file holds Inception-v3's auxiliary classifier (``AuxLogits``).
-    """
-
-    tag: str
-    network: str
-    build_args: dict
-    input_size: int
-    crop_pct: float
-    interpolation: str
-    preprocessing: str
-    top1: float
-    top5: float
-    license: str
-    origin: str
-    aux: bool = False
-
-    @property
-    def architecture(self):
-        """timm's architecture name, e.g. "resnet18"."""
-        return self.tag.split(".", 1)[0]
-
-    @property
-    def repo_id(self):
-        """The Hugging Face Hub repository, e.g. "timm/resnet18.tv_in1k"."""
-        return f"timm/{self.tag}"
-
-    @property
-    def filename(self):
-        return TIMM_FILENAME
-
-    @property
-    def url(self):
-        return f"https://huggingface.co/{self.repo_id}/resolve/main/{self.filename}"
-
-
-def _record(tag, network, *, top1, top5, input_size=224, crop_pct=0.875, interpolation="bilinear",
-            license="BSD-3-Clause", origin="torchvision", build_args=None, preprocessing="torch", aux=False):
-    return TimmWeights(
-        tag=tag, network=network, build_args=types.MappingProxyType(dict(build_args or {})),
-        input_size=input_size, crop_pct=crop_pct, interpolation=interpolation,
-        preprocessing=preprocessing, top1=top1, top5=top5, license=license, origin=origin, aux=aux,
-    )
-
-
-_TV = {"keras_layout": False}  # torchvision's layout of a network we build keras' way by default
-_RSB = dict(crop_pct=0.95, interpolation="bicubic", license="Apache-2.0", origin="timm (Wightman et al., 2021)")
-_GLUON = dict(interpolation="bicubic", license="Apache-2.0", origin="GluonCV (ResNet v1b)")
-# timm's inception_v3 cfg: 299 px, crop 0.875, bicubic, IMAGENET_INCEPTION_MEAN / _STD (0.5, i.e. our
-# "tf" mode) but for gluon's weights (ImageNet mean / std, "torch"); license as timm states it.
-_IV3 = dict(input_size=299, interpolation="bicubic", license="Apache-2.0", build_args=_TV, preprocessing="tf")
-
-# The first record of a network is what weights="imagenet" means for a build without a
-# keras.applications twin (torchvision's weights).
-# Accuracy: timm's results/results-imagenet.csv (top1, top5) at the weights' input_size (timm also
-# lists the a1 weights at 288, tv2 at 224); crop, interpolation, license: the weights'
-# pretrained_cfg in timm/models/resnet.py, vgg.py and inception_v3.py. ResNet and VGG weights use
-# timm's IMAGENET_DEFAULT_MEAN / _STD, i.e. our "torch" preprocessing.
-TIMM_WEIGHTS = {
-    r.tag: r
-    for r in (
-        _record("resnet18.tv_in1k", "resnet18", top1=69.752, top5=89.082),
-        _record("resnet18.a1_in1k", "resnet18", top1=71.504, top5=90.086, **_RSB),
-        _record("resnet18.gluon_in1k", "resnet18", top1=70.844, top5=89.750, **_GLUON),
-        _record("resnet34.tv_in1k", "resnet34", top1=73.298, top5=91.422),
-        _record("resnet34.a1_in1k", "resnet34", top1=76.420, top5=92.896, **_RSB),
-        _record("resnet34.gluon_in1k", "resnet34", top1=74.574, top5=91.988, **_GLUON),
-        _record("resnet50.tv_in1k", "resnet50", top1=76.156, top5=92.866, build_args=_TV),
-        _record("resnet50.tv2_in1k", "resnet50", top1=79.434, top5=94.640, input_size=176, build_args=_TV),
-        _record("resnet50.a1_in1k", "resnet50", top1=80.382, top5=94.598, build_args=_TV, **_RSB),
-        _record("resnet50.gluon_in1k", "resnet50", top1=77.580, top5=93.704, build_args=_TV, **_GLUON),
-        _record("resnet101.tv_in1k", "resnet101", top1=77.404, top5=93.552, build_args=_TV),
-        _record("resnet101.tv2_in1k", "resnet101", top1=79.908, top5=94.606, input_size=176, build_args=_TV),
-        _record("resnet101.a1h_in1k", "resnet101", top1=81.950, top5=95.760, build_args=_TV, **_RSB),
-        _record("resnet101.gluon_in1k", "resnet101", top1=79.306, top5=94.538, build_args=_TV, **_GLUON),
-        _record("resnet152.tv_in1k", "resnet152", top1=78.330, top5=94.046, build_args=_TV),
-        _record("resnet152.tv2_in1k", "resnet152", top1=80.222, top5=94.650, input_size=176, build_args=_TV),
-        _record("resnet152.a1h_in1k", "resnet152", top1=82.818, top5=96.124, build_args=_TV, **_RSB),
-        _record("resnet152.gluon_in1k", "resnet152", top1=79.712, top5=94.720, build_args=_TV, **_GLUON),
-        _record("vgg16.tv_in1k", "vgg16", top1=71.594, top5=90.398),
-        _record("vgg19.tv_in1k", "vgg19", top1=72.400, top5=90.878),
-        _record("inception_v3.tv_in1k", "inception_v3", top1=77.472, top5=93.468, aux=True,
-                origin="torchvision (ported from TensorFlow)", **_IV3),
-        _record("inception_v3.tf_in1k", "inception_v3", top1=77.866, top5=93.644,
-                origin="TF-slim (Szegedy et al., 2016)", **_IV3),
-        _record("inception_v3.tf_adv_in1k", "inception_v3", top1=77.598, top5=93.726,
-                origin="TF, adversarially trained (Kurakin et al., 2017)", **_IV3),
-        _record("inception_v3.gluon_in1k", "inception_v3", top1=78.806, top5=94.372, origin="GluonCV",
-                **dict(_IV3, preprocessing="torch")),
-    )
-}
-
-#: Registry networks whose timm files this module converts.
-TIMM_NETWORKS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg16", "vgg19", "inception_v3")
 
 
 class TimmWeightsUnavailableError(FileNotFoundError):
     """A timm weights file is neither in the Hugging Face cache nor downloadable now.
 
     Attributes:
-        record: the :class:`TimmWeights` needed.
+        record: the `keras_cnn.models.WeightsSpec` needed.
     """
 
     def __init__(self, message, record=None):
@@ -188,20 +88,32 @@ class TimmWeightsUnavailableError(FileNotFoundError):
         self.record = record
 
 
+def timm_records(network=None):
+    """``{name: WeightsSpec}`` of the timm weights (of one registry network), default first."""
+    return {n: w for n, w in WEIGHTS_SPECS.items() if w.source == "timm" and network in (None, w.arch)}
+
+
 def timm_record(tag):
-    """The :class:`TimmWeights` of ``tag`` ("resnet18.tv_in1k" or "timm:resnet18.tv_in1k")."""
+    """The `WeightsSpec` of timm weights ``tag`` ("resnet18.tv_in1k", "timm:resnet18.tv_in1k" or a record)."""
+    if isinstance(tag, WeightsSpec):
+        if tag.source != "timm":
+            raise ValueError(f"The weights {tag.name!r} are {tag.source}'s, not timm's. Received: weights={tag.name!r}")
+        return tag
     if isinstance(tag, str) and tag.startswith(TIMM_PREFIX):
         tag = tag[len(TIMM_PREFIX):]
-    if tag not in TIMM_WEIGHTS:
+    records = timm_records()
+    if tag not in records:
         raise ValueError(
             f"Unknown timm weights tag. Received: weights='timm:{tag}'. Supported: "
-            + ", ".join(f"'timm:{t}'" for t in TIMM_WEIGHTS)
+            + ", ".join(f"'timm:{t}'" for t in records)
         )
-    return TIMM_WEIGHTS[tag]
+    return records[tag]
 
 
 def is_timm_source(weights):
-    """True for a string ``"timm:<tag>"`` (known tag or not: :func:`timm_record` checks it)."""
+    """True for ``"timm:<tag>"`` (known tag or not: :func:`timm_record` checks it) or a timm record."""
+    if isinstance(weights, WeightsSpec):
+        return weights.source == "timm"
     return isinstance(weights, str) and weights.startswith(TIMM_PREFIX)
 
 
@@ -219,18 +131,21 @@ def _offline():
 def get_timm_file(tag, cache_dir=None, *, local_files_only=None, timeout=None):
     """Local path of the safetensors file of timm weights ``tag``, downloading it if needed.
 
-    Uses ``huggingface_hub.hf_hub_download`` and so its cache (``$HF_HUB_CACHE``, default
-    ``~/.cache/huggingface/hub``) and its offline mode: with ``HF_HUB_OFFLINE=1`` (read at each
-    call) or ``local_files_only=True`` only the cache is looked at, at once. Otherwise each
-    request to the Hub waits at most ``timeout`` seconds and huggingface_hub retries five times
-    with backoff, so without a network the error comes after about half a minute, never a hang.
+    Uses ``huggingface_hub`` and so its cache (``$HF_HUB_CACHE``, default
+    ``~/.cache/huggingface/hub``) and its offline mode. In order:
+
+    1. the cache, without any network access (a cached file is used offline);
+    2. with ``HF_HUB_OFFLINE=1`` (read at each call) or ``local_files_only=True``: the error;
+    3. one request to the Hub without retries (``get_hf_file_metadata(retry_on_errors=False)``,
+       waiting at most ``timeout``): without a network the error comes at once, not after
+       huggingface_hub's half a minute of retries with backoff;
+    4. the download (``hf_hub_download``, whose retries then cover a flaky connection).
 
     Args:
-        tag: "resnet18.tv_in1k" or "timm:resnet18.tv_in1k" (a key of :data:`TIMM_WEIGHTS`).
+        tag: "resnet18.tv_in1k", "timm:resnet18.tv_in1k" or a timm `WeightsSpec`.
         cache_dir: Hugging Face cache folder; default huggingface_hub's.
         local_files_only: only the cache; default: True when ``HF_HUB_OFFLINE`` is set.
-        timeout: seconds to wait for the Hub (huggingface_hub's ``etag_timeout``); default
-            :data:`HUB_TIMEOUT`.
+        timeout: seconds to wait for the Hub; default :data:`HUB_TIMEOUT`.
 
     Returns:
         The path of ``model.safetensors`` in the cache.
@@ -240,28 +155,38 @@ def get_timm_file(tag, cache_dir=None, *, local_files_only=None, timeout=None):
         TimmWeightsUnavailableError: not cached and not downloadable now; the message names the
             repository, the file, its URL and where to put it.
     """
-    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
 
     record = timm_record(tag)
+    repo, fname = record.hf_repo, record.file(True).fname
     offline = _offline() if local_files_only is None else bool(local_files_only)
+    seconds = HUB_TIMEOUT if timeout is None else float(timeout)
     try:
-        return hf_hub_download(
-            record.repo_id, record.filename, cache_dir=cache_dir, local_files_only=offline,
-            etag_timeout=HUB_TIMEOUT if timeout is None else float(timeout),
-        )
-    except Exception as err:  # huggingface_hub raises many kinds (offline, HTTP, OS) for one cause
-        cache = os.fspath(cache_dir) if cache_dir is not None else constants.HF_HUB_CACHE
-        how = "offline mode (HF_HUB_OFFLINE / local_files_only): only the cache was searched" if offline else (
-            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
-        )
-        raise TimmWeightsUnavailableError(
-            f"timm weights {record.tag!r} are not in the Hugging Face cache {cache} and could not be "
-            f"downloaded ({how}). Needed: file {record.filename!r} of the Hub repository "
-            f"{record.repo_id!r} ({record.url}). Where there is internet, run "
-            f"`hf download {record.repo_id} {record.filename} --cache-dir {cache}` and copy that "
-            f"cache folder here, or download the file and pass weights='/path/to/{record.filename}'.",
-            record=record,
-        ) from err
+        return hf_hub_download(repo, fname, cache_dir=cache_dir, local_files_only=True)
+    except FileNotFoundError as err:  # huggingface_hub's LocalEntryNotFoundError: not cached
+        if offline:
+            raise _unavailable(record, cache_dir, "offline mode (HF_HUB_OFFLINE / local_files_only): only the "
+                                                  "cache was searched") from err
+    try:
+        get_hf_file_metadata(hf_hub_url(repo, fname), timeout=seconds, retry_on_errors=False)
+        return hf_hub_download(repo, fname, cache_dir=cache_dir, etag_timeout=seconds)
+    except Exception as err:  # huggingface_hub raises many kinds (connection, HTTP, OS) for one cause
+        how = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+        raise _unavailable(record, cache_dir, how) from err
+
+
+def _unavailable(record, cache_dir, how):
+    from huggingface_hub import constants
+
+    cache = os.fspath(cache_dir) if cache_dir is not None else constants.HF_HUB_CACHE
+    f = record.file(True)
+    return TimmWeightsUnavailableError(
+        f"timm weights {record.name!r} are not in the Hugging Face cache {cache} and could not be "
+        f"downloaded ({how}). Needed: file {f.fname!r} of the Hub repository {record.hf_repo!r} ({f.url}). "
+        f"Where there is internet, run `hf download {record.hf_repo} {f.fname} --cache-dir {cache}` and "
+        f"copy that cache folder here, or download the file and pass weights='/path/to/{f.fname}'.",
+        record=record,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,8 +215,6 @@ class Param:
 
 
 def _resnet_map(depth):
-    from keras_cnn.models.specs import RESNET_DEPTHS
-
     kind, stages = RESNET_DEPTHS[depth]
     convs = 2 if kind == "basic" else 3
     params = [Param("conv1", "conv1_conv", "conv"), Param("bn1", "conv1_bn", "bn")]
@@ -308,8 +231,6 @@ def _resnet_map(depth):
 
 
 def _vgg_map(depth):
-    from keras_cnn.models.specs import VGG_DEPTHS
-
     params, index = [], 0
     for b, convs in enumerate(VGG_DEPTHS[depth], start=1):
         for i in range(1, convs + 1):
@@ -354,10 +275,6 @@ def _inception_v3_convs():
     Walks our architecture tables (stem rows, `inception_v3_blocks`, the auxiliary head) beside
     timm's names, tracking channels, so the names and the shapes come from one walk.
     """
-    from keras_cnn.layers.conv import factor_kernels
-    from keras_cnn.layers.inception import normalize_branches
-    from keras_cnn.models.inception_v3 import INCEPTION_V3_STEM, inception_v3_blocks
-
     convs, cin = [], 3
     rows = [r for r in INCEPTION_V3_STEM if r != "pool"]
     for i, (prefix, (filters, k, _, _)) in enumerate(zip(_TIMM_INCEPTION_STEM, rows), start=1):
@@ -407,7 +324,6 @@ def _inception_v3_map():
 
 
 _MAPS = {
-    "inception_v3": _inception_v3_map,
     "resnet18": lambda: _resnet_map(18),
     "resnet34": lambda: _resnet_map(34),
     "resnet50": lambda: _resnet_map(50),
@@ -415,7 +331,10 @@ _MAPS = {
     "resnet152": lambda: _resnet_map(152),
     "vgg16": lambda: _vgg_map(16),
     "vgg19": lambda: _vgg_map(19),
+    "inception_v3": _inception_v3_map,
 }
+#: Registry networks whose timm files this module converts.
+TIMM_NETWORKS = tuple(_MAPS)
 # BN epsilon of timm's networks: torch's default, Inception-v3's 1e-3 (TF's); VGG has no BN.
 _BN_EPSILON = {"inception_v3": 1e-3}
 _DEFAULT_BN_EPSILON = 1e-5
@@ -447,9 +366,6 @@ def expected_timm_shapes(network, classes=1000, aux_logits=False):
     ``aux_logits`` adds Inception-v3's auxiliary head (``AuxLogits.*``, in timm's
     ``inception_v3.tv_in1k`` file).
     """
-    from keras_cnn.models.specs import RESNET_DEPTHS, RESNET_WIDTHS
-    from keras_cnn.models.specs import VGG_DEPTHS, VGG_FC, VGG_WIDTHS
-
     shapes = {}
 
     def bn(prefix, n):
@@ -508,8 +424,6 @@ def _read_header(path):
     """``{name: shape}`` of a safetensors file, from its header only (no tensor is read)."""
     from safetensors import safe_open
 
-    from keras_cnn.weights import is_safetensors_file
-
     if not is_safetensors_file(path):
         raise ValueError(f"`weights` must be a safetensors file. Received: weights={path!r}, which is not one.")
     with safe_open(path, framework="numpy") as f:
@@ -522,8 +436,6 @@ _VGG_FEATURE = re.compile(r"^features\.(\d+)\.weight$")
 
 def _identify(shapes):
     """``(network or None, description)`` of what a file with these tensor shapes holds."""
-    from keras_cnn.models.specs import RESNET_DEPTHS, VGG_DEPTHS
-
     if "conv1.weight" in shapes and any(_LAYER_BLOCK.match(k) for k in shapes):
         blocks = {}
         for k in shapes:
@@ -591,19 +503,17 @@ def resolve_timm_source(weights, arch):
     """
     if is_timm_source(weights):
         record = timm_record(weights)
-        if arch is not None and record.network != arch:
-            fitting = ", ".join(repr(f"timm:{t}") for t, r in TIMM_WEIGHTS.items() if r.network == arch)
+        if arch is not None and record.arch != arch:
+            fitting = ", ".join(repr(f"timm:{t}") for t in timm_records(arch))
             raise ValueError(
-                f"timm weights 'timm:{record.tag}' are {record.network}'s; this model is {arch}. "
+                f"timm weights 'timm:{record.name}' are {record.arch}'s; this model is {arch}. "
                 f"For {arch}: {fitting or 'none'}."
             )
-        return get_timm_file(record.tag), record
+        return get_timm_file(record), record
     return os.fspath(weights), None
 
 
 def _leaves_by_name(model):
-    from keras_cnn.weights import weighted_leaves
-
     leaves = {}
     for path, layer in weighted_leaves(model):
         leaves.setdefault(layer.name, []).append((path, layer))
@@ -711,7 +621,8 @@ def load_timm_weights(model, weights, *, arch, include_top):
 
     Args:
         model: a freshly built model, e.g. ``ResNet18(weights=None)``.
-        weights: "timm:<tag>" (fetched with :func:`get_timm_file`) or a safetensors file path.
+        weights: "timm:<tag>" or a timm `WeightsSpec` (fetched with :func:`get_timm_file`), or a
+            safetensors file path.
         arch: our registry name (one of :data:`TIMM_NETWORKS`).
         include_top: whether ``model`` has the classifier (then it must have timm's classes).
 
@@ -727,7 +638,8 @@ def load_timm_weights(model, weights, *, arch, include_top):
     network = _network_of(arch)
     if network is None:
         raise ValueError(
-            f"timm weights convert into {list(TIMM_NETWORKS)} only. Received: weights={weights!r} "
+            f"timm weights convert into {list(TIMM_NETWORKS)} only. Received: "
+            f"weights={weights.name if isinstance(weights, WeightsSpec) else weights!r} "
             f"for a model of network {arch!r}."
         )
     leaves = _leaves_by_name(model)
@@ -735,16 +647,16 @@ def load_timm_weights(model, weights, *, arch, include_top):
     with_aux = any(p.aux and p.leaf in leaves for p in key_map)
     if is_timm_source(weights):  # check the layout before fetching ~100 MB
         record = timm_record(weights)
-        layout = _layout_problems(model, network) if record.network == network else []
+        layout = _layout_problems(model, network) if record.arch == network else []
         if layout:
             raise ValueError(
-                f"timm weights 'timm:{record.tag}' do not fit the model {model.name!r} ({network}): "
+                f"timm weights 'timm:{record.name}' do not fit the model {model.name!r} ({network}): "
                 + "; ".join(layout[:2]) + "." + _layout_hint(network, record)
             )
         if with_aux and not record.aux:
-            with_head = ", ".join(f"'timm:{t}'" for t, r in TIMM_WEIGHTS.items() if r.network == network and r.aux)
+            with_head = ", ".join(f"'timm:{t}'" for t, r in timm_records(network).items() if r.aux)
             raise ValueError(
-                f"timm weights 'timm:{record.tag}' have no auxiliary head, and the model {model.name!r} was "
+                f"timm weights 'timm:{record.name}' have no auxiliary head, and the model {model.name!r} was "
                 f"built with one (aux_logits=True). Build it with aux_logits=False, or use weights with the "
                 f"head: {with_head or 'none'}."
             )
@@ -754,7 +666,7 @@ def load_timm_weights(model, weights, *, arch, include_top):
     if held != network:
         raise ValueError(
             f"The weights file {path!r} holds {what}; this model is {network}, which needs timm's "
-            f"{network} weights (e.g. 'timm:{next(t for t, r in TIMM_WEIGHTS.items() if r.network == network)}')."
+            f"{network} weights (e.g. 'timm:{next(iter(timm_records(network)))}')."
         )
     epsilon = _BN_EPSILON.get(network, _DEFAULT_BN_EPSILON)
     assignments, problems = [], []
@@ -797,8 +709,6 @@ def load_timm_weights(model, weights, *, arch, include_top):
 
 def _layout_hint(network, record):
     """" These weights need ..." for a record, else the layout every timm file of ``network`` needs."""
-    from keras_cnn.models.specs import source_build_args
-
     needed = dict(record.build_args) if record is not None else source_build_args(network, "timm")
     if not needed:
         return ""
@@ -825,28 +735,6 @@ def _layout_problems(model, network):
     return problems
 
 
-def _load_record(model, record, *, include_top):
-    """Loader of `keras_cnn.weights` for the records of source "timm"."""
-    return load_timm_weights(model, f"{TIMM_PREFIX}{record.name}", arch=record.arch, include_top=include_top)
-
-
-def _register():
-    """Register :data:`TIMM_WEIGHTS` as `keras_cnn.models.WeightsSpec` records."""
-    from keras_cnn.models.specs import WEIGHTS_SPECS, WeightsFileSpec, WeightsSpec, add_weights_spec
-
-    for r in TIMM_WEIGHTS.values():
-        if r.tag in WEIGHTS_SPECS:
-            continue
-        add_weights_spec(WeightsSpec(
-            name=r.tag, arch=r.network, source="timm",
-            files=(WeightsFileSpec(r.filename, r.url, include_top=None, hash_algorithm="sha256"),),
-            input_size=r.input_size, preprocessing=r.preprocessing, license=r.license, top1=r.top1, top5=r.top5,
-            build_args=dict(r.build_args), hf_repo=r.repo_id,
-            description=f"{r.origin} ImageNet-1k weights via timm ({r.interpolation} resize, crop {r.crop_pct}"
-                        + (", auxiliary head included)" if r.aux else ")"),
-        ))
-    # The loader is found by `keras_cnn.weights` (source "timm" -> this module's `_load_record`),
-    # so registering the records imports neither Keras nor TensorFlow (`keras-cnn list` stays instant).
-
-
-_register()
+def load_timm_record(model, record, *, include_top):
+    """Load the timm weights of the `WeightsSpec` ``record`` (fetched with :func:`get_timm_file`)."""
+    return load_timm_weights(model, record, arch=record.arch, include_top=include_top)
