@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import math
 import os
 import platform
@@ -43,7 +44,6 @@ import re
 import shutil
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,7 @@ METADATA_FORMAT = 1
 _OWNER_FILE = ".keras_cnn_export_owner"  # inside a version being written; removed before the rename
 _TEMP_RE = re.compile(r"^\.\d+\.(tmp|old)-")  # atomic_dir's temporaries for version directories
 _IMPORT_TIME = time.time()
+logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -330,8 +331,8 @@ def remove_stale_temporaries(model_dir) -> list[Path]:
         if not entry.exists():
             removed.append(entry)
     if removed:
-        warnings.warn(f"removed {len(removed)} stale temporary export(s) left by an interrupted export: "
-                      + ", ".join(str(p) for p in removed), stacklevel=3)
+        logger.warning("removed %d stale temporary export(s) left by an interrupted export: %s",
+                       len(removed), ", ".join(str(p) for p in removed))
     return removed
 
 
@@ -461,8 +462,8 @@ def export_for_serving(
                 # Never lose an export (e.g. the one at the end of a long training run) to the
                 # optimizer: fall back to the plain graph, loudly, and record why.
                 optimize_error = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-                warnings.warn(f"the optimized serving graph could not be built ({optimize_error}); "
-                              "exported the plain graph instead (optimize=False)", stacklevel=2)
+                logger.warning("the optimized serving graph could not be built (%s); "
+                               "exported the plain graph instead (optimize=False)", optimize_error)
         if network is None:
             network = tf.function(lambda images: serve_model(images, training=False),
                                   input_signature=[tf.TensorSpec((None, height, width, channels), tf.float32)],

@@ -4,7 +4,7 @@
 worker of the cluster has started, printing nothing and, while it blocks, never returning to
 Python, so Python's own SIGTERM / SIGINT handling cannot run. Before creating the strategy,
 `wait_for_peers` therefore probes the other workers' addresses (plain TCP connections) from
-Python: it prints a line every ``report_every`` seconds naming the workers not yet reachable and
+Python: it logs a line every ``report_every`` seconds naming the workers not yet reachable and
 gives up after ``timeout`` seconds with a clear error. Meanwhile this worker listens on its own
 address, so that its peers see it too; the listener is closed just before TensorFlow binds the
 port. `SignalGuard` makes SIGTERM and SIGINT end the process within a second at every stage
@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
+
+from keras_cnn._log import last_words
+
+logger = logging.getLogger(__name__)
 
 TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
 DEFAULT_CLUSTER_TIMEOUT = 300.0
@@ -161,8 +165,7 @@ class WorkerLostError(ConnectionError):
     """A worker of the cluster failed or became unreachable while the others trained."""
 
 
-def wait_for_peers(timeout=DEFAULT_CLUSTER_TIMEOUT, *, tf_config=None, report_every=REPORT_EVERY, poll=0.5,
-                   log=None):
+def wait_for_peers(timeout=DEFAULT_CLUSTER_TIMEOUT, *, tf_config=None, report_every=REPORT_EVERY, poll=0.5):
     """Block until every other worker in ``TF_CONFIG`` accepts a TCP connection.
 
     Args:
@@ -170,7 +173,6 @@ def wait_for_peers(timeout=DEFAULT_CLUSTER_TIMEOUT, *, tf_config=None, report_ev
         tf_config: ``TF_CONFIG`` (JSON string or dict); None reads the environment.
         report_every: seconds between the lines naming the workers not yet reachable.
         poll: seconds between probes.
-        log: ``log(line)``; default: print to stdout.
 
     Returns:
         Seconds waited.
@@ -178,7 +180,6 @@ def wait_for_peers(timeout=DEFAULT_CLUSTER_TIMEOUT, *, tf_config=None, report_ev
     Raises:
         ClusterTimeoutError: naming the workers still unreachable after ``timeout`` seconds.
     """
-    log = log or (lambda line: print(line, flush=True))
     info = cluster_info(tf_config)
     if info.num_workers <= 1:
         return 0.0
@@ -201,8 +202,8 @@ def wait_for_peers(timeout=DEFAULT_CLUSTER_TIMEOUT, *, tf_config=None, report_ev
                 )
             if time.monotonic() - last_report >= report_every:
                 last_report = time.monotonic()
-                log(f"{me}: waiting for {len(pending)} worker(s) not reachable yet: {missing} "
-                    f"({waited:.0f} s of {timeout:.0f} s)")
+                logger.info("%s: waiting for %d worker(s) not reachable yet: %s (%.0f s of %.0f s)",
+                            me, len(pending), missing, waited, timeout)
             time.sleep(poll)
     finally:
         if listener is not None:
@@ -216,7 +217,7 @@ class SignalGuard:
     default action (terminate), so a thread that TensorFlow started earlier and that happens to
     receive one ends the process at once; and they are blocked in the calling thread (threads
     started meanwhile, TensorFlow's included, inherit that), where a watcher thread takes them
-    with ``signal.sigtimedwait``, prints one line and exits with ``128 + signal`` (``os._exit``:
+    with ``signal.sigtimedwait``, logs one line (`last_words`) and exits with ``128 + signal`` (``os._exit``:
     the main thread may be blocked inside TensorFlow and never return). A signal the parent
     process set to be ignored (``nohup``, ``&`` without job control) stays ignored. Leaving the
     block restores the previous mask and handlers.
@@ -247,10 +248,10 @@ class SignalGuard:
             info = signal.sigtimedwait(signals, 0.2) if signals else time.sleep(0.2)
             if info is not None and self._active:
                 name = signal.Signals(info.si_signo).name
-                print(f"keras-cnn: stopped by {name}", file=sys.stderr, flush=True)
+                last_words(logger, logging.INFO, "stopped by %s", name)
                 os._exit(128 + info.si_signo)
             if self._deadline is not None and time.monotonic() > self._deadline and self._active:
-                print(f"keras-cnn: error: {self._what}", file=sys.stderr, flush=True)
+                last_words(logger, logging.ERROR, "%s", self._what)
                 os._exit(2)
 
     def __enter__(self):
