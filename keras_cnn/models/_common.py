@@ -160,14 +160,6 @@ def pooled_features(x, pooling):
     return x
 
 
-def gap_classifier(x, *, classes, classifier_activation, dropout=0.0, pool_name="avg_pool"):
-    """Global average pool, optional dropout, dense classifier named "predictions"."""
-    x = keras.layers.GlobalAveragePooling2D(name=pool_name)(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="top_dropout")(x)
-    return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-
-
 def finish_model(inputs, outputs, *, name, weights, arch, include_top, aux_outputs=None):
     """Create the Functional model, with auxiliary outputs if any, and load ``weights``.
 
