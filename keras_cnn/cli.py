@@ -98,6 +98,19 @@ def command_logging(args):
         logger.setLevel(old_level)
 
 
+def check_before_tensorflow(args):
+    """The checks that need no model, run before TensorFlow loads, so that a mistake is said at once:
+    a command's own ``precheck(args)`` (set with ``parser.set_defaults(precheck=...)``) and, with
+    ``--strategy multi_worker``, ``TF_CONFIG`` (`keras_cnn._tf_config.cluster_info`)."""
+    precheck = getattr(args, "precheck", None)
+    if precheck is not None:
+        precheck(args)
+    if getattr(args, "strategy", None) == "multi_worker":
+        from keras_cnn._tf_config import cluster_info  # the standard library only
+
+        cluster_info()
+
+
 def needs_tensorflow(args):
     """False for the commands that answer without TensorFlow (`list` without ``--params``)."""
     return not (args.command == "list" and not getattr(args, "params", False))
@@ -153,6 +166,13 @@ def main(argv=None):
         if args.verbose:
             parser.error(f"--quiet and --verbose {args.verbose} contradict each other; give one")
         args.verbose = 0
+    with command_logging(args):
+        try:
+            check_before_tensorflow(args)
+        except Exception as err:  # noqa: BLE001 - reported as any command error (commands/_errors.py)
+            from keras_cnn.commands._errors import report
+
+            return report(args, err)
     if needs_tensorflow(args):
         import_tensorflow(getattr(args, "verbose", 1) or 0)
     with command_logging(args):

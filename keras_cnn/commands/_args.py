@@ -4,6 +4,54 @@ from __future__ import annotations
 
 import argparse
 
+def positive_int(text):
+    """argparse ``type=`` for counts (``--epochs``, ...): an int > 0, refused at parse time."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number > 0. Received: {text!r}")
+    return value
+
+
+def registered_model(text):
+    """argparse ``type=`` for a registered network name (from the specs: no Keras, no TensorFlow)."""
+    from keras_cnn.models.specs import list_models
+
+    if text not in list_models():
+        raise argparse.ArgumentTypeError(
+            f"must be a registered model name (see `keras-cnn list`): {', '.join(list_models())}. Received: {text!r}"
+        )
+    return text
+
+
+def reachable_server(url, timeout=5.0):
+    """Raise ConnectionError naming ``url`` when nothing accepts a TCP connection at its host:port.
+
+    A quick check before TensorFlow loads (seconds): a mistyped or dead ``--server`` is said at once.
+    """
+    import socket
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url if "//" in url else f"//{url}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if not host:
+        raise ValueError(f"`--server` must be a URL like http://localhost:8501. Received: --server={url!r}")
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return
+    except OSError as err:
+        raise ConnectionError(
+            f"nothing answers at --server={url!r} ({host}:{port}: {err.strerror or err}); is TF Serving running "
+            "there with --rest_api_port?"
+        ) from None
+
+
 IMAGE_SIZE_FORMS = "N (square), H,W or H,W,C, e.g. 224, 224,224 or 224,224,3"
 
 
