@@ -55,6 +55,7 @@ def load_model(filepath, *, compile=True, safe_mode=True, custom_objects=None):
 
     Raises:
         FileNotFoundError: ``filepath`` (or ``filepath/model.keras``) does not exist.
+        ValueError: the file is not a complete ``.keras`` archive, or Keras cannot load it.
 
     Example:
         >>> import keras_cnn
@@ -69,9 +70,9 @@ def load_model(filepath, *, compile=True, safe_mode=True, custom_objects=None):
             f"Received: filepath={os.fspath(filepath)!r} ({path} does not exist)"
         )
     _registration.register_now()
-    import keras
+    from keras_cnn._io import load_keras_model
 
-    return keras.saving.load_model(path, compile=compile, safe_mode=safe_mode, custom_objects=custom_objects)
+    return load_keras_model(path, arg="filepath", compile=compile, safe_mode=safe_mode, custom_objects=custom_objects)
 
 
 def __getattr__(name):

@@ -108,16 +108,24 @@ def json_data(value, *, finite=False):
     return value
 
 
-def load_keras_model(path, *, arg, compile=False):
+def load_keras_model(path, *, arg, compile=False, **kwargs):
     """Load the ``.keras`` file ``path``; a file that cannot be loaded is a ValueError naming ``arg``.
 
     Keras reports a truncated archive as "File not found"; this names the file, the argument and
-    Keras' reason instead (corrupt or truncated archive, a layer it does not know, ...).
+    the reason instead (not a complete zip archive, a layer Keras does not know, ...). ``kwargs``
+    go to ``keras.saving.load_model`` (``safe_mode``, ``custom_objects``).
     """
+    import zipfile
+
     import keras
 
+    if os.path.isfile(path) and str(path).endswith(".keras") and not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"`{arg}` is not a complete .keras archive (truncated or corrupt: not a zip file of "
+            f"{os.path.getsize(path)} bytes); save or copy the model again. Received: {arg}={str(path)!r}"
+        )
     try:
-        return keras.models.load_model(path, compile=compile)
+        return keras.saving.load_model(path, compile=compile, **kwargs)
     except Exception as err:  # corrupt archive, unknown layer, ...: say which file
         raise ValueError(f"`{arg}` could not be loaded as a Keras model ({type(err).__name__}: {err}). "
                          f"Received: {arg}={str(path)!r}") from err

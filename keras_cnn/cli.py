@@ -64,8 +64,12 @@ def build_parser():
                 continue  # command not part of this build
             raise
         module.register(sub)
+    from keras_cnn.commands._errors import FLAG_NAMES, set_flag_names
+
     for command in sub.choices.values():
         _add_quiet(command, argparse.SUPPRESS)  # SUPPRESS: not given here keeps the top level's value
+        if command.get_default(FLAG_NAMES) is None:
+            set_flag_names(command)  # errors name this command's flags, not the library's arguments
     return parser
 
 

@@ -36,11 +36,15 @@ def is_user_error(err):
 
 def set_flag_names(parser, extra=None):
     """Record ``{python argument: CLI flag}`` for ``parser``'s command: each ``--flag-name`` of its
-    help (argparse's own dest rule: ``--batch-size`` -> ``batch_size``), plus ``extra``."""
+    help (argparse's own dest rule: ``--batch-size`` -> ``batch_size``), each positional argument
+    (its metavar), plus ``extra``. `keras_cnn.cli` calls it for a command that did not."""
     names = {}
     for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", parser.format_help()):
         names.setdefault(flag[2:].replace("-", "_"), flag)
     names.pop("help", None)
+    for action in parser._actions:  # positionals: their metavar (argparse keeps no public list of them)
+        if not action.option_strings and isinstance(action.dest, str) and action.dest != "==SUPPRESS==":
+            names.setdefault(action.dest, action.metavar if isinstance(action.metavar, str) else action.dest.upper())
     names.update(extra or {})
     parser.set_defaults(**{FLAG_NAMES: names})
     return names
