@@ -104,8 +104,11 @@ def command_logging(args):
 
 def check_before_tensorflow(args):
     """The checks that need no model, run before TensorFlow loads, so that a mistake is said at once:
-    a command's own ``precheck(args)`` (set with ``parser.set_defaults(precheck=...)``) and, with
+    directory flags that name a file (`check_directory_flags`), a command's own ``precheck(args)`` (set with ``parser.set_defaults(precheck=...)``) and, with
     ``--strategy multi_worker``, ``TF_CONFIG`` (`keras_cnn._tf_config.cluster_info`)."""
+    from keras_cnn.commands._args import check_directory_flags
+
+    check_directory_flags(args)
     precheck = getattr(args, "precheck", None)
     if precheck is not None:
         precheck(args)

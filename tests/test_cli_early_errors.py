@@ -55,6 +55,16 @@ def test_a_dead_server_is_said_before_tensorflow(tmp_path):
     assert f"nothing answers at --server='http://127.0.0.1:{port}'" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("sub", ["", "/run"])
+def test_out_on_an_existing_file_names_the_flag_before_tensorflow(tmp_path, sub):
+    existing = tmp_path / "afile"
+    existing.write_text("mine")
+    result, err = _cli("train", "lenet5", "--out", f"{existing}{sub}")
+    assert result == {"rc": 2, "tensorflow": False}, err
+    assert "`--out` must be a directory to create or reuse" in err and "Errno" not in err
+    assert existing.read_text() == "mine"
+
+
 def test_a_cluster_without_workers_is_refused_before_tensorflow():
     result, err = _cli("train", "lenet5", "--strategy", "multi_worker", env={"TF_CONFIG": '{"cluster": {}}'})
     assert result == {"rc": 2, "tensorflow": False}, err

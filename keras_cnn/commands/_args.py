@@ -52,6 +52,27 @@ def reachable_server(url, timeout=5.0):
         ) from None
 
 
+#: The flags that name a directory a command creates or reuses (argparse dest -> flag).
+DIRECTORY_FLAGS = {"out": "--out", "dir": "--dir", "export_dir": "--export-dir", "base_dir": "--base-dir"}
+
+
+def check_directory_flags(args):
+    """Refuse a directory flag that names an existing file (or lies under one), naming the flag."""
+    from pathlib import Path
+
+    for dest, flag in DIRECTORY_FLAGS.items():
+        value = getattr(args, dest, None)
+        if not isinstance(value, str) or not value:
+            continue
+        path = Path(value)
+        existing = next((p for p in (path, *path.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            where = "is an existing file" if existing == path else f"lies under the existing file {existing}"
+            raise NotADirectoryError(
+                f"`{flag}` must be a directory to create or reuse, but it {where}. Received: {flag}={value!r}"
+            )
+
+
 IMAGE_SIZE_FORMS = "N (square), H,W or H,W,C, e.g. 224, 224,224 or 224,224,3"
 
 
