@@ -89,3 +89,16 @@ def test_an_html_error_page_is_one_short_line():
     message = str(info.value)
     assert "HTTP 404" in message and "an HTML page, not TF Serving's JSON (404 Not Found)" in message
     assert "<" not in message and len(message) < 300
+
+
+@pytest.mark.parametrize("make, why", [
+    (lambda p: None, "no such file or directory"),
+    (lambda p: (p.mkdir(), (p / "config.json").write_text("{}")), "a run that has not finished"),
+    (lambda p: p.mkdir(), "a directory without model.keras"),
+])
+def test_evaluate_says_whether_the_run_is_missing_or_unfinished(tmp_path, capsys, make, why):
+    run = tmp_path / "run"
+    make(run)
+    assert cli.main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert why in err and f"Received: RUN_DIR='{run}'" in err
