@@ -39,8 +39,8 @@ def test_registry_rejects_duplicates_and_unknown_names():
 @pytest.mark.parametrize(
     "fn,registry_name",
     [
-        (applications.InceptionV3Custom, "inception_v3"),
-        (applications.ResNet50Custom, "resnet50"),
+        pytest.param(applications.InceptionV3Custom, "inception_v3", marks=pytest.mark.slow),
+        pytest.param(applications.ResNet50Custom, "resnet50", marks=pytest.mark.slow),
         (applications.VGG16Custom, "vgg16"),
         (applications.GoogLeNet, "googlenet"),
         (applications.LeNet5, "lenet5"),
