@@ -8,9 +8,14 @@ line answers ``--help`` at once. The package's serializable classes (layers, mod
 rate schedule) are still registered with Keras whenever Keras is in use: now if Keras is already
 imported, else as soon as it is (see `keras_cnn._registration`). So after ``import keras_cnn``,
 ``keras.saving.load_model("runs/demo/model.keras")`` works; `load_model` does the same in one call.
+
+The package tells the user what it does through the ``keras_cnn`` logger (`logging`); it adds only
+a ``NullHandler``, so an application's own logging configuration decides what is shown. The
+``keras-cnn`` command line attaches a handler (``--quiet`` hides all but warnings and errors).
 """
 
 import importlib
+import logging
 import os
 
 # TensorFlow's C++ start-up chatter (CPU feature notes) hides our output; keep a user's setting.
@@ -23,6 +28,7 @@ __version__ = "0.1.0"
 from keras_cnn import _registration  # noqa: E402  (registers our classes whenever Keras is loaded)
 
 _registration.install()
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _LAZY = (
     "analysis", "applications", "data", "export", "layers", "models", "training", "transfer", "tuning",
@@ -49,6 +55,7 @@ def load_model(filepath, *, compile=True, safe_mode=True, custom_objects=None):
 
     Raises:
         FileNotFoundError: ``filepath`` (or ``filepath/model.keras``) does not exist.
+        ValueError: the file is not a complete ``.keras`` archive, or Keras cannot load it.
 
     Example:
         >>> import keras_cnn
@@ -63,9 +70,9 @@ def load_model(filepath, *, compile=True, safe_mode=True, custom_objects=None):
             f"Received: filepath={os.fspath(filepath)!r} ({path} does not exist)"
         )
     _registration.register_now()
-    import keras
+    from keras_cnn._io import load_keras_model
 
-    return keras.saving.load_model(path, compile=compile, safe_mode=safe_mode, custom_objects=custom_objects)
+    return load_keras_model(path, arg="filepath", compile=compile, safe_mode=safe_mode, custom_objects=custom_objects)
 
 
 def __getattr__(name):

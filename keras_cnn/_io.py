@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -45,15 +46,26 @@ def atomic_dir(final_path, *, overwrite=False):
         raise
 
 
+def usual_permissions(path):
+    """Give ``path`` (and, for a directory, everything in it) the modes a plain ``open`` / ``mkdir``
+    gives under the process's umask: 0644 / 0755 at umask 022. For what `tempfile` made private."""
+    umask = os.umask(0)  # the only way to read the umask is to set it
+    os.umask(umask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask)
+    for folder, dirs, files in os.walk(path):
+        for name in dirs:
+            os.chmod(os.path.join(folder, name), 0o777 & ~umask)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o666 & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_file(final_path, mode="w"):
     """Open a temporary file beside ``final_path``; rename it into place when the block ends."""
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final_path.name}.tmp-", dir=final_path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+    usual_permissions(tmp)  # mkstemp makes 0600
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -66,7 +78,7 @@ def atomic_file(final_path, mode="w"):
 
 def atomic_write_json(path, obj):
     with atomic_file(path, "w") as handle:
-        json.dump(obj, handle, indent=2, sort_keys=True, default=_json_default)
+        json.dump(json_data(obj), handle, indent=2, sort_keys=True)
         handle.write("\n")
 
 
@@ -75,28 +87,45 @@ def atomic_write_text(path, text):
         handle.write(text)
 
 
-def _json_default(obj):
+def json_data(value, *, finite=False):
+    """``value`` as plain JSON data: numpy scalars and arrays, tuples and paths converted, dict keys
+    that are numbers made strings. ``finite=True`` also turns NaN / inf (a diverged metric) into None.
+    Anything else is left as it is (``json.dumps`` then says what it cannot write)."""
     import numpy as np
 
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+    if isinstance(value, dict):
+        return {str(k) if isinstance(k, (int, float, bool)) else k: json_data(v, finite=finite) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_data(v, finite=finite) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_data(value.tolist(), finite=finite)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if finite and isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
-def load_keras_model(path, *, arg, compile=False):
+def load_keras_model(path, *, arg, compile=False, **kwargs):
     """Load the ``.keras`` file ``path``; a file that cannot be loaded is a ValueError naming ``arg``.
 
     Keras reports a truncated archive as "File not found"; this names the file, the argument and
-    Keras' reason instead (corrupt or truncated archive, a layer it does not know, ...).
+    the reason instead (not a complete zip archive, a layer Keras does not know, ...). ``kwargs``
+    go to ``keras.saving.load_model`` (``safe_mode``, ``custom_objects``).
     """
+    import zipfile
+
     import keras
 
+    if os.path.isfile(path) and str(path).endswith(".keras") and not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"`{arg}` is not a complete .keras archive (truncated or corrupt: not a zip file of "
+            f"{os.path.getsize(path)} bytes); save or copy the model again. Received: {arg}={str(path)!r}"
+        )
     try:
-        return keras.models.load_model(path, compile=compile)
+        return keras.saving.load_model(path, compile=compile, **kwargs)
     except Exception as err:  # corrupt archive, unknown layer, ...: say which file
         raise ValueError(f"`{arg}` could not be loaded as a Keras model ({type(err).__name__}: {err}). "
                          f"Received: {arg}={str(path)!r}") from err

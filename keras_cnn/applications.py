@@ -27,7 +27,7 @@ from keras_cnn.models.inception_v2 import InceptionV2
 from keras_cnn.models.inception_v3 import InceptionV3Custom
 from keras_cnn.models.lenet import LeNet5
 from keras_cnn.models.identity import require_identity
-from keras_cnn.models.registry import get_model_entry, list_models
+from keras_cnn.models.registry import get_model_spec, list_models
 from keras_cnn.models.resnet import (
     Plain34,
     ResNet18,
@@ -60,7 +60,7 @@ __all__ = [
 
 def stage_names(name):
     """The feature-tap stages of registry model ``name``, shallow to deep."""
-    return list(get_model_entry(name).stages)
+    return list(get_model_spec(name).stages)
 
 
 def feature_extractor(model, stages=None, **build_kwargs):
@@ -87,7 +87,7 @@ def feature_extractor(model, stages=None, **build_kwargs):
     arch = build_kwargs.pop("arch", None)
     if isinstance(model, str):
         arch = model
-        entry = get_model_entry(model)
+        entry = get_model_spec(model)
         build_kwargs.setdefault("input_shape", (None, None, entry.channels))
         weights = build_kwargs.pop("weights", None)
         build_kwargs = with_weights_build_args(arch, weights, build_kwargs)  # e.g. keras_layout=False
@@ -104,7 +104,7 @@ def feature_extractor(model, stages=None, **build_kwargs):
         taps = dict(stages)
     else:
         arch, _ = require_identity(model, arch)
-        all_taps = dict(get_model_entry(arch).stages)
+        all_taps = dict(get_model_spec(arch).stages)
         if stages is None:
             taps = all_taps
         else:

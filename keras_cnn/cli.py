@@ -11,12 +11,21 @@ cuda drivers...", oneDNN and CPU-feature notes, the cuInit probe) off the termin
 stderr (fd 2) is pointed at a temporary file while TensorFlow is imported and probes its devices,
 and replayed if the import fails. ``--verbose 2`` or a ``TF_CPP_MIN_LOG_LEVEL`` set by the user
 shows them as TensorFlow prints them.
+
+Messages: the library tells the user what it does through the ``keras_cnn`` logger; for the length
+of a command, `main` attaches a handler writing ``keras-cnn: ...`` lines to stderr (stdout keeps the
+command's results and Keras' progress display). ``--quiet`` (before or after the command) shows
+only warnings and errors and turns training progress off unless ``--verbose`` is given;
+a command's ``--verbose 2`` adds debug lines. A program calling the library configures
+``logging.getLogger("keras_cnn")`` as it likes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import os
 import sys
 import tempfile
@@ -45,6 +54,7 @@ def build_parser():
         description="Build, train, fine-tune, tune and export the classic CNNs (keras_cnn).",
     )
     parser.add_argument("--version", action="version", version=f"keras-cnn {__version__}")
+    _add_quiet(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -54,7 +64,58 @@ def build_parser():
                 continue  # command not part of this build
             raise
         module.register(sub)
+    from keras_cnn.commands._errors import FLAG_NAMES, set_flag_names
+
+    for command in sub.choices.values():
+        _add_quiet(command, argparse.SUPPRESS)  # SUPPRESS: not given here keeps the top level's value
+        if command.get_default(FLAG_NAMES) is None:
+            set_flag_names(command)  # errors name this command's flags, not the library's arguments
     return parser
+
+
+def _add_quiet(parser, default):
+    parser.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="show only warnings and errors (and no training progress unless --verbose)")
+
+
+def log_level(args):
+    """The ``keras_cnn`` logger's level for a command: WARNING with ``--quiet``, DEBUG with
+    ``--verbose 2``, else INFO."""
+    if getattr(args, "quiet", False):
+        return logging.WARNING
+    return logging.DEBUG if (getattr(args, "verbose", None) or 0) >= 2 else logging.INFO
+
+
+@contextlib.contextmanager
+def command_logging(args):
+    """The ``keras_cnn`` logger shown on stderr (`keras_cnn._log.stderr_handler`) while a command runs."""
+    from keras_cnn._log import stderr_handler
+
+    logger = logging.getLogger("keras_cnn")
+    handler, old_level = stderr_handler(log_level(args)), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(handler.level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def check_before_tensorflow(args):
+    """The checks that need no model, run before TensorFlow loads, so that a mistake is said at once:
+    directory flags that name a file (`check_directory_flags`), a command's own ``precheck(args)`` (set with ``parser.set_defaults(precheck=...)``) and, with
+    ``--strategy multi_worker``, ``TF_CONFIG`` (`keras_cnn._tf_config.cluster_info`)."""
+    from keras_cnn.commands._args import check_directory_flags
+
+    check_directory_flags(args)
+    precheck = getattr(args, "precheck", None)
+    if precheck is not None:
+        precheck(args)
+    if getattr(args, "strategy", None) == "multi_worker":
+        from keras_cnn._tf_config import cluster_info  # the standard library only
+
+        cluster_info()
 
 
 def needs_tensorflow(args):
@@ -108,14 +169,26 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if getattr(args, "quiet", False) and hasattr(args, "verbose"):
+        if args.verbose:
+            parser.error(f"--quiet and --verbose {args.verbose} contradict each other; give one")
+        args.verbose = 0
+    with command_logging(args):
+        try:
+            check_before_tensorflow(args)
+        except Exception as err:  # noqa: BLE001 - reported as any command error (commands/_errors.py)
+            from keras_cnn.commands._errors import report
+
+            return report(args, err)
     if needs_tensorflow(args):
         import_tensorflow(getattr(args, "verbose", 1) or 0)
-    try:
-        return int(args.func(args) or 0)
-    except BaseException as err:  # noqa: BLE001 - one line per error, naming the flag (commands/_errors.py)
-        from keras_cnn.commands._errors import report
+    with command_logging(args):
+        try:
+            return int(args.func(args) or 0)
+        except BaseException as err:  # noqa: BLE001 - one line per error, naming the flag (commands/_errors.py)
+            from keras_cnn.commands._errors import report
 
-        return report(args, err)
+            return report(args, err)
 
 
 if __name__ == "__main__":

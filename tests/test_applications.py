@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from keras_cnn import applications
-from keras_cnn.models import build_model, get_model_entry, list_models, register_model
+from keras_cnn.models import build_model, get_model_spec, list_models, register_model
 
 EXPECTED = [
     "course_convnet", "lenet5", "alexnet", "vgg16", "vgg19", "plain34", "resnet18", "resnet34",
@@ -18,15 +18,15 @@ def test_registry_lists_every_network():
 
 def test_registry_entries_know_size_and_preprocessing():
     for name in EXPECTED:
-        entry = get_model_entry(name)
+        entry = get_model_spec(name)
         assert entry.min_size <= entry.default_size
         assert entry.preprocessing in ("tf", "caffe", "torch", "unit")
         assert entry.stages, name
-    assert get_model_entry("inception_v3").twin == "InceptionV3"
-    assert get_model_entry("inception_v3").default_size == 299
-    assert get_model_entry("inception_v3").min_size == 75
-    assert get_model_entry("resnet50").twin == "ResNet50"
-    assert get_model_entry("googlenet").aux_heads == 2
+    assert get_model_spec("inception_v3").twin == "InceptionV3"
+    assert get_model_spec("inception_v3").default_size == 299
+    assert get_model_spec("inception_v3").min_size == 75
+    assert get_model_spec("resnet50").twin == "ResNet50"
+    assert get_model_spec("googlenet").aux_heads == 2
 
 
 def test_registry_rejects_duplicates_and_unknown_names():
@@ -39,8 +39,8 @@ def test_registry_rejects_duplicates_and_unknown_names():
 @pytest.mark.parametrize(
     "fn,registry_name",
     [
-        (applications.InceptionV3Custom, "inception_v3"),
-        (applications.ResNet50Custom, "resnet50"),
+        pytest.param(applications.InceptionV3Custom, "inception_v3", marks=pytest.mark.slow),
+        pytest.param(applications.ResNet50Custom, "resnet50", marks=pytest.mark.slow),
         (applications.VGG16Custom, "vgg16"),
         (applications.GoogLeNet, "googlenet"),
         (applications.LeNet5, "lenet5"),

@@ -19,7 +19,7 @@ from keras_cnn._compat import keras_ as K
 from keras_cnn._compat import tensorflow_ as T
 
 ROOT = pathlib.Path(keras_cnn.__file__).parent
-PRIVATE = ("keras.src", "keras_tuner.src", "tensorflow.python")
+PRIVATE = ("keras.src", "keras_tuner.src", "tensorflow.python", "._tracker")
 
 
 def test_no_module_outside_compat_names_a_private_package():
@@ -67,6 +67,32 @@ def test_keras_layer_walking_and_symbolic_trace():
     x = keras.Input((4,))
     y = keras.layers.Dense(2, name="producer")(x)
     assert K.producing_layer(y).name == "producer"
+
+
+def test_untrack_drops_a_sublayer_from_the_weights():
+    class Holder(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.kept = keras.layers.Dense(2)
+            self.dropped = keras.layers.Dense(3)
+
+        def build(self, input_shape):
+            self.dropped.build(input_shape)  # its weights exist: tracked, they would be the layer's
+            K.untrack(self, self.dropped)
+            self.dropped = None
+            self.kept.build(input_shape)
+
+        def call(self, x):
+            return self.kept(x)
+
+    layer = Holder()
+    layer.build((None, 4))
+    assert [tuple(w.shape) for w in layer.weights] == [(4, 2), (2,)]
+
+
+def test_print_progress_writes_where_fit_writes(capsys):
+    K.print_progress("Epoch 1/3")
+    assert capsys.readouterr().out == "Epoch 1/3\n"
 
 
 def test_set_trainable_passes_an_unchanged_flag_down():

@@ -3,6 +3,8 @@
 import datetime
 import io
 import json
+import logging
+import re
 
 import keras
 import numpy as np
@@ -188,7 +190,7 @@ def test_optimized_graph_folds_batchnorm_and_matches(tmp_path):
     assert len([n for n in plain_vars if n != "_CHECKPOINTABLE_OBJECT_GRAPH"]) == len(model.weights)
 
 
-def test_optimizer_failure_falls_back_to_the_plain_graph_loudly(tmp_path, monkeypatch):
+def test_optimizer_failure_falls_back_to_the_plain_graph_loudly(tmp_path, monkeypatch, caplog):
     from keras_cnn.export import _optimize
 
     def fail(*args, **kwargs):
@@ -196,8 +198,9 @@ def test_optimizer_failure_falls_back_to_the_plain_graph_loudly(tmp_path, monkey
 
     monkeypatch.setattr(_optimize, "optimized_inference_graph", fail)
     model = bn_model()
-    with pytest.warns(UserWarning, match=r"optimized serving graph could not be built \(ValueError: Cannot freeze"):
+    with caplog.at_level(logging.WARNING, logger="keras_cnn"):
         path = export_for_serving(model, tmp_path, "fallback", warmup=False)
+    assert re.search(r"optimized serving graph could not be built \(ValueError: Cannot freeze", caplog.text)
     meta = read_metadata(path)
     assert meta["optimized"] is None and meta["optimize_error"] == "ValueError: Cannot freeze op StatefulFoo"
     x = raw_images(2)
@@ -223,7 +226,7 @@ def test_export_is_readable_by_others_and_respects_umask(exported, tmp_path):
     assert stat.S_IMODE((private / "saved_model.pb").stat().st_mode) == 0o600
 
 
-def test_stale_temporaries_are_removed_live_ones_kept(tmp_path):
+def test_stale_temporaries_are_removed_live_ones_kept(tmp_path, caplog):
     import os
     import subprocess
     import sys
@@ -251,8 +254,9 @@ def test_stale_temporaries_are_removed_live_ones_kept(tmp_path):
         unrelated = model_dir / ".hidden-notes"
         unrelated.mkdir()
         os.utime(unrelated, (long_ago, long_ago))
-        with pytest.warns(UserWarning, match="stale temporary export"):
+        with caplog.at_level(logging.WARNING, logger="keras_cnn"):
             path = export_for_serving(tiny_model(classes=3), tmp_path, "m", warmup=False)
+        assert "removed 2 stale temporary export(s)" in caplog.text
         assert path == model_dir / "1"  # temporaries are not versions
         assert not stale.exists() and not old_backup.exists()
         assert fresh.exists() and live.exists() and unrelated.exists()

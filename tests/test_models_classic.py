@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from keras_cnn.layers import ModelIdentity
-from keras_cnn.models import build_model, get_model_entry
+from keras_cnn.models import build_model, get_model_spec
 from keras_cnn.models.alexnet import AlexNet, LocalResponseNormalization
 from keras_cnn.models.course import CourseConvNet
 from keras_cnn.models.lenet import LeNet5
@@ -247,7 +247,7 @@ def test_imagenet_weights_refused_for_a_non_twin_vgg():
     ],
 )
 def test_registry_entries_and_feature_taps(name, family, preprocessing, twin, channels):
-    entry = get_model_entry(name)
+    entry = get_model_spec(name)
     assert (entry.family, entry.preprocessing, entry.twin, entry.channels) == (family, preprocessing, twin, channels)
     kwargs = dict(include_top=False, input_shape=(None, None, channels))
     if name in ("alexnet", "vgg16", "vgg19"):

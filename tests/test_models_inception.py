@@ -8,8 +8,8 @@ import pytest
 
 from keras_cnn.layers.conv import FactorizedConv
 from keras_cnn.layers.inception import AuxiliaryClassifier, GridReduction, InceptionBlock
-from keras_cnn.models import get_model_entry, list_models
-from keras_cnn.models.googlenet import GOOGLENET_MODULES, GoogLeNet, build_googlenet
+from keras_cnn.models import get_model_spec, list_models
+from keras_cnn.models.googlenet import GOOGLENET_MODULES, GoogLeNet
 from keras_cnn.models.inception_v2 import InceptionV2
 from keras_cnn.models.inception_v3 import InceptionV3Custom
 from keras_cnn.weights import port_weights
@@ -100,7 +100,7 @@ def test_googlenet_aux_heads():
 
 @pytest.mark.slow
 def test_googlenet_small_stem_forward_and_roundtrip(tmp_path):
-    model = build_googlenet(
+    model = GoogLeNet(
         input_shape=(32, 32, 3), classes=10, stem="small", width_multiplier=0.125, aux_logits=True, name="tiny"
     )
     assert _spatial(model, "conv1") == (32, 32)
@@ -119,7 +119,7 @@ def test_googlenet_small_stem_forward_and_roundtrip(tmp_path):
 
 def test_googlenet_structure_knobs():
     small = dict(input_shape=(32, 32, 3), classes=4, stem="small", width_multiplier=0.25, include_top=True)
-    model = build_googlenet(modules_per_stage=(1, 2, 3), five_by_five="stacked", reduction_ratio=0.5, use_bn=True, **small)
+    model = GoogLeNet(modules_per_stage=(1, 2, 3), five_by_five="stacked", reduction_ratio=0.5, use_bn=True, **small)
     names = [layer.name for layer in model.layers if isinstance(layer, InceptionBlock)]
     assert names == ["inception_3a", "inception_4a", "inception_4b", "inception_5a", "inception_5b", "inception_5c"]
     block = model.get_layer("inception_3a")
@@ -130,7 +130,7 @@ def test_googlenet_structure_knobs():
     assert block.step_layers[0].use_bn and not block.step_layers[0].use_bias
     # The extra 5c repeats 5b's row.
     assert model.get_layer("inception_5c").output.shape[-1] == model.get_layer("inception_5b").output.shape[-1] == 256
-    asym = build_googlenet(modules_per_stage=(1, 1, 1), five_by_five="asymmetric", **small)
+    asym = GoogLeNet(modules_per_stage=(1, 1, 1), five_by_five="asymmetric", **small)
     kernels = _kernels(asym.get_layer("inception_3a"))
     assert (1, 5) in kernels and (5, 1) in kernels and (5, 5) not in kernels
     assert _factorized(asym.get_layer("inception_3a")) == [("inception_3a_branch3_2", "asymmetric", 5, "1xn")]
@@ -164,7 +164,7 @@ def test_googlenet_structure_knobs():
 )
 def test_googlenet_validation(kwargs, arg):
     with pytest.raises(ValueError, match=arg):
-        build_googlenet(**kwargs)
+        GoogLeNet(**kwargs)
 
 
 # -------------------------------------------------------------------------------- Inception-v3
@@ -217,7 +217,7 @@ def test_inception_v3_is_keras_twin_with_top(v3_pair):
     ]
     assert _factorized(ours.get_layer("mixed3")) == []  # Figure 10: the stride-2 convs stay plain
     # Registry stage taps: one per grid size, in depth order.
-    stages = get_model_entry("inception_v3").stages
+    stages = get_model_spec("inception_v3").stages
     assert [_spatial(ours, n)[0] for n in stages.values()] == [147, 71, 35, 17, 8]
 
 
@@ -367,7 +367,7 @@ def test_inception_v2_layout():
     ]
     assert _factorized(model.get_layer("reduction_b")) == [("reduction_b_branch2_2", "asymmetric", 7, "1xn")]
     assert [m for _, m, _, _ in _factorized(model.get_layer("inception_c1"))] == ["expanded", "expanded"]
-    stages = get_model_entry("inception_v2").stages
+    stages = get_model_spec("inception_v2").stages
     assert [_spatial(model, n)[0] for n in stages.values()] == [147, 71, 35, 17, 8]
 
 
@@ -426,7 +426,7 @@ def test_inception_v2_validation(kwargs, arg):
 
 def test_registry_entries(googlenet):
     assert {"googlenet", "inception_v2", "inception_v3"} <= set(list_models())
-    g, v2, v3 = (get_model_entry(n) for n in ("googlenet", "inception_v2", "inception_v3"))
+    g, v2, v3 = (get_model_spec(n) for n in ("googlenet", "inception_v2", "inception_v3"))
     assert (g.family, g.default_size, g.min_size, g.preprocessing, g.aux_heads, g.twin) == (
         "googlenet", 224, 32, "tf", 2, None,
     )

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_cnn.layers.residual import ResidualBlock
-from keras_cnn.models import build_model, get_model_entry
+from keras_cnn.models import build_model, get_model_spec
 from keras_cnn.models.resnet import (
     RESNET_DEPTHS,
     Plain34,
@@ -267,7 +267,7 @@ def test_named_builders_refuse_imagenet_without_a_twin():
     ],
 )
 def test_registry_entries(name, family, preprocessing, twin, builder):
-    entry = get_model_entry(name)
+    entry = get_model_spec(name)
     assert (entry.family, entry.preprocessing, entry.twin, entry.builder) == (family, preprocessing, twin, builder)
     assert (entry.default_size, entry.min_size, entry.channels) == (224, 32, 3)
     depths = RESNET_DEPTHS[int(name[-3:] if name[-3:].isdigit() else name[-2:])][1]
@@ -276,7 +276,7 @@ def test_registry_entries(name, family, preprocessing, twin, builder):
 
 
 def test_registry_feature_taps_of_resnet18():
-    entry = get_model_entry("resnet18")
+    entry = get_model_spec("resnet18")
     model = build_model("resnet18", include_top=False, input_shape=(None, None, 3), width_multiplier=1 / 16)
     taps = keras.Model(model.input, {k: model.get_layer(v).output for k, v in entry.stages.items()})
     outs = taps(np.zeros((1, 64, 64, 3), "float32"))

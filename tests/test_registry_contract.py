@@ -18,8 +18,11 @@ from keras_cnn.transfer import build_transfer_model
 from keras_cnn.weights import with_preprocessing
 
 NAMES = list_models()
-# Big networks: their round trip writes 100+ MB; still run by the README's test command.
-HEAVY = {"vgg16", "vgg19", "resnet101", "resnet152", "alexnet"}
+# Big networks: building one at full size takes more than 5 s on a 2-core CPU (their round trip
+# writes 100+ MB); marked slow, still run by the README's test command. The unmarked suite keeps
+# the contract for lenet5, course_convnet, resnet18 and googlenet.
+HEAVY = {"vgg16", "vgg19", "resnet34", "plain34", "resnet50", "resnet101", "resnet152", "alexnet",
+         "inception_v2", "inception_v3"}
 
 
 def _param(name):
@@ -45,7 +48,7 @@ def test_every_spec_names_an_importable_builder_and_unique_taps():
         assert spec.paper and spec.num_params and spec.trainable_params, name
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [_param(n) for n in NAMES])
 def test_default_build_matches_spec(name):
     spec = get_model_spec(name)
     model = build_model(name)
@@ -99,7 +102,7 @@ def test_stage_taps_exist_and_shrink(name):
     assert list(applications.feature_extractor(built).output) == list(spec.stages)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [_param(n) for n in NAMES])
 def test_input_below_minimum_is_refused_naming_input_shape(name):
     spec = get_model_spec(name)
     small = spec.min_size - 1
@@ -109,7 +112,7 @@ def test_input_below_minimum_is_refused_naming_input_shape(name):
     build_model(name, include_top=False, input_shape=(spec.min_size, spec.min_size, spec.channels))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [_param(n) for n in NAMES])
 def test_preprocessing_is_read_from_the_built_model(name):
     spec = get_model_spec(name)
     model = build_model(name)
@@ -121,7 +124,7 @@ KERAS_MODES = {"VGG16": "caffe", "VGG19": "caffe", "ResNet50": "caffe", "ResNet1
                "ResNet152": "caffe", "InceptionV3": "tf"}
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if get_model_spec(n).twin])
+@pytest.mark.parametrize("name", [_param(n) for n in NAMES if get_model_spec(n).twin])
 def test_twins_use_keras_applications_preprocessing_on_built_models(name):
     """The bug this design fixes: a built ResNet-50 once got "torch" from a layer-name guess."""
     spec = get_model_spec(name)

@@ -264,18 +264,17 @@ def test_cli_transfer_from_a_keras_file(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "bad")
 
 
-def test_cli_imagenet_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):
-    from keras.src.applications import vgg16
+def test_cli_imagenet_offline_is_a_clear_error(tmp_path, monkeypatch, capsys, offline):
     from keras.src.backend import config
 
     from keras_cnn import cli
 
     monkeypatch.setattr(config, "_KERAS_DIR", str(tmp_path))
-    monkeypatch.setattr(vgg16, "WEIGHTS_PATH_NO_TOP", "http://127.0.0.1:9/vgg16_notop.h5")
     rc = cli.main(["transfer", "vgg16", "--weights", "imagenet", "--image-size", "32", "--out", str(tmp_path / "o")])
     assert rc == 2
     err = capsys.readouterr().err
     assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in err and "weights=" in err
+    assert offline.hosts == ["storage.googleapis.com"] and "network access to 'storage.googleapis.com' blocked" in err
 
 
 def test_truncated_keras_file_is_named_on_the_api_and_the_cli(tmp_path, capsys):

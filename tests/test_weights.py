@@ -10,6 +10,7 @@ import hashlib
 import inspect
 import os
 import time
+import urllib.parse
 
 import h5py
 import keras
@@ -23,7 +24,6 @@ from keras_cnn.models.registry import build_model
 from keras_cnn.models.resnet import ResNet50Custom, ResNet101Custom, ResNet152Custom  # noqa: F401
 from keras_cnn.models.vgg import VGG16Custom, VGG19Custom
 
-UNROUTABLE = "http://127.0.0.1:9/"
 
 # registry name -> (keras class, our builder, small input size, keras layer ending the no-top model)
 TWINS = {
@@ -250,15 +250,7 @@ def keras_home(tmp_path, monkeypatch):
     return home
 
 
-@pytest.fixture
-def offline(monkeypatch):
-    """Every keras.applications weights URL points to a closed local port."""
-    from keras.src.applications import inception_v3, resnet, vgg16, vgg19
-
-    monkeypatch.setattr(resnet, "BASE_WEIGHTS_PATH", UNROUTABLE)
-    for module in (vgg16, vgg19, inception_v3):
-        monkeypatch.setattr(module, "WEIGHTS_PATH", UNROUTABLE + "top.h5")
-        monkeypatch.setattr(module, "WEIGHTS_PATH_NO_TOP", UNROUTABLE + os.path.basename(module.WEIGHTS_PATH_NO_TOP))
+# `offline` (tests/conftest.py): no connection beyond this machine, whatever URL is fetched.
 
 
 def test_offline_download_fails_fast_saying_which_file_and_where(keras_home, offline):
@@ -274,6 +266,7 @@ def test_offline_download_fails_fast_saying_which_file_and_where(keras_home, off
     assert "weights='/path/to/" in msg
     assert err.value.cache_path == expected
     assert not os.path.exists(expected)
+    assert offline.hosts == [urllib.parse.urlsplit(spec.url).hostname]  # the record's URL was the one fetched
 
 
 def patch_keras_file(monkeypatch, arch, include_top, **changes):
@@ -300,6 +293,7 @@ def test_cached_file_is_used_offline(keras_home, offline, monkeypatch):
     x = images(32)
     assert_same_function(k(x), ours(x))
     assert W.get_imagenet_weights_file("vgg16", include_top=False) == str(cached)
+    assert offline.hosts == []  # read from the cache: no fetch was tried
 
 
 @pytest.fixture
@@ -348,6 +342,7 @@ def test_cached_file_with_wrong_hash_is_kept_when_redownload_fails(keras_home, o
     assert "it was kept" in str(err.value)
     assert cached.read_bytes() == b"not the real weights"
     assert sorted(os.listdir(cached.parent)) == [spec.fname]
+    assert offline.hosts == [urllib.parse.urlsplit(spec.url).hostname]  # the re-download met the block
 
 
 def test_download_timeout_setting(monkeypatch):

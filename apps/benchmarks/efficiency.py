@@ -77,7 +77,7 @@ def main(argv=None):
     import tensorflow as tf
 
     from keras_cnn.analysis import profile
-    from keras_cnn.models.registry import build_model, get_model_entry
+    from keras_cnn.models.registry import build_model, get_model_spec
 
     n = args.matmul_size
     a = tf.random.normal((n, n), seed=args.seed)
@@ -88,7 +88,7 @@ def main(argv=None):
     info = {}
     rng = np.random.default_rng(args.seed)
     for name, size in args.models:
-        entry = get_model_entry(name)
+        entry = get_model_spec(name)
         size = size or entry.default_size
         batch = args.batch or SMALL_BATCH_MODELS.get(name, 4)
         classes = 10 if name in SMALL_BATCH_MODELS else 1000

@@ -126,3 +126,28 @@ def set_trainable(layer, value):
     property's setter is called directly.
     """
     type(layer).trainable.fset(layer, bool(value))
+
+
+def untrack(layer, *children):
+    """Stop ``layer`` tracking the sub-layers ``children`` (they leave its weights and its saved state).
+
+    Why private: a layer tracks every layer assigned to one of its attributes, through the private
+    ``Layer._tracker``; Keras has no public way to drop a sub-layer made in ``__init__`` and found
+    unneeded in ``build`` (`keras_cnn.layers.ResidualBlock` with ``shortcut="auto"`` resolving to
+    the identity shortcut). Setting the attribute to None afterwards does not untrack it.
+    """
+    for child in children:
+        layer._tracker.untrack(child)
+
+
+def print_progress(message):
+    """Write one line of training progress where Keras writes its own (``model.fit``'s "Epoch 1/3").
+
+    Why private: `keras.utils.Progbar` prints the bar but has no heading; the heading goes through
+    ``keras.src.utils.io_utils.print_msg``, which writes to stdout, or to absl logging after
+    ``keras.config.disable_interactive_logging()``, exactly as ``fit`` does. Progress is Keras'
+    display, governed by ``verbose``; messages meant for the user go to the ``keras_cnn`` logger.
+    """
+    from keras.src.utils import io_utils
+
+    io_utils.print_msg(message)

@@ -1,9 +1,17 @@
-"""CLI errors: every mistake ends as one line ``keras-cnn CMD: error: ...`` naming the CLI flag.
+"""CLI errors: a user's mistake ends as one line ``keras-cnn CMD: error: ...`` naming the CLI flag;
+a bug ends with its traceback.
+
+User mistakes (exit status 2, no traceback): `ValueError` (the library's validation), a missing
+or existing file or folder and a permission (`FileNotFoundError`, `FileExistsError`,
+`IsADirectoryError`, `NotADirectoryError`, `PermissionError`), `TimeoutError` / `ConnectionError`
+(a cluster that did not start or lost a worker, a server not reachable) and any other `OSError` of
+a system call (``errno`` set: a full disk, a read-only file system). Anything else (`KeyError`, `TypeError`, an `OSError` raised by a library
+without ``errno``, ...) is a bug: its traceback, then one line saying so, exit status 1.
 
 The library names its Python arguments (``out_dir``, ``resume=False``); the command line shows
 the flags a user typed (``--out``, ``--no-resume``). Each command registers the mapping with
 `set_flag_names` (built from its parser, plus the arguments whose Python name differs from the
-flag); `report` rewrites the message with it. ``KERAS_CNN_TRACEBACK=1`` shows the traceback.
+flag); `report` rewrites the message with it. ``KERAS_CNN_TRACEBACK=1`` re-raises any error.
 """
 
 from __future__ import annotations
@@ -11,19 +19,32 @@ from __future__ import annotations
 import os
 import re
 import sys
+import traceback
 
-#: Exceptions that mean "the input was not what it must be": exit status 2.
-USER_ERRORS = (ValueError, OSError, KeyError, LookupError)
 FLAG_NAMES = "_flag_names"
+
+
+def is_user_error(err):
+    """True when ``err`` says the input or the environment was not what it must be (not a bug)."""
+    if isinstance(err, ValueError):
+        return True
+    if isinstance(err, (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
+                        TimeoutError, ConnectionError)):
+        return True
+    return isinstance(err, OSError) and err.errno is not None
 
 
 def set_flag_names(parser, extra=None):
     """Record ``{python argument: CLI flag}`` for ``parser``'s command: each ``--flag-name`` of its
-    help (argparse's own dest rule: ``--batch-size`` -> ``batch_size``), plus ``extra``."""
+    help (argparse's own dest rule: ``--batch-size`` -> ``batch_size``), each positional argument
+    (its metavar), plus ``extra``. `keras_cnn.cli` calls it for a command that did not."""
     names = {}
     for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", parser.format_help()):
         names.setdefault(flag[2:].replace("-", "_"), flag)
     names.pop("help", None)
+    for action in parser._actions:  # positionals: their metavar (argparse keeps no public list of them)
+        if not action.option_strings and isinstance(action.dest, str) and action.dest != "==SUPPRESS==":
+            names.setdefault(action.dest, action.metavar if isinstance(action.metavar, str) else action.dest.upper())
     names.update(extra or {})
     parser.set_defaults(**{FLAG_NAMES: names})
     return names
@@ -55,15 +76,13 @@ def report(args, err):
         print(f"keras-cnn {command}: interrupted", file=sys.stderr)
         return 130
     message = str(err) or type(err).__name__
-    if isinstance(err, USER_ERRORS):
+    if is_user_error(err):
         plain = (FileNotFoundError, FileExistsError, TimeoutError, ConnectionError)
         if isinstance(err, OSError) and not isinstance(err, plain):
             message = f"{type(err).__name__}: {message}"
         print(f"keras-cnn {command}: error: {translate(message, getattr(args, FLAG_NAMES, {}))}", file=sys.stderr)
         return 2
-    print(
-        f"keras-cnn {command}: error: {type(err).__name__}: {translate(message, getattr(args, FLAG_NAMES, {}))} "
-        "(unexpected: please report it; KERAS_CNN_TRACEBACK=1 shows the traceback)",
-        file=sys.stderr,
-    )
+    traceback.print_exception(err, file=sys.stderr)
+    print(f"keras-cnn {command}: error: {type(err).__name__}: {message} (a bug in keras-cnn: please report it "
+          "with the traceback above)", file=sys.stderr)
     return 1

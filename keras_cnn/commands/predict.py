@@ -34,8 +34,16 @@ def register(subparsers):
     parser.add_argument("--top-k", type=int, default=5, help="classes per image (default 5)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server (default 30)")
     parser.add_argument("--json", action="store_true", help="print the predictions as JSON")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, precheck=_check_server)
     return parser
+
+
+def _check_server(args):
+    """Before TensorFlow loads: a dead ``--server`` is said at once."""
+    if args.server:
+        from keras_cnn.commands._args import reachable_server
+
+        reachable_server(args.server, timeout=min(args.timeout, 5.0))
 
 
 def _predict(args):

@@ -36,12 +36,12 @@ def register(subparsers):
 def run(args):
     from keras_cnn._validation import check_positive_int, parse_shape
     from keras_cnn.analysis import profile
-    from keras_cnn.models import build_model, get_model_entry, list_models
+    from keras_cnn.models import build_model, get_model_spec, list_models
 
     known = list_models()
     if args.model not in known:
         raise ValueError(f"Unknown model: `MODEL` must be one of {known}. Received: MODEL={args.model!r}")
-    entry = get_model_entry(args.model)
+    entry = get_model_spec(args.model)
     kwargs = {"include_top": args.include_top}
     if args.input_shape is not None:
         kwargs["input_shape"] = parse_shape("--input-shape", args.input_shape)

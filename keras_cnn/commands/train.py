@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from keras_cnn.commands._args import IMAGE_SIZE_FORMS, check_image_channels, image_size
+from keras_cnn.commands._args import IMAGE_SIZE_FORMS, check_image_channels, image_size, positive_int, registered_model
 from keras_cnn.commands._errors import set_flag_names
 
 
@@ -96,9 +96,9 @@ def register(subparsers):
             "confusion matrix to the run directory, and export a SavedModel for TF Serving."
         ),
     )
-    parser.add_argument("model", metavar="MODEL", help="registered model name (see `keras-cnn list`)")
+    parser.add_argument("model", metavar="MODEL", type=registered_model, help="registered model name (see `keras-cnn list`)")
     parser.add_argument("--data", default="digits", help='"digits" (default), "tfds:NAME" or an image folder')
-    parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the recipe's)")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="epochs (default: the recipe's)")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: the recipe's)")
     parser.add_argument("--augment", default=None, metavar="SPEC",
                         help='augmentation, e.g. "flip,crop,rotate=15,pca=0.1"; "none" for none (default: the recipe\'s)')

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -116,9 +117,18 @@ def decode_item(item, height=None, width=None, channels=0):
             image = tf.image.resize(image, (height, width))
         return image.numpy()
     except tf.errors.OpError as err:  # corrupt, truncated, too large, ...: this image only
-        msg = (getattr(err, "message", "") or str(err)).strip().splitlines()
-        item.error = "could not be decoded as an image" + (f" ({msg[0]})" if msg else "")
+        reason = op_error_reason(err)
+        item.error = "could not be decoded as an image" + (f" ({reason})" if reason else "")
         return None
+
+
+def op_error_reason(err):
+    """The first line of a TensorFlow op error without TensorFlow's own wrapping: the
+    ``{{function_node __wrapped__DecodeImage_device_...}}`` prefix and the ``[Op:DecodeImage]``
+    suffix. E.g. "Invalid PNG. Failed to initialize decoder"."""
+    lines = (getattr(err, "message", "") or str(err)).strip().splitlines()
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", lines[0] if lines else "")
+    return re.sub(r"\s*\[Op:[^\]]*\].*$", "", text).strip().rstrip(".")
 
 
 def tf_decode_image(data, channels):

@@ -82,7 +82,6 @@ def frozen_graph(model, input_shape):
 def _variable_free(graph):
     """Names of the ops whose value does not depend on any Placeholder (constants)."""
     free = {}
-    order = []
     for op in graph.get_operations():  # iterative DFS in dependency order
         stack = [op]
         while stack:
@@ -97,7 +96,6 @@ def _variable_free(graph):
                 continue
             stack.pop()
             free[top.name] = top.type != "Placeholder" and all(free[t.op.name] for t in top.inputs)
-            order.append(top.name)
     return {name for name, ok in free.items() if ok}
 
 

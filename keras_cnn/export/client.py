@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import html
 import json
 import re
 import socket
@@ -342,6 +343,22 @@ def _model_url(server, model_name, version):
     return url
 
 
+def _http_error_text(body):
+    """What an HTTP error answer says in one line: TF Serving's JSON ``error``; for an HTML page
+    (a proxy, another web server on that port) its title or first text, saying it is one."""
+    try:
+        return str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        pass
+    text = body.decode("utf-8", "replace").strip()
+    if re.match(r"(?is)\s*(<!doctype html|<html|<head|<body|<\?xml)", text):
+        title = re.search(r"(?is)<title[^>]*>(.*?)</title>", text)
+        words = title.group(1) if title else re.sub(r"(?s)<(script|style)\b.*?</\1>|<[^>]+>", " ", text)
+        words = " ".join(html.unescape(words).split())[:200]
+        return f"an HTML page, not TF Serving's JSON ({words or 'no text'}): is the URL TF Serving's REST port?"
+    return " ".join(text.split())[:300]
+
+
 def _http_json(url, payload=None, *, timeout):
     data = None if payload is None else json.dumps(payload).encode("utf-8")
     request = urllib.request.Request(url, data=data, method="GET" if data is None else "POST",
@@ -350,11 +367,7 @@ def _http_json(url, payload=None, *, timeout):
         with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read()
     except urllib.error.HTTPError as err:
-        body = err.read()
-        try:
-            message = json.loads(body)["error"]
-        except (ValueError, KeyError, TypeError):
-            message = body.decode("utf-8", "replace").strip()[:500] or err.reason
+        message = _http_error_text(err.read()) or err.reason
         raise ServingError(f"TF Serving returned HTTP {err.code} for {url}: {message}",
                            input_error=err.code == 400) from None
     except urllib.error.URLError as err:

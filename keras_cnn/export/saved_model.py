@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import math
 import os
 import platform
@@ -43,12 +44,11 @@ import re
 import shutil
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from keras_cnn._io import atomic_dir, atomic_write_json, load_keras_model
+from keras_cnn._io import atomic_dir, atomic_write_json, json_data, load_keras_model, usual_permissions
 from keras_cnn._validation import check_existing_path, check_positive_int
 from keras_cnn.export import warmup as _warmup
 from keras_cnn.export._images import encode_png, tf_decode_image
@@ -65,6 +65,7 @@ METADATA_FORMAT = 1
 _OWNER_FILE = ".keras_cnn_export_owner"  # inside a version being written; removed before the rename
 _TEMP_RE = re.compile(r"^\.\d+\.(tmp|old)-")  # atomic_dir's temporaries for version directories
 _IMPORT_TIME = time.time()
+logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -147,18 +148,31 @@ def class_names_beside(path) -> list[str] | None:
 def inference_model(model):
     """The single-output classifier to serve and whether it outputs logits.
 
-    A model with auxiliary heads (dict output) is served through its ``"predictions"`` output
-    only; for Functional models the auxiliary branches are dropped from the graph.
-
     Returns:
-        ``(model, outputs_logits)``.
+        ``(single_output_model(model), outputs_logits)``.
+    """
+    model = single_output_model(model)
+    return model, _outputs_logits(model)
+
+
+def single_output_model(model):
+    """``model`` with one output: a model with auxiliary heads (a dict output) without them.
+
+    The auxiliary classifiers of GoogLeNet and Inception-v3 are "discarded at inference time"
+    (Szegedy et al., 2015, section 5): the model returned outputs ``model.output["predictions"]``
+    and shares every layer (and so every weight) with ``model``, whose auxiliary branches are
+    left out of its graph. A model with one output is returned unchanged.
+
+    Raises:
+        ValueError: ``model`` is not a built Functional or Sequential model, returns a dict
+            without "predictions", or has several outputs.
     """
     import keras
 
     if not _has_output(model):
         raise ValueError(
             "`model` must be a built Functional or Sequential model (with an Input) so that its "
-            f"input and output shapes are known. Received: {type(model).__name__} {model.name!r}"
+            f"input and output shapes are known. Received: {type(model).__name__} {getattr(model, 'name', model)!r}"
         )
     output = model.output
     if isinstance(output, dict):
@@ -169,12 +183,12 @@ def inference_model(model):
             )
         head = output["predictions"]
         inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # call it with a tensor, not a list
-        model = keras.Model(inputs, head, name=model.name)
-    elif isinstance(output, (list, tuple)):
+        return keras.Model(inputs, head, name=model.name)
+    if isinstance(output, (list, tuple)):
         raise ValueError(
             f"`model` must have one output (or a dict with 'predictions'). Received: {len(output)} outputs"
         )
-    return model, _outputs_logits(model)
+    return model
 
 
 def _has_output(model):
@@ -225,25 +239,9 @@ def _package_versions():
 def _json_safe(arg, value):
     """``value`` as plain JSON data; numpy values converted, NaN/inf (a diverged metric) -> None."""
     try:
-        return json.loads(json.dumps(_plain(value), allow_nan=False))
+        return json.loads(json.dumps(json_data(value, finite=True), allow_nan=False))
     except (TypeError, ValueError) as err:
         raise ValueError(f"`{arg}` must be JSON-serializable ({err}). Received: {arg}={value!r}") from None
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k) if isinstance(k, (int, float, bool)) else k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def _input_size(model, image_size):
@@ -330,21 +328,9 @@ def remove_stale_temporaries(model_dir) -> list[Path]:
         if not entry.exists():
             removed.append(entry)
     if removed:
-        warnings.warn(f"removed {len(removed)} stale temporary export(s) left by an interrupted export: "
-                      + ", ".join(str(p) for p in removed), stacklevel=3)
+        logger.warning("removed %d stale temporary export(s) left by an interrupted export: %s",
+                       len(removed), ", ".join(str(p) for p in removed))
     return removed
-
-
-def _make_readable(root):
-    """Give ``root`` and everything in it the modes a plain mkdir/open would (0755/0644 at umask 022)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(root, 0o777 & ~umask)
-    for folder, dirs, files in os.walk(root):
-        for name in dirs:
-            os.chmod(os.path.join(folder, name), 0o777 & ~umask)
-        for name in files:
-            os.chmod(os.path.join(folder, name), 0o666 & ~umask)
 
 
 # --------------------------------------------------------------------------- export
@@ -461,8 +447,8 @@ def export_for_serving(
                 # Never lose an export (e.g. the one at the end of a long training run) to the
                 # optimizer: fall back to the plain graph, loudly, and record why.
                 optimize_error = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-                warnings.warn(f"the optimized serving graph could not be built ({optimize_error}); "
-                              "exported the plain graph instead (optimize=False)", stacklevel=2)
+                logger.warning("the optimized serving graph could not be built (%s); "
+                               "exported the plain graph instead (optimize=False)", optimize_error)
         if network is None:
             network = tf.function(lambda images: serve_model(images, training=False),
                                   input_signature=[tf.TensorSpec((None, height, width, channels), tf.float32)],
@@ -566,7 +552,7 @@ def export_for_serving(
         }
         atomic_write_json(tmp / _warmup.ASSETS_EXTRA / METADATA_FILE, info)
         owner.unlink()
-        _make_readable(tmp)
+        usual_permissions(tmp)
     return target
 
 

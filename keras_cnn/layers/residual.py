@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import keras
 
+from keras_cnn._compat import keras_ as keras_compat
 from keras_cnn._validation import check_choice, check_positive_int
 from keras_cnn.layers.frozen import KeepsFrozenSublayers
 
@@ -194,8 +195,7 @@ class ResidualBlock(KeepsFrozenSublayers, keras.layers.Layer):
         use_projection = self._resolve_shortcut(input_shape)
         if self.shortcut_conv is not None and not use_projection:
             # "auto" resolved to identity: drop the candidate projection before the state locks.
-            self._tracker.untrack(self.shortcut_conv)
-            self._tracker.untrack(self.shortcut_bn)
+            keras_compat.untrack(self, self.shortcut_conv, self.shortcut_bn)
             self.shortcut_conv = None
             self.shortcut_bn = None
         self.use_projection = use_projection

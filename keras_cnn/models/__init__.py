@@ -7,10 +7,9 @@ imports Keras) is imported when one of its networks is first built.
 import importlib
 
 from keras_cnn.models.registry import (
-    ModelEntry,
     ModelSpec,
     build_model,
-    get_model_entry,
+    get_model_entry,  # noqa: F401  (the training modules' name for get_model_spec)
     get_model_spec,
     get_weights_spec,
     list_models,
@@ -39,12 +38,10 @@ def __getattr__(name):
 
 
 __all__ = [
-    "ModelEntry",
     "ModelSpec",
     "NetworkIdentity",
     "WeightsSpec",
     "build_model",
-    "get_model_entry",
     "get_model_spec",
     "get_weights_spec",
     "list_models",

@@ -164,14 +164,6 @@ def pooled_features(x, pooling):
     return x
 
 
-def gap_classifier(x, *, classes, classifier_activation, dropout=0.0, pool_name="avg_pool"):
-    """Global average pool, optional dropout, dense classifier named "predictions"."""
-    x = keras.layers.GlobalAveragePooling2D(name=pool_name)(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="top_dropout")(x)
-    return keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-
-
 #: The loader `finish_model` calls: ``load(model, weights, *, arch, include_top)`` returning the
 #: `WeightsSpec` whose preprocessing the model now expects (None: the network's own). The models
 #: sit below `keras_cnn.weights` and never import it: importing `keras_cnn.weights` installs its

@@ -5,7 +5,7 @@ Reference: Szegedy et al., "Going Deeper with Convolutions", CVPR 2015
 
 The network is a table: `GOOGLENET_MODULES` holds every module's
 ``(c1, r3, c3, r5, c5, pool_proj)`` row and `GOOGLENET_STAGES` groups them by grid size;
-`build_googlenet` walks the table. With the defaults (224x224 input, true 5x5 convolutions,
+`GoogLeNet` walks the table. With the defaults (224x224 input, true 5x5 convolutions,
 conv biases, no batch normalisation) the model has exactly 6,998,552 parameters without the
 auxiliary heads.
 
@@ -93,7 +93,7 @@ def _check_positive_number(arg, value):
 
 
 @registered_builder("googlenet")
-def build_googlenet(
+def GoogLeNet(
     include_top=True,
     weights=None,
     input_tensor=None,
@@ -112,7 +112,9 @@ def build_googlenet(
     use_bn=False,
     stem="imagenet",
 ):
-    """GoogLeNet with the structure knobs used for tuning.
+    """GoogLeNet (Inception-v1) as in the paper, keras.applications-style, with the structure
+    knobs used for tuning (their defaults build the paper's network: 224x224x3 input, 6,998,552
+    parameters for 1000 classes without auxiliary heads; no LRN, see the module docstring).
 
     Szegedy et al., "Going Deeper with Convolutions", CVPR 2015. Stem (7x7/2 conv, max-pool,
     1x1 + 3x3 convs, max-pool), then 2 / 5 / 2 Inception modules at the 28 / 14 / 7 px grids
@@ -148,8 +150,8 @@ def build_googlenet(
         A `keras.Model`.
 
     Example:
-        >>> model = build_googlenet(input_shape=(32, 32, 3), classes=10, stem="small",
-        ...                         width_multiplier=0.25)
+        >>> model = GoogLeNet(input_shape=(32, 32, 3), classes=10, stem="small",
+        ...                   width_multiplier=0.25)
     """
     build, x = _common.start("googlenet", locals(), min_size=MIN_SIZE if stem == "imagenet" else MIN_SIZE_SMALL_STEM)
     _common.check_aux(aux_logits, include_top, "GoogLeNet")
@@ -208,41 +210,3 @@ def build_googlenet(
     x = build.classifier(x)
     aux_outputs = {k: aux_outputs[k] for k in sorted(aux_outputs)}
     return build.finish(x, aux_outputs)
-
-
-@registered_builder("googlenet")
-def GoogLeNet(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name="googlenet",
-    dropout=0.4,
-    aux_logits=False,
-):
-    """GoogLeNet (Inception-v1) as in the paper, keras.applications-style.
-
-    Szegedy et al., "Going Deeper with Convolutions", CVPR 2015. 224x224x3 input, 6,998,552
-    parameters (1000 classes, no auxiliary heads). See `build_googlenet` for the arguments and
-    the structure knobs, and the module docstring for the deviations (no LRN).
-
-    Example:
-        >>> model = GoogLeNet(classes=10, aux_logits=True)
-        >>> sorted(model.output)
-        ['aux1', 'aux2', 'predictions']
-    """
-    return build_googlenet(
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name,
-        dropout=dropout,
-        aux_logits=aux_logits,
-    )

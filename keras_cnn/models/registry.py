@@ -20,20 +20,14 @@ from keras_cnn.models.specs import (
 
 __all__ = [
     "PREPROCESSING_MODES",
-    "ModelEntry",
     "ModelSpec",
     "build_model",
-    "get_model_entry",
     "get_model_spec",
     "get_weights_spec",
     "list_models",
     "list_weights",
     "register_model",
 ]
-
-#: Former name of :class:`ModelSpec`.
-ModelEntry = ModelSpec
-
 
 def register_model(name, builder, **fields):
     """Register a network built by ``builder`` (a function) under ``name``.

@@ -54,14 +54,6 @@ def _parse_depth(depth):
     return depth[0], tuple(depth[1]), None
 
 
-def resnet_stage_names(stage_depths):
-    """Feature taps ``{"stem": "conv1_relu", "conv2": "conv2_block{n}", ...}`` for stage depths."""
-    stages = {"stem": "conv1_relu"}
-    for s, n in enumerate(stage_depths, start=2):
-        stages[f"conv{s}"] = f"conv{s}_block{n}"
-    return stages
-
-
 def build_resnet(
     depth=50,
     *,

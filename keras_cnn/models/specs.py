@@ -322,7 +322,7 @@ _ZOO = (
         description="ResNet-152, keras.applications twin.",
     ),
     ModelSpec(
-        name="googlenet", family="googlenet", builder_path="keras_cnn.models.googlenet:build_googlenet",
+        name="googlenet", family="googlenet", builder_path="keras_cnn.models.googlenet:GoogLeNet",
         default_size=224, min_size=32, preprocessing="tf", aux_heads=2,
         stages={"conv1": "conv1", "conv2": "conv2", "inception3": "inception_3b",
                 "inception4": "inception_4e", "inception5": "inception_5b"},

@@ -689,7 +689,9 @@ def _train_epochs(cfg, args, dist, info, prep, loop, checkpointer, epoch_var, do
             epoch_started = time.perf_counter()
             progbar = None
             if show:
-                logger.info("Epoch %d/%d", epoch + 1, epochs)
+                from keras_cnn._compat.keras_ import print_progress  # where fit writes its heading
+
+                print_progress(f"Epoch {epoch + 1}/{epochs}")
                 progbar = keras.utils.Progbar(steps, verbose=cfg.verbose, stateful_metrics=loop.metric_names())
             logs = loop.logs(loop.run_epoch(dist_train, train=True, progbar=progbar if cfg.verbose == 1 else None))
             if dist_val is not None:

@@ -81,8 +81,17 @@ def load_run(run_dir):
     run_dir = Path(run_dir)
     model_path = run_dir / "model.keras"
     if not model_path.is_file():
+        if not run_dir.exists():
+            why = "no such file or directory"
+        elif (run_dir / CONFIG_FILE).is_file():
+            why = "a run that has not finished: model.keras is written at its end; rerun the same command to resume it"
+        elif run_dir.is_dir():
+            why = "a directory without model.keras: not a training run"
+        else:
+            why = "a file, and not a .keras model"
         raise FileNotFoundError(
-            f"`run_dir_or_model` must be a run directory with model.keras. Received: run_dir_or_model={str(run_dir)!r}"
+            f"`run_dir_or_model` must be a finished run directory (with model.keras) or a .keras file; it is {why}. "
+            f"Received: run_dir_or_model={str(run_dir)!r}"
         )
     import keras_cnn.layers  # noqa: F401  (registers the custom layers)
     import keras_cnn.models  # noqa: F401

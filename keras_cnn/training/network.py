@@ -40,29 +40,9 @@ def strip_aux(model):
         >>> net = build_model("googlenet", aux_logits=True, input_shape=(64, 64, 3), ...)
         >>> infer = strip_aux(net)   # infer(x) is net(x)["predictions"]
     """
-    if not isinstance(model, keras.Model):
-        raise ValueError(f"`model` must be a keras.Model. Received: model={model!r}")
-    try:
-        output = model.output
-    except (AttributeError, ValueError):
-        output = None
-    if output is not None and not isinstance(output, dict):
-        return model
-    if isinstance(output, dict):
-        if MAIN_OUTPUT not in output:
-            raise ValueError(
-                f"`model` outputs a dict without a {MAIN_OUTPUT!r} key. Received: outputs={sorted(output)}"
-            )
-        inputs = model.inputs[0] if len(model.inputs) == 1 else model.input
-        return keras.Model(inputs, output[MAIN_OUTPUT], name=model.name)
-    # Not a graph model (subclassed): wrap a call.
-    inputs = keras.Input(shape=model.input_shape[1:], name="pixels")
-    out = model(inputs)
-    if not isinstance(out, dict):
-        return model
-    if MAIN_OUTPUT not in out:
-        raise ValueError(f"`model` outputs a dict without a {MAIN_OUTPUT!r} key. Received: outputs={sorted(out)}")
-    return keras.Model(inputs, out[MAIN_OUTPUT], name=model.name)
+    from keras_cnn.export.saved_model import single_output_model  # the one implementation
+
+    return single_output_model(model)
 
 
 def output_names(model):

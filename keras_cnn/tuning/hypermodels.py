@@ -537,9 +537,9 @@ class InceptionHyperModel(CNNHyperModel):
         return float(weight) if arch["aux_logits"] else 0.0
 
     def build_network(self, inputs, x, arch):
-        from keras_cnn.models.googlenet import build_googlenet
+        from keras_cnn.models.googlenet import GoogLeNet
 
-        return self._network(build_googlenet, inputs, x, **arch)
+        return self._network(GoogLeNet, inputs, x, **arch)
 
 
 class ResNetHyperModel(CNNHyperModel):

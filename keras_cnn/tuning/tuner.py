@@ -38,7 +38,7 @@ from keras_cnn.tuning.oracles import OVER_BUDGET_METRIC, is_over_budget, save_js
 from keras_cnn.tuning.report import trial_order
 
 OVER_BUDGET_PREFIX = "over compute budget:"
-logger = logging.getLogger("keras_cnn.tuning")
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
