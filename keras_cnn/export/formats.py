@@ -458,7 +458,7 @@ def format_figures(figures) -> str:
     if "accuracy_keras" in figures:
         parts.append(f"accuracy {100 * figures['accuracy_keras']:.2f} % (Keras) -> "
                      f"{100 * figures['accuracy_export']:.2f} % (export), drop {figures['accuracy_drop_points']:.2f} "
-                     "points" + (f" (allowed {figures['max_accuracy_drop_points']:g})"
+                     "points" + (f" (at most {figures['max_accuracy_drop_points']:g})"
                                  if figures["check"] == "accuracy_drop" else ""))
     parts.append(f"top-1 agreement {100 * figures['top1_agreement']:.2f} %")
     parts.append(f"max |diff| {figures['max_abs_diff']:.2e}" +

@@ -18,6 +18,10 @@ module never imports ``tf.lite.Interpreter``, which is deprecated.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +92,37 @@ def convert(model, input_shape, *, outputs_logits=False, quantize="none", calibr
         if int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-    return bytes(converter.convert())
+    with quiet_native_output():
+        return bytes(converter.convert())
+
+
+@contextlib.contextmanager
+def quiet_native_output(replay=True):
+    """Keep the converter's and the interpreter's C++ lines ("fully_quantize: 0, ...", "Created
+    TensorFlow Lite XNNPACK delegate for CPU.") off the terminal: fds 1 and 2 point at a temporary
+    file meanwhile, replayed on stderr if the block fails and ``replay``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as log:
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+        except BaseException:
+            if replay:
+                log.seek(0)
+                sys.stderr.write(log.read().decode(errors="replace"))
+            raise
+        finally:
+            for fd in saved:
+                os.close(fd)
 
 
 class LiteRTModel:
@@ -112,11 +146,13 @@ class LiteRTModel:
         interpreter_module = require("ai_edge_litert.interpreter", "LiteRT (.tflite) models")
         self.name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
         try:
-            if isinstance(source, (bytes, bytearray)):
-                self._interpreter = interpreter_module.Interpreter(model_content=bytes(source), num_threads=num_threads)
-            else:
-                self._interpreter = interpreter_module.Interpreter(model_path=str(source), num_threads=num_threads)
-            self._interpreter.allocate_tensors()
+            with quiet_native_output(replay=False):
+                if isinstance(source, (bytes, bytearray)):
+                    self._interpreter = interpreter_module.Interpreter(model_content=bytes(source),
+                                                                       num_threads=num_threads)
+                else:
+                    self._interpreter = interpreter_module.Interpreter(model_path=str(source), num_threads=num_threads)
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as err:
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ValueError(f"`model` could not be loaded as a LiteRT model (truncated, or not a .tflite file: "
