@@ -317,6 +317,8 @@ def _load_split(data, config, input_shape, splits, *, shuffle, limit=None):
     kwargs = dict(image_size=tuple(input_shape[:2]), channels=input_shape[2], batch_size=_BATCH, shuffle=shuffle)
     if data == config.get("data"):  # the run's own source: the same split as in training
         kwargs.update({k: config[k] for k in ("seed", "validation_split", "max_examples") if config.get(k) is not None})
+    elif splits == ("train",):  # calibration from another source: all of it
+        kwargs.update(validation_split=0.0, test_split=0.0)
     bundle = load_data(data, **kwargs)
     split = next((s for s in splits if getattr(bundle, s, None) is not None), None)
     if split is None:
@@ -329,7 +331,8 @@ def _load_split(data, config, input_shape, splits, *, shuffle, limit=None):
         if limit is not None and count >= limit:
             break
     images, labels = np.concatenate(images)[:limit], np.concatenate(labels)[:limit]
-    return images, labels, f"{data}: {len(images)} images of the {split} split"
+    part = f"the {split} split" if split != "train" or data == config.get("data") else "all"
+    return images, labels, f"{data}: {len(images)} images of {part}"
 
 
 @dataclasses.dataclass
