@@ -1,4 +1,4 @@
-"""LiteRT and ONNX exports: conversion, verification before writing, refusal, predict and verify-export on every format."""
+"""LiteRT and ONNX exports: conversion, verification before writing, refusal, predict and verify-export."""
 
 import json
 import sys
@@ -115,7 +115,8 @@ def test_ruinous_calibration_is_refused_with_its_figures_and_nothing_written(run
             "--calibration-steps", "1", "--out", str(target)]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("keras-cnn export: error: the litert int8 export failed its verification")
+    assert len(err) == 1
+    assert err[0].startswith("keras-cnn export: error: the litert int8 export failed its verification")
     assert "drop" in err[0] and "(at most 1)" in err[0] and "nothing written" in err[0] and "--force" in err[0]
     assert not target.exists() and not list(run["root"].glob(".ruined*"))
     # --force writes it, says so, and verify-export refuses it afterwards

@@ -32,6 +32,7 @@ training split, as the CLI does) and evaluated on the run's whole test split. Go
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -131,6 +132,7 @@ def candidates(model, shape, tmp, seed):
         path.write_bytes(litert.convert(serve_model, shape, outputs_logits=logits, quantize=quantize,
                                         calibration=calibration))
         out[label] = (litert.LiteRTModel(path, num_threads=threads), path.stat().st_size)
+        gc.collect()  # the converter's copies of a large frozen graph: keep the peak memory down
     path = Path(tmp, f"{model.name}.onnx")
     path.write_bytes(onnx.convert(serve_model, shape, outputs_logits=logits))
     out[ONNX] = (onnx.OnnxModel(path), path.stat().st_size)
@@ -305,7 +307,7 @@ def main(argv=None):
     info = C.machine_info()
     parts = {}
     if not args.no_speed:
-        parts["speed"] = speed_report(args, info)
+        parts["speed " + ",".join(f"{n}:{s}" for n, s in args.models)] = speed_report(args, info)
     if args.runs:
         parts["accuracy"] = accuracy_report(args, info)
     try:

@@ -46,7 +46,8 @@ def register(subparsers):
     parser.add_argument("--metadata", metavar="JSON_FILE", default=None,
                         help="JSON object stored in the export's metadata (e.g. metrics.json)")
     parser.add_argument("--verify", action="store_true",
-                        help="run verify-export on the result (a SavedModel in a separate process, with saved_model_cli)")
+                        help="run verify-export on the result (a SavedModel: in a separate process, with "
+                             "saved_model_cli)")
     serving = parser.add_argument_group("saved_model")
     serving.add_argument("--version", type=int, default=None, help="version number (default: next free)")
     serving.add_argument("--base-dir", default="saved_models", help="export root (default saved_models)")

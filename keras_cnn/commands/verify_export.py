@@ -1,4 +1,4 @@
-"""`keras-cnn verify-export`: load an export (SavedModel, LiteRT, ONNX) as it will be served, run it, compare, report."""
+"""`keras-cnn verify-export`: load an export (SavedModel, LiteRT, ONNX) as it will be served, run, compare, report."""
 
 from __future__ import annotations
 

@@ -148,7 +148,8 @@ def check_export_request(format, quantize, options):
     check_choice("format", format, FORMATS)
     check_choice("quantize", quantize, litert.QUANTIZATIONS)
     if quantize != "none" and format != "litert":
-        raise ValueError(f"`quantize` applies to format='litert'. Received: quantize={quantize!r} with format={format!r}")
+        raise ValueError(f"`quantize` applies to format='litert'. "
+                         f"Received: quantize={quantize!r} with format={format!r}")
     if options.int8_io and quantize != "int8":
         raise ValueError(f"`int8_io` applies to quantize='int8'. Received: int8_io=True with quantize={quantize!r}")
     if quantize != "int8" and options.calibration_data is not None:
@@ -382,7 +383,8 @@ class _VerificationData:
     def _without_held_out(cls, calibration, calibration_text, input_shape):
         if calibration is not None:
             raise ValueError("`eval_data` is required to verify an integer-quantized export of a model without "
-                             "its training run: the accuracy drop is measured on held-out data. Received: eval_data=None")
+                             "its training run: the accuracy drop is measured on held-out data. "
+                             "Received: eval_data=None")
         logger.warning("no held-out data (a model without its training run, no eval_data): the export is "
                        "compared with the Keras model on random pixels")
         rng = np.random.default_rng(0)
@@ -562,7 +564,8 @@ def verify_model_file(path, *, model=None, eval_data=None, atol=None) -> VerifyR
     """
     file, format = _model_file(path, arg="path")
     if file is None:
-        raise ValueError(f"`path` must be a .tflite or .onnx file or its export directory. Received: path={str(path)!r}")
+        raise ValueError(f"`path` must be a .tflite or .onnx file or its export directory. "
+                         f"Received: path={str(path)!r}")
     checks = []
     add = lambda name, ok, detail="": checks.append(Check(name, bool(ok), detail))  # noqa: E731
     report = VerifyReport(file, {}, checks, None, kind="LiteRT" if format == "litert" else "ONNX")
