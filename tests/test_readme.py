@@ -117,13 +117,18 @@ RUN_AS_WRITTEN = ("summary", "cost", "list", "evaluate", "export", "predict")
 TINY = {"train": ["--epochs", "1", "--max-examples", "120", "--batch-size", "16", "--no-export"]}
 
 
+def _needs_the_demo(argv):
+    """Commands on the demo's run or its LiteRT/ONNX exports: tests/test_export_formats.py runs those."""
+    return any(a.startswith(("runs/demo", "exports/")) for a in argv)
+
+
 def _runnable(argv):
     if argv[0] == "train":
         return "--data" in argv and argv[argv.index("--data") + 1] == "digits" and "--strategy" not in argv
     if argv[0] == "predict":
-        return "--server" not in argv and "--grpc" not in argv and "runs/demo" not in argv
-    if argv[0] == "export":
-        return "--version" not in argv  # re-exporting over a version: covered by tests/test_export.py
+        return "--server" not in argv and "--grpc" not in argv and not _needs_the_demo(argv)
+    if argv[0] == "export":  # re-exporting over a version: covered by tests/test_export.py
+        return "--version" not in argv and not _needs_the_demo(argv)
     return argv[0] in RUN_AS_WRITTEN
 
 

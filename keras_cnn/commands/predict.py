@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import sys
 
+from keras_cnn.commands._errors import set_flag_names
+
 
 def register(subparsers):
     parser = subparsers.add_parser(
         "predict",
-        help="classify images with a SavedModel, a .keras model, or a TF Serving server",
+        help="classify images with a LiteRT/ONNX file, a SavedModel, a .keras model, or a TF Serving server",
         description=(
-            "Print the top-k classes of each image. Sources: --saved-model DIR (a SavedModel "
-            "version, run locally through its serving_bytes signature); --model RUN_DIR or "
+            "Print the top-k classes of each image. Sources: --model FILE.tflite | FILE.onnx (or "
+            "their export directory; run by ai-edge-litert / onnxruntime, class names from labels.txt "
+            "beside the file); --model SAVED_MODEL_DIR or --saved-model DIR (a SavedModel version or "
+            "model directory, run locally through its serving_bytes signature); --model RUN_DIR or "
             "MODEL.keras (a trained Keras model; class names from class_names.json beside it); "
             "--server URL --model NAME (TF Serving's REST API: POST URL/v1/models/NAME"
             "[/versions/N]:predict with base64 images); --grpc HOST:PORT --model NAME (TF Serving's "
@@ -25,7 +29,8 @@ def register(subparsers):
     source = parser.add_argument_group("model source (one of)")
     source.add_argument("--saved-model", metavar="DIR", default=None, help="SavedModel version directory")
     source.add_argument("--model", default=None,
-                        help="a .keras file or training run directory; with --server/--grpc: the served model name")
+                        help="a .tflite or .onnx file (or its export directory), a SavedModel directory, a .keras "
+                             "file or a training run directory; with --server/--grpc: the served model name")
     source.add_argument("--server", metavar="URL", default=None, help="TF Serving REST URL, e.g. http://localhost:8501")
     source.add_argument("--grpc", metavar="HOST:PORT", default=None, help="TF Serving gRPC address, e.g. localhost:8500")
     parser.add_argument("--version", type=int, default=None, help="served model version (with --server/--grpc)")
@@ -35,6 +40,7 @@ def register(subparsers):
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server (default 30)")
     parser.add_argument("--json", action="store_true", help="print the predictions as JSON")
     parser.set_defaults(func=run, precheck=_check_server)
+    set_flag_names(parser)
     return parser
 
 
@@ -76,9 +82,9 @@ def _predict(args):
                          f"Received: --saved-model={args.saved_model!r}, --model={args.model!r}")
     if args.saved_model:
         return client.predict_saved_model(args.saved_model, args.images, top_k=args.top_k, signature=args.signature)
-    if args.signature:
-        raise ValueError(f"`--signature` applies to SavedModels and servers. Received: --signature={args.signature!r}")
-    return client.predict_keras(args.model, args.images, top_k=args.top_k)
+    from keras_cnn.export.formats import predict_model
+
+    return predict_model(args.model, args.images, top_k=args.top_k, signature=args.signature)
 
 
 def run(args):

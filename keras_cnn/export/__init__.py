@@ -1,4 +1,5 @@
-"""SavedModel export for TF Serving: signatures, versions, warm-up, config, verification, client.
+"""Exports: SavedModel for TF Serving (signatures, versions, warm-up, config, client), LiteRT and ONNX files;
+each verified; one predict for every format.
 
 Example:
     >>> from keras_cnn.export import export_for_serving, verify_export
@@ -6,6 +7,8 @@ Example:
     >>> report = verify_export(path, model="runs/lenet5/model.keras")
     >>> report.ok
     True
+    >>> from keras_cnn.export import export_model
+    >>> result = export_model("runs/demo", "exports/demo-litert-int8", format="litert", quantize="int8")
 """
 
 from keras_cnn.export.client import (
@@ -15,6 +18,15 @@ from keras_cnn.export.client import (
     predict_keras,
     predict_rest,
     predict_saved_model,
+)
+from keras_cnn.export.formats import (
+    ExportOptions,
+    ExportRefused,
+    ExportResult,
+    export_model,
+    predict_model,
+    verify_any,
+    verify_model_file,
 )
 from keras_cnn.export.saved_model import (
     BYTES_INPUT,
@@ -48,6 +60,9 @@ __all__ = [
     "BYTES_SIGNATURE",
     "Check",
     "DEFAULT_SIGNATURE",
+    "ExportOptions",
+    "ExportRefused",
+    "ExportResult",
     "IMAGES_INPUT",
     "OUTPUT_NAMES",
     "Prediction",
@@ -57,6 +72,7 @@ __all__ = [
     "batching_parameters",
     "batching_parameters_text",
     "export_for_serving",
+    "export_model",
     "load_class_names",
     "models_config",
     "models_config_from_exports",
@@ -65,6 +81,7 @@ __all__ = [
     "predict_grpc",
     "predict_keras",
     "predict_log",
+    "predict_model",
     "predict_rest",
     "predict_saved_model",
     "read_class_names",
@@ -74,7 +91,9 @@ __all__ = [
     "remove_stale_temporaries",
     "request_inputs",
     "scan_exports",
+    "verify_any",
     "verify_export",
+    "verify_model_file",
     "write_batching_parameters",
     "write_models_config",
     "write_warmup_requests",

@@ -311,17 +311,39 @@ def predict_keras(model, images, *, top_k=5, class_names=None) -> list[Predictio
     num_classes = serve_model.output.shape[-1]
     if names is not None and num_classes is not None and len(names) != num_classes:
         raise ValueError(f"`class_names` must have one name per class ({num_classes}). Received: {len(names)} names")
-    items = read_image_items(images)
-    pixels = {id(item): a for item in items if (a := decode_item(item, *shape[1:])) is not None}
 
-    def run(batch):
-        probs = np.asarray(serve_model(np.stack([pixels[id(item)] for item in batch]), training=False),
-                           dtype="float32")
+    def probabilities(batch):
+        probs = np.asarray(serve_model(batch, training=False), dtype="float32")
         if logits:
             probs = np.exp(probs - probs.max(axis=-1, keepdims=True))
             probs /= probs.sum(axis=-1, keepdims=True)
+        return probs
+
+    return predict_images(probabilities, shape[1:], images, top_k=top_k, class_names=names)
+
+
+def predict_images(probabilities, input_shape, images, *, top_k=5, class_names=None) -> list[Prediction]:
+    """Predict image files with any model given as a function of raw-pixel batches.
+
+    Args:
+        probabilities: ``f(float32 [N, H, W, C]) -> [N, classes]`` probabilities.
+        input_shape: ``(H, W, C)``; every image is decoded to C channels and bilinearly resized
+            to H x W exactly as the exported ``serving_bytes`` signature does.
+        images: image file paths.
+        top_k: classes per image. Default 5.
+        class_names: names in index order, or None (the indices).
+
+    Returns:
+        One `Prediction` per image (``error`` set for an image that could not be predicted).
+    """
+    _check_top_k(top_k)
+    items = read_image_items(images)
+    pixels = {id(item): a for item in items if (a := decode_item(item, *input_shape)) is not None}
+
+    def run(batch):
+        probs = probabilities(np.stack([pixels[id(item)] for item in batch]))
         return predictions_from_rows([{"probabilities": p} for p in probs], [item.name for item in batch],
-                                     top_k=top_k, class_names=names)
+                                     top_k=top_k, class_names=class_names)
 
     return _per_image(items, run)
 

@@ -63,13 +63,16 @@ class VerifyReport:
         signatures: signature name -> {"method": str, "inputs": {alias: {"dtype", "shape"}},
             "outputs": {...}}, as stored in ``saved_model.pb`` (-1 = any size).
         checks: every `Check`, in the order run.
-        metadata: ``assets.extra/keras_cnn.json`` or None.
+        metadata: ``assets.extra/keras_cnn.json`` (a SavedModel) or ``keras_cnn.json`` (LiteRT,
+            ONNX), or None.
+        kind: "SavedModel", "LiteRT" or "ONNX".
     """
 
     path: Path
     signatures: dict
     checks: list
     metadata: dict | None = None
+    kind: str = "SavedModel"
 
     @property
     def ok(self) -> bool:
@@ -97,7 +100,9 @@ class VerifyReport:
 
     def format(self) -> str:
         """The signature table, then one line per check, then the verdict."""
-        lines = [f"SavedModel: {self.path}", "", self.signature_table(), ""]
+        lines = [f"{self.kind}: {self.path}", ""]
+        if self.signatures:
+            lines += [self.signature_table(), ""]
         for check in self.checks:
             lines.append(f"[{'ok' if check.ok else 'FAIL'}] {check.name}" + (f": {check.detail}" if check.detail else ""))
         verdict = "OK" if self.ok else f"FAILED ({len(self.failures)} of {len(self.checks)} checks)"
