@@ -1,0 +1,16 @@
+"""Look inside a model: Grad-CAM heat maps and the self-contained report of a training run.
+
+`grad_cam` / `overlay` (Selvaraju et al., 2017) in `keras_cnn.explain.gradcam`; the run report
+(``report.html``) in `keras_cnn.explain.report`.
+"""
+
+from keras_cnn.explain.gradcam import GradCam, grad_cam, grad_cam_details, overlay, resolve_layer
+
+__all__ = ["GradCam", "grad_cam", "grad_cam_details", "overlay", "resolve_layer", "write_report"]
+
+
+def write_report(run_dir, **kwargs):
+    """Write ``run_dir/report.html`` (see `keras_cnn.explain.report.write_report`)."""
+    from keras_cnn.explain.report import write_report as write
+
+    return write(run_dir, **kwargs)
