@@ -221,6 +221,11 @@ def run(args):
             atomic_write_json(os.path.join(tmp, "class_names.json"), result.class_names)
         atomic_write_json(os.path.join(tmp, "metrics.json"), summary)
         pipeline.rundir.write_readme(tmp, title=f"keras-cnn transfer: {args.base} -> {args.data}, regime {result.regime}")
+    # --- explain hook: report.html (a failure is a logged warning; the run stays finished) ---
+    from keras_cnn.explain import write_report_or_warn
+
+    write_report_or_warn(out, model=result.model, data=bundle)
+    # --- end of explain hook ---
 
     print(f"transfer {args.base} -> {args.data} ({bundle.num_train} training images), regime {result.regime}")
     print(f"{'phase':<10} {'epochs':>6} {'lr':>9} {'trainable units':>16} {'val acc':>8}")

@@ -615,6 +615,11 @@ def finish(cfg, args, prep, *, status, started, fit_seconds, optimizer_steps, re
     if not cfg.keep_checkpoints and rundir.drop_checkpoints(run_dir):
         notice(f"{run_dir}: run finished; its checkpoints were removed "
                "(--keep-checkpoints, or keep_checkpoints=True in Python, keeps them)")
+    # --- explain hook: report.html (a failure is a logged warning; the run stays finished) ---
+    from keras_cnn.explain import write_report_or_warn
+
+    write_report_or_warn(run_dir, model=inference, data=prep.bundle)
+    # --- end of explain hook ---
     rundir.write_readme(run_dir, title=f"keras-cnn run: {cfg.model} on {prep.config['data']}")
     return TrainResult(run_dir, inference, history, metrics, export_path=export_path, recipe=args.recipe,
                        status=status)
