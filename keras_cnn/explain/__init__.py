@@ -4,9 +4,9 @@
 (``report.html``) in `keras_cnn.explain.report`.
 """
 
-from keras_cnn.explain.gradcam import GradCam, grad_cam, grad_cam_details, overlay, resolve_layer
+from keras_cnn.explain.gradcam import GradCam, grad_cam, grad_cam_details, overlay, panel, resolve_layer
 
-__all__ = ["GradCam", "grad_cam", "grad_cam_details", "overlay", "resolve_layer", "write_report", "write_report_or_warn"]
+__all__ = ["GradCam", "grad_cam", "grad_cam_details", "overlay", "panel", "resolve_layer", "write_report", "write_report_or_warn"]
 
 
 def write_report(run_dir, **kwargs):

@@ -34,7 +34,7 @@ import numpy as np
 
 from keras_cnn.models.identity import model_identity
 
-__all__ = ["GradCam", "grad_cam", "grad_cam_details", "overlay", "resolve_layer"]
+__all__ = ["GradCam", "grad_cam", "grad_cam_details", "overlay", "panel", "resolve_layer"]
 
 logger = logging.getLogger(__name__)
 
@@ -354,3 +354,44 @@ def overlay(image, heatmap, *, alpha=0.45, colormap="jet"):
     colours = matplotlib.colormaps[colormap](np.clip(heat, 0.0, 1.0))[..., :3] * 255.0
     blended = (1.0 - alpha) * np.clip(pixels, 0, 255) + alpha * colours
     return np.clip(np.rint(blended), 0, 255).astype("uint8")
+
+
+def panel(image, heatmap, lines, *, size=192):
+    """One picture explaining one image: the input, the heat map, the overlay, then ``lines`` of text.
+
+    Args:
+        image: ``(H, W[, C])`` pixels in 0..255.
+        heatmap: ``(H, W)`` in ``[0, 1]``.
+        lines: text lines shown right of the images (e.g. the top-k classes).
+        size: the long side of each of the three tiles, in pixels. Default 192.
+
+    Returns:
+        uint8 ``(height, width, 3)`` RGB.
+    """
+    import matplotlib
+    from PIL import Image, ImageDraw, ImageFont
+
+    blended = overlay(image, heatmap)
+    pixels = np.clip(np.asarray(image, "float32"), 0, 255)
+    pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+    gray = np.repeat(pixels, 3, -1) if pixels.shape[-1] == 1 else pixels
+    heat = matplotlib.colormaps["jet"](np.clip(np.asarray(heatmap, "float32"), 0, 1))[..., :3] * 255
+    tiles = []
+    for array, sharp in ((gray, True), (heat, False), (blended, True)):
+        tile = Image.fromarray(np.asarray(np.rint(array), "uint8"))
+        scale = size / max(tile.size)
+        target = (max(1, round(tile.size[0] * scale)), max(1, round(tile.size[1] * scale)))
+        tiles.append(tile.resize(target, Image.NEAREST if sharp and scale >= 1 else Image.BILINEAR))
+    font = ImageFont.load_default(size=15)
+    text_width = max([int(font.getlength(line)) for line in lines] + [0]) + 24
+    pad, h = 8, tiles[0].size[1]
+    canvas = Image.new("RGB", (pad + sum(t.size[0] + pad for t in tiles) + text_width,
+                               max(h, 22 * len(lines) + 8) + 2 * pad), "white")
+    x = pad
+    for tile in tiles:
+        canvas.paste(tile, (x, pad))
+        x += tile.size[0] + pad
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(lines):
+        draw.text((x + 8, pad + 4 + 22 * i), line, fill=(20, 24, 32), font=font)
+    return np.asarray(canvas)

@@ -164,8 +164,9 @@ def _tile(pixels, size=TILE_PIXELS):
 class _Images:
     """Inline PNGs under the image budget."""
 
-    def __init__(self, budget=IMAGE_BUDGET_BYTES):
-        self.budget, self.used, self.left_out = budget, 0, 0
+    def __init__(self, budget=None):
+        self.budget = IMAGE_BUDGET_BYTES if budget is None else budget
+        self.used, self.left_out = 0, 0
 
     def tag(self, png, alt, width=None):
         if self.used + len(png) > self.budget:
