@@ -238,3 +238,23 @@ def test_transfer_writes_its_report(tmp_path, capsys):
     assert "Recipe (transfer phases)" in page.headings and "Most confidently wrong (test split)" in page.headings
     assert "from course_convnet, regime small" in text and "<code>conv3</code>" in text
     assert all(v.startswith("data:image/png;base64,") for _, _, v in page.refs)
+
+
+@pytest.mark.slow
+def test_report_on_a_model_keras_cnn_did_not_build_says_what_it_cannot_show(tmp_path):
+    import keras
+
+    run = tmp_path / "run"
+    run.mkdir()
+    model = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Rescaling(1 / 255), keras.layers.Conv2D(4, 3),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, activation="softmax")])
+    model.save(run / "model.keras")
+    (run / "config.json").write_text(json.dumps({"data": "digits", "max_examples": 60, "seed": 0}))
+    (run / "class_names.json").write_text(json.dumps([str(i) for i in range(10)]))
+    text = write_report(run).read_text()
+    page = parse(text)
+    assert "no Grad-CAM overlays: `layer` is required" in text
+    assert "not recorded (not a keras_cnn network)" in text and "No learning curves" in text
+    assert "Most confidently wrong (test split)" in page.headings  # the images, without overlays
+    assert "Not exported" in text
+    assert "Most confidently wrong (test split)" not in parse(write_report(run, top_k=0).read_text()).headings

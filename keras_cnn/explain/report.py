@@ -139,7 +139,8 @@ def _results(model, bundle, top_k):
             "count": int(len(labels)), "support": np.bincount(labels, minlength=n).tolist(),
         }
         if split == held:
-            details = {"split": split, "labels": labels, "predicted": probs.argmax(-1), "wrong": wrong}
+            details = {"split": split, "labels": labels, "predicted": probs.argmax(-1), "wrong": wrong,
+                       "num_wrong": int((probs.argmax(-1) != labels).sum()), "top_k": top_k}
     return splits, details
 
 
@@ -303,12 +304,12 @@ def _results_section(run_dir, splits, details, names, images):
 
 
 def _gallery_section(model, details, names, images, notes):
-    if details is None:
+    if details is None or not details["top_k"]:
         return ""
     wrong = details["wrong"]
     title = f"<h2>Most confidently wrong ({details['split']} split)</h2>"
     if not wrong:
-        return title + "<p>Every image of the split is classified correctly.</p>"
+        return title + f"<p>All {len(details['labels']):,} images of the split are classified correctly.</p>"
     from keras_cnn.explain.gradcam import grad_cam_details, overlay
 
     pixels = np.stack([w[2] for w in wrong]).astype("float32")
@@ -331,7 +332,8 @@ def _gallery_section(model, details, names, images, notes):
         tiles.append(
             f'<figure class="tile">{"".join(shown)}<figcaption>#{index}: true <b>{html.escape(str(truth))}</b>, '
             f'predicted <b>{html.escape(str(guess))}</b> ({confidence:.1%})</figcaption></figure>')
-    text = (f"<p>The {len(wrong)} held-out images the model gets wrong with the highest confidence; beside each, "
+    text = (f"<p>The {len(wrong)} most confidently wrong of the {details['num_wrong']:,} misclassified "
+            f"{details['split']} images; beside each, "
             f"Grad-CAM (Selvaraju et al., 2017) of the predicted class on layer <code>{html.escape(str(layer))}</code>: "
             "where the model looked when it decided.</p>") if layer else ""
     return title + text + f'<div class="gallery">{"".join(tiles)}</div>'
@@ -371,8 +373,9 @@ img{max-width:100%}img[alt="learning curves"]{width:760px}
 .cols dt{font-weight:600;min-width:12em}.cols dd{margin:0;overflow-wrap:anywhere}
 .summary{font-size:1.05em;background:#eef2f8;border-radius:6px;padding:8px 12px}
 .warn{background:#fff4e0;border-left:4px solid #e39b00;padding:6px 10px}
-@media print{body{font-size:10pt;max-width:none;padding:0}img[alt="learning curves"]{width:100%}h2{break-after:avoid}
-table,.tile,img{break-inside:avoid}.tile{width:45%}a{color:inherit;text-decoration:none}}
+@media print{body{font-size:10pt;max-width:none;padding:0}img[alt="learning curves"]{width:100%}
+h2,h3{break-after:avoid}table,.tile,img,.grid>div{break-inside:avoid}.gallery{break-before:avoid}
+.tile{width:45%}a{color:inherit;text-decoration:none}}
 @page{margin:14mm}
 """
 
@@ -380,7 +383,8 @@ table,.tile,img{break-inside:avoid}.tile{width:45%}a{color:inherit;text-decorati
 def _summary(splits, details, metrics):
     bits = [f"{split} accuracy <b>{v['accuracy']:.2%}</b> ({v['count']:,} images)" for split, v in splits.items()]
     if details is not None:
-        bits.append(f"{len(details['wrong'])} most confidently wrong {details['split']} images shown")
+        bits.append(f"{details['num_wrong']:,} {details['split']} images wrong"
+                    + (f", the {len(details['wrong'])} most confident shown" if details["wrong"] else ""))
     if metrics.get("export_path"):
         bits.append(f"exported to <code>{html.escape(str(metrics['export_path']))}</code>")
     return f'<p class="summary">{" &middot; ".join(bits)}</p>' if bits else ""
