@@ -172,6 +172,7 @@ def test_transfer_model_finds_its_base_taps_and_matches_the_paper():
     np.testing.assert_allclose(result.probabilities, model(x).numpy(), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_aux_head_network_explains_its_main_output():
     model = build_network("googlenet", image_shape=(64, 64, 3), classes=3, aux_logits=True,
                           model_kwargs={"width_multiplier": 0.25})
