@@ -43,6 +43,8 @@ COMMANDS = (
     "list",
     "transfer",
     "tune",
+    "explain",  # explain: Grad-CAM overlays (keras_cnn/commands/explain.py)
+    "report",  # explain: the run's report.html (keras_cnn/commands/report.py)
 )
 
 

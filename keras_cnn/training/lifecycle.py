@@ -101,9 +101,11 @@ class Lifecycle:
             return self.finish(prepared, outcome)
 
 
-def complete(run_dir, result, *, title, keep_checkpoints, result_file=rundir.METRICS_FILE):
+def complete(run_dir, result, *, title, keep_checkpoints, result_file=rundir.METRICS_FILE, report=None):
     """The end of every finish: the result file written last (the run is finished), the
-    checkpoints dropped unless ``keep_checkpoints``, ``README.txt``."""
+    checkpoints dropped unless ``keep_checkpoints``, ``report.html`` when ``report`` is given
+    (``{"model": ..., "data": ...}`` still in memory; a failure is a logged warning and the run
+    stays finished), ``README.txt``."""
     from keras_cnn._io import atomic_write_json
 
     run_dir = Path(run_dir)
@@ -111,4 +113,8 @@ def complete(run_dir, result, *, title, keep_checkpoints, result_file=rundir.MET
     if not keep_checkpoints and rundir.drop_checkpoints(run_dir):
         logger.info("%s: run finished; its checkpoints were removed (--keep-checkpoints, or "
                     "keep_checkpoints=True in Python, keeps them)", run_dir)
+    if report is not None:
+        from keras_cnn.explain import write_report_or_warn
+
+        write_report_or_warn(run_dir, **report)
     rundir.write_readme(run_dir, title=title)

@@ -343,7 +343,7 @@ def finish(cfg, args, prep, *, status, started, fit_seconds, optimizer_steps, re
         metrics["export_path"] = str(export_path)
     metrics["wall_seconds"] = time.perf_counter() - started
     complete(run_dir, metrics, title=f"keras-cnn run: {cfg.model} on {prep.config['data']}",
-             keep_checkpoints=cfg.keep_checkpoints)
+             keep_checkpoints=cfg.keep_checkpoints, report={"model": inference, "data": prep.bundle})
     return TrainResult(run_dir, inference, history, metrics, export_path=export_path, recipe=args.recipe,
                        status=status)
 

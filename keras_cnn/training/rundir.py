@@ -353,6 +353,8 @@ _DESCRIPTIONS = {
     "confusion_matrix.png": "the held-out confusion matrix",
     "logs": "TensorBoard logs (tensorboard --logdir <this directory>/logs)",
     CHECKPOINT_DIR: "per-epoch checkpoints (kept with --keep-checkpoints)",
+    "report.html": "the run report: what was trained, results per split and class, the most confidently wrong images "
+                   "with Grad-CAM (one self-contained page; keras-cnn report <run> rebuilds it)",
     "samples": "a few held-out test images, labelled in the file name (keras-cnn predict --model <run> FILE)",
     "best_model.keras": "the search's best inference model (raw 0..255 pixels in)",
     "best.json": "every trial of the search, the best one, its test metrics and export path (written last)",

@@ -1080,6 +1080,6 @@ class TransferRun(Lifecycle):
             atomic_write_json(self.run_dir / "class_names.json", result.class_names)
         summary[rundir.DIGEST_KEY] = rundir.digest(self.fingerprint())
         complete(self.run_dir, summary, keep_checkpoints=cfg.keep_checkpoints,
-                 title=f"keras-cnn transfer: {summary['base']} -> {summary['data']}, regime {result.regime}")
+                 report={"model": result.model, "data": bundle}, title=f"keras-cnn transfer: {summary['base']} -> {summary['data']}, regime {result.regime}")
         return dataclasses.replace(result, metrics=summary, run_dir=self.run_dir,
                                    status="resumed" if self.resumed else "trained")
