@@ -430,6 +430,8 @@ def _render_results_file(path):
             (table,) = parse_markdown_tables("\n".join(block))
             note = _aa_line(table)
             out += ["", *block] + (["", note] if note else [])
+        bullets = [line for line in lines[1:] if line.startswith("- ")]
+        out += ["", *bullets] if bullets else []
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 

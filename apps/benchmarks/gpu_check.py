@@ -421,8 +421,10 @@ def section_throughput(em, plan, deadline):
             continue
         t0 = time.time()
         try:
-            r = twins.measure_pair(name, size=size, batch=batch, precision=precision, jit=jit, rounds=p["rounds"],
-                                   steps=p["steps"], warmup=p["warmup"], classes=p["classes"])["train"]
+            measured = twins.measure_pair(name, size=size, batch=batch, precision=precision, jit=jit,
+                                          timing=twins.Timing(p["rounds"], p["steps"], p["warmup"]),
+                                          classes=p["classes"])
+            r = measured["train"]
         except Exception as err:  # noqa: BLE001 - recorded in the table, the next unit runs
             em.row("throughput", key, labels[key], f"failed: {type(err).__name__}: {str(err)[:150]}")
             continue
@@ -433,7 +435,8 @@ def section_throughput(em, plan, deadline):
         em.row("throughput", key, labels[key], f"{C.fmt(r['ours'])} img/s", f"{C.fmt(r['keras'])} img/s (keras)",
                C.fmt_ratio(r["ratio"]), C.fmt_range(r["low"], r["high"]), C.fmt_ratio(r["aa"]),
                goal=GOALS["twins"], passed=(r["ratio"] >= 0.97) if aa_ok else None,
-               note="" if aa_ok else f"{labels[key]}: A/A {r['aa']:.3f} outside 0.95-1.05, the run cannot judge")
+               note=("" if aa_ok else f"{labels[key]}: A/A {r['aa']:.3f} outside 0.95-1.05, the run cannot judge")
+               + ("" if measured["jit_used"] or not jit else f"{labels[key]}: Keras turned jit_compile off"))
     first = p["units"][0][0]
     for key, num, den, goal, target in ((f"{first}/mixed", "mixed_float16", "float32", "mixed", 2.0),
                                         (f"{first}/xla", ("mixed_float16", True), "mixed_float16", "xla", 1.15)):
@@ -641,6 +644,14 @@ def section_budgets(args):
     return {s: base[s] * scale for s in SECTIONS if s in base} | {s: 0 for s in SECTIONS if s not in base}, total
 
 
+def die_with_parent():
+    """In the worker, before it starts: the kernel kills it when this process dies, even by SIGKILL (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class Watcher:
     """Runs the worker, reads its events, enforces the budgets, keeps the report written."""
 
@@ -657,12 +668,11 @@ class Watcher:
                *(["--smoke"] if self.args.smoke else []),
                *(["--models", ",".join(self.args.models)] if self.args.models else [])]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent)
 
     def stop_worker(self):
         if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.kill()
             self.proc.wait()
 
     def handle(self, event, running):
@@ -759,6 +769,11 @@ def main(argv=None):
     if watcher.fatal:
         print(f"gpu_check: {watcher.fatal}", file=sys.stderr)
         return 2
+    incomplete = [n for n, info in report.sections.items()
+                  if info["status"] != "done" and n in args.sections.split(",")]
+    if incomplete:
+        print(f"gpu_check: not done: {', '.join(incomplete)} (see the table and {log_path})", file=sys.stderr)
+        return 1
     return 0
 
 

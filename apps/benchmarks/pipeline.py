@@ -140,6 +140,20 @@ def consumer_steps(label, network, augmenter, x, y, feed, loss="categorical_cros
     return keys, candidates, {keys["cpu"]: restarter(iterators, keys["cpu"], feed)}
 
 
+def auto_rows(auto, consumer_keys, rate, per_round):
+    """The CLI's default `--augment-on auto`: which path it picks here, and whether that is the faster one."""
+    rows = []
+    for model_name, keys in consumer_keys.items():
+        device_rate, cpu_rate = rate[keys["device"]], rate[keys["cpu"]]
+        faster = "cpu" if cpu_rate >= device_rate else "device"
+        ratios = C.paired_ratios(per_round[keys["cpu"]], per_round[keys["device"]])
+        rows.append([
+            model_name, auto, C.fmt(device_rate), C.fmt(cpu_rate), C.fmt_ratio(cpu_rate / device_rate),
+            C.fmt_range(min(ratios), max(ratios)), faster, "yes" if faster == auto else "NO",
+        ])
+    return rows
+
+
 def main(argv=None):
     args = parse_args(argv)
     C.set_threads(args.threads)
@@ -227,18 +241,8 @@ def main(argv=None):
                 f"step keeps {ratio:.0%} of its rate",
             ])
 
-    # The CLI's default `--augment-on auto`: which path it picks here, and whether that is the faster one.
     auto = resolve_augment_on("auto")
-    default_rows = []
-    for model_name, keys in consumer_keys.items():
-        device_rate, cpu_rate = rate[keys["device"]], rate[keys["cpu"]]
-        faster = "cpu" if cpu_rate >= device_rate else "device"
-        ratios = C.paired_ratios(per_round[keys["cpu"]], per_round[keys["device"]])
-        default_rows.append([
-            model_name, auto, C.fmt(device_rate), C.fmt(cpu_rate), C.fmt_ratio(cpu_rate / device_rate),
-            C.fmt_range(min(ratios), max(ratios)), faster, "yes" if faster == auto else "NO",
-        ])
-
+    default_rows = auto_rows(auto, consumer_keys, rate, per_round)
     lines = C.header("Input pipeline vs training step (images/s, interleaved, median)")
     lines += [
         f"Spec `{args.spec}`, {size}x{size}x3, batch {batch}, {args.rounds} rounds "

@@ -177,13 +177,17 @@ def graph_check(name, ours, theirs, size, batch):
     return rows
 
 
-def measure_pair(name, *, size, batch, precision="float32", jit=False, modes=("train",), rounds=5, steps=1,
-                 warmup=1, classes=1000, control=True, seed=0, graph_rows=None):
+Timing = collections.namedtuple("Timing", "rounds steps warmup", defaults=(5, 1, 1))
+
+
+def measure_pair(name, *, size, batch, precision="float32", jit=False, modes=("train",), timing=Timing(),
+                 classes=1000, control=True, seed=0, graph_rows=None):
     """Time ours against keras.applications (and an A/A keras copy) for one network and setting.
 
     Builds the models under ``precision`` (a Keras dtype policy), compiles them alike with
     ``jit_compile=jit``, times each mode (``train``: ``train_on_batch``; ``infer``:
-    ``predict_on_batch``) interleaved over ``rounds`` and frees the models again.
+    ``predict_on_batch``) interleaved (``timing``: rounds, steps per round, warm-up steps) and frees
+    the models again.
 
     Returns:
         ``{"jit_used": bool, mode: {"ours", "keras", "control": images/s (median),
@@ -214,7 +218,7 @@ def measure_pair(name, *, size, batch, precision="float32", jit=False, modes=("t
                 fns = {k: (lambda m=m: m.train_on_batch(x, y)) for k, m in models.items()}
             else:
                 fns = {k: (lambda m=m: m.predict_on_batch(x)) for k, m in models.items()}
-            times = C.interleave(fns, rounds=rounds, calls=steps, warmup=warmup)
+            times = C.interleave(fns, rounds=timing.rounds, calls=timing.steps, warmup=timing.warmup)
             ips = {k: [batch / t for t in v["wall"]] for k, v in times.items()}
             ratios = C.paired_ratios(ips["ours"], ips["keras"])
             nan = float("nan")
@@ -239,7 +243,7 @@ def measure_config(args, precision, jit, table_rows, notes, graph_rows):
         size = max(args.image_size or REAL_SIZE[name], MIN_SIZE.get(name, 32))
         try:
             result = measure_pair(name, size=size, batch=args.batch, precision=precision, jit=jit,
-                                  modes=args.modes, rounds=args.rounds, steps=args.steps, warmup=args.warmup,
+                                  modes=args.modes, timing=Timing(args.rounds, args.steps, args.warmup),
                                   classes=args.classes, control=args.control, seed=args.seed,
                                   graph_rows=graph_rows if args.graph_check else None)
         except Exception as err:  # noqa: BLE001 - report unsupported configurations, go on
