@@ -377,7 +377,7 @@ BEGIN = "<!-- results:begin: generated from results/*.md by render_readme() (pyt
 END = "<!-- results:end -->"
 
 
-TIMED = ("img/s", "images/s", " ms", "ratio", "per-round", "GFLOP", "seconds", "value")
+TIMED = ("img/s", "images/s", " ms", "ratio", "per-round", "GFLOP", "seconds")
 
 
 def _aa_line(table):
