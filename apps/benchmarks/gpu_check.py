@@ -93,7 +93,7 @@ PLANS = {
     "smoke": {
         "placement": {"model": "lenet5", "kwargs": {}, "size": 32, "batch": 8, "rounds": 2, "steps": 1},
         "throughput": {"units": [("vgg16", 32, 1, *s) for s in SETTINGS], "classes": 10, "rounds": 1, "steps": 1,
-                       "warmup": 1},
+                       "warmup": 0},
         "input": {"digits": ("lenet5", {}, 32, 16), "synthetic": ("lenet5", {}, 32, 8), "rounds": 2, "steps": 1},
         "serving": {"model": "MobileNetV2", "size": 32, "batches": (1, 2), "rounds": 1, "calls": 1, "min_time": 0.0},
         "end_to_end": {"demo": ["--epochs", "1"], "resnet18": ["--epochs", "1", "--max-examples", "64",
@@ -638,11 +638,11 @@ def parse_args(argv=None):
 
 
 def section_budgets(args):
-    """Seconds per section: the plan's, scaled down when ``--budget`` is smaller than their sum."""
+    """Seconds per section: the plan's, scaled so that the chosen sections share ``--budget``."""
     chosen = args.sections.split(",")
     base = {s: (SMOKE_BUDGET if args.smoke else BUDGETS[s]) for s in chosen}
     total = args.budget or sum(base.values())
-    scale = min(1.0, total / sum(base.values()))
+    scale = total / sum(base.values())
     return {s: base[s] * scale for s in SECTIONS if s in base} | {s: 0 for s in SECTIONS if s not in base}, total
 
 
