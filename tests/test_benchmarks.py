@@ -79,3 +79,48 @@ def test_benchmark_quick_run_prints_numeric_ratios(script, tmp_path):
     assert values and all(math.isfinite(v) and v > 0 for v in values), table
     if script == "run_all.py":
         assert report.startswith("# keras_cnn benchmarks") and "- CPU:" in report and "TensorFlow" in report
+
+
+# ------------------------------------------------------------------ the README's generated tables
+
+
+def test_benchmark_readme_agrees_with_the_results_files():
+    C = _common()
+    assert C.render_readme(write=False), (
+        "apps/benchmarks/README.md does not match apps/benchmarks/results/*.md: run python apps/benchmarks/render.py"
+    )
+    readme = C.README.read_text(encoding="utf-8")
+    for path in sorted(C.RESULTS_DIR.glob("*.md")):
+        assert f"(results/{path.name})" in readme
+        for table in C.parse_markdown_tables(path.read_text(encoding="utf-8")):
+            for row in table[1:]:
+                assert _row_in(readme, row), (path.name, row)
+
+
+def _row_in(text, row):
+    return any([c.strip() for c in line.strip().strip("|").split("|")] == row for line in text.splitlines())
+
+
+def test_render_says_which_tables_have_an_aa_control(tmp_path):
+    C = _common()
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "a.md").write_text(
+        "# run A\n\n- Date: today\n\n## Timed with a control\n\nCommand: `python x.py`\n\n"
+        + C.markdown_table(["model", "ours/keras", "A/A keras/keras"], [["m", "0.990", "1.020"], ["n", "1.010", "0.970"]])
+        + "\n\n## Timed without\n\nCommand: `python y.py`\n\n"
+        + C.markdown_table(["model", "img/s", "ratio"], [["m", "10.0", "1.100"]])
+        + "\n\n## Counted\n\n" + C.markdown_table(["model", "ops"], [["m", "12"]]) + "\n",
+        encoding="utf-8")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n\n{C.BEGIN}\nstale\n{C.END}\n\ntail\n", encoding="utf-8")
+    assert C.render_readme(readme, results) is False  # it was stale: rewritten
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith("intro\n") and text.endswith("\ntail\n") and "stale" not in text
+    assert "A/A control: two identical candidates gave 0.970-1.020 (up to 3.0% apart)" in text
+    assert text.count("No A/A control in this table") == 1  # the timed table without one; op counts get no line
+    assert "Command: `python y.py`" in text and "#### Counted" in text
+    assert C.render_readme(readme, results) is True  # now up to date
+    readme.write_text("no markers\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="markers"):
+        C.render_readme(readme, results)

@@ -15,10 +15,18 @@ import datetime
 import math
 import os
 import platform
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+RESULTS_DIR = HERE / "results"
+README = HERE / "README.md"
 
 # --------------------------------------------------------------------------------------------
 # Statistics
@@ -295,15 +303,46 @@ def command_line():
     return " ".join(["python", shlex.quote(script)] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
+def write_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def in_results(path):
+    """True when ``path`` is a results file (directly in apps/benchmarks/results/)."""
+    return Path(path).resolve().parent == RESULTS_DIR.resolve()
+
+
 def emit(text, output=None):
-    """Print ``text`` and, with ``output``, write it there (temporary file, then rename)."""
+    """Print ``text`` and, with ``output``, write it there (temporary file, then rename).
+
+    A file written into ``results/`` regenerates the benchmark README's tables (`render_readme`).
+    """
     print(text, flush=True)
     if output:
-        path = Path(output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(text + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(output, text + "\n")
+        if in_results(output):
+            render_readme()
+
+
+def nvidia_smi():
+    """``{name, memory.total, driver_version}`` of the first GPU from ``nvidia-smi``; {} without it."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return {}
+    fields = ("name", "memory.total", "driver_version")
+    try:
+        out = subprocess.run([exe, f"--query-gpu={','.join(fields)}", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    first = out.strip().splitlines()[0] if out.strip() else ""
+    values = [v.strip() for v in first.split(",")]
+    return dict(zip(fields, values)) if len(values) == len(fields) else {}
 
 
 def add_common_arguments(parser):
@@ -328,3 +367,96 @@ def set_threads(threads):
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+# --------------------------------------------------------------------------------------------
+# The benchmark README's tables, generated from the results files
+# --------------------------------------------------------------------------------------------
+
+BEGIN = "<!-- results:begin: generated from results/*.md by render_readme() (python apps/benchmarks/render.py); do not edit -->"
+END = "<!-- results:end -->"
+
+
+TIMED = ("img/s", "images/s", " ms", "ratio", "per-round", "GFLOP", "seconds")
+
+
+def _aa_line(table):
+    """What a timing table's A/A column allows (its noise floor), or that it holds no claims; "" otherwise."""
+    header = table[0]
+    if not any(word in cell for cell in header for word in (*TIMED, "A/A")):
+        return ""  # not a timing table (e.g. op counts, the environment)
+    columns = [i for i, h in enumerate(header) if "A/A" in h]
+    values = []
+    for row in table[1:]:
+        for i in columns:
+            try:
+                values.append(float(row[i].replace(",", "")))
+            except (ValueError, IndexError):
+                pass
+    if not values:
+        return ("No A/A control in this table: its figures are measurements of one run, not claims "
+                "(a ratio is a claim only beside the ratio two identical candidates got in the same run).")
+    spread = max(abs(1.0 - v) for v in values)
+    return (f"A/A control: two identical candidates gave {min(values):.3f}-{max(values):.3f} "
+            f"(up to {spread:.1%} apart); a ratio within that distance of its target is parity, not a result.")
+
+
+def _table_blocks(text):
+    """The Markdown tables of ``text`` as they are written (lists of consecutive ``|`` lines)."""
+    blocks, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.strip().startswith("|"):
+            current.append(line.rstrip())
+        elif current:
+            blocks.append(current)
+            current = []
+    return blocks
+
+
+def _render_results_file(path):
+    """One results file as README text: its header, then each section's command, tables and A/A line."""
+    text = path.read_text(encoding="utf-8")
+    title = text.splitlines()[0].lstrip("# ").strip() if text.strip() else path.name
+    out = [f"### {title}", "", f"From [results/{path.name}](results/{path.name}).", ""]
+    chunks = re.split(r"^## ", text, flags=re.M)
+    head = "\n".join(chunks[0].splitlines()[1:]).strip()
+    if head:
+        out += [head, ""]
+    for chunk in chunks[1:]:
+        lines = chunk.splitlines()
+        out += [f"#### {lines[0].strip()}", ""]
+        out += [line for line in lines[1:] if line.startswith(("Command:", "Status:"))][:2]
+        for block in _table_blocks("\n".join(lines[1:])):
+            (table,) = parse_markdown_tables("\n".join(block))
+            note = _aa_line(table)
+            out += ["", *block] + (["", note] if note else [])
+        bullets = [line for line in lines[1:] if line.startswith("- ")]
+        out += ["", *bullets] if bullets else []
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def rendered_results(results_dir=RESULTS_DIR):
+    """The generated part of the benchmark README (between its markers) for ``results_dir``."""
+    files = sorted(Path(results_dir).glob("*.md"))
+    if not files:
+        return "No results files yet.\n"
+    return "\n".join(_render_results_file(p) for p in files)
+
+
+def render_readme(readme=README, results_dir=RESULTS_DIR, *, write=True):
+    """Regenerate the tables of ``readme`` from ``results_dir``; returns True when it was up to date.
+
+    Raises:
+        ValueError: ``readme`` lacks the begin/end markers.
+    """
+    readme = Path(readme)
+    text = readme.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{readme} has no generated-tables markers ({BEGIN!r} ... {END!r})")
+    before, rest = text.split(BEGIN, 1)
+    after = rest.split(END, 1)[1]
+    new = before + BEGIN + "\n\n" + rendered_results(results_dir) + "\n" + END + after
+    if new != text and write:
+        write_atomic(readme, new)
+    return new == text

@@ -84,11 +84,80 @@ def xla_error(err):
     return f"{type(err).__name__}: {first}"
 
 
+def synthetic_images(size, count, seed, classes=10):
+    """``count`` smooth-ish RGB images in 0..255 (content does not change the cost of these ops) and labels."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0, 255, (count, max(2, size // 4), max(2, size // 4), 3)).astype("float32")
+    images = tf.image.resize(base, (size, size)).numpy()
+    return images, rng.integers(0, classes, (count,)).astype("int32")
+
+
+def restarter(iterators, name, dataset):
+    """A ``before_round`` hook: start a fresh iterator over ``dataset``; its first batch is not timed."""
+
+    def fn():
+        iterators[name] = iter(dataset)
+        next(iterators[name])
+
+    return fn
+
+
+def consumer_steps(label, network, augmenter, x, y, feed, loss="categorical_crossentropy"):
+    """The end-to-end candidates of one consumer model, for `_common.interleave`.
+
+    ``step``: ``train_on_batch`` on the resident batch ``(x, y)`` without augmentation (the
+    consumption rate); ``device``: the same step with ``augmenter`` first in the model (the device
+    path); ``cpu``: the step fed by ``feed``, a dataset of augmented ``(images, labels)`` batches (the
+    tf.data ``map`` path). ``network`` must be compiled.
+
+    Returns:
+        ``(keys, candidates, before)``: ``keys`` maps "step"/"device"/"cpu" to candidate names.
+    """
+    import keras
+
+    inputs = keras.Input(network.input_shape[1:], name="pixels")
+    with_aug = keras.Model(inputs, network(augmenter(inputs)), name=f"{network.name}_with_augmenter")
+    with_aug.compile(optimizer=keras.optimizers.SGD(1e-2, momentum=0.9), loss=loss)
+    keys = {
+        "step": f"{label}: train step (no augmentation)",
+        "device": f"{label}: train step + device augment (end to end)",
+        "cpu": f"{label}: train step fed by cpu map AUTOTUNE (end to end)",
+    }
+    iterators = {}
+
+    def fed_step():
+        xb, yb = next(iterators[keys["cpu"]])
+        return network.train_on_batch(xb, yb)
+
+    candidates = {
+        keys["step"]: lambda: network.train_on_batch(x, y),
+        keys["device"]: lambda: with_aug.train_on_batch(x, y),
+        keys["cpu"]: fed_step,
+    }
+    return keys, candidates, {keys["cpu"]: restarter(iterators, keys["cpu"], feed)}
+
+
+def auto_rows(auto, consumer_keys, rate, per_round):
+    """The CLI's default `--augment-on auto`: which path it picks here, and whether that is the faster one."""
+    rows = []
+    for model_name, keys in consumer_keys.items():
+        device_rate, cpu_rate = rate[keys["device"]], rate[keys["cpu"]]
+        faster = "cpu" if cpu_rate >= device_rate else "device"
+        ratios = C.paired_ratios(per_round[keys["cpu"]], per_round[keys["device"]])
+        rows.append([
+            model_name, auto, C.fmt(device_rate), C.fmt(cpu_rate), C.fmt_ratio(cpu_rate / device_rate),
+            C.fmt_range(min(ratios), max(ratios)), faster, "yes" if faster == auto else "NO",
+        ])
+    return rows
+
+
 def main(argv=None):
     args = parse_args(argv)
     C.set_threads(args.threads)
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from keras_cnn.data.augment import build_augmenter, compute_pca_stats, cpu_augment, resolve_augment_on
@@ -97,12 +166,7 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
     size, batch = args.image_size, args.batch
     shape = (size, size, 3)
-    rng = np.random.default_rng(args.seed)
-    # Smooth-ish synthetic RGB images in 0..255 (content does not change the cost of these ops).
-    num_images = batch * 8
-    base = rng.uniform(0, 255, (num_images, max(2, size // 4), max(2, size // 4), 3)).astype("float32")
-    images = tf.image.resize(base, (size, size)).numpy()
-    labels = rng.integers(0, 10, (num_images,)).astype("int32")
+    images, labels = synthetic_images(size, batch * 8, args.seed)
     pca_stats = compute_pca_stats(images)
     augmenter = build_augmenter(args.spec, image_shape=shape, pca_stats=pca_stats, seed=args.seed)
     x = tf.constant(images[:batch])
@@ -131,17 +195,9 @@ def main(argv=None):
     }
     iterators = {}
     before = {}
-
-    def restart(name):
-        def fn():
-            iterators[name] = iter(pipelines[name])
-            next(iterators[name])  # start-up and the first batch are not timed
-
-        return fn
-
-    for name in pipelines:
+    for name, dataset in pipelines.items():
         candidates[name] = (lambda n=name: next(iterators[n]))
-        before[name] = restart(name)
+        before[name] = restarter(iterators, name, dataset)
 
     consumer_keys = {}
     for model_name in args.models:
@@ -149,26 +205,11 @@ def main(argv=None):
         keras.utils.set_random_seed(args.seed)
         network = build_network(arch, image_shape=shape, classes=10, model_kwargs=kwargs)
         network.compile(optimizer=keras.optimizers.SGD(1e-2, momentum=0.9), loss="categorical_crossentropy")
-        inputs = keras.Input(shape, name="pixels")
-        with_aug = keras.Model(inputs, network(augmenter(inputs)), name=f"{model_name}_with_augmenter")
-        with_aug.compile(optimizer=keras.optimizers.SGD(1e-2, momentum=0.9), loss="categorical_crossentropy")
-        keys = {
-            "step": f"{model_name}: train step (no augmentation)",
-            "device": f"{model_name}: train step + device augment (end to end)",
-            "cpu": f"{model_name}: train step fed by cpu map AUTOTUNE (end to end)",
-        }
+        keys, steps, hooks = consumer_steps(model_name, network, augmenter, x, y_onehot,
+                                            pipelines["cpu map (AUTOTUNE + prefetch)"])
         consumer_keys[model_name] = keys
-        candidates[keys["step"]] = lambda m=network: m.train_on_batch(x, y_onehot)
-        candidates[keys["device"]] = lambda m=with_aug: m.train_on_batch(x, y_onehot)
-        feed_name = keys["cpu"]
-        pipelines[feed_name] = pipelines["cpu map (AUTOTUNE + prefetch)"]
-
-        def fed_step(m=network, n=feed_name):
-            xb, yb = next(iterators[n])
-            return m.train_on_batch(xb, yb)
-
-        candidates[feed_name] = fed_step
-        before[feed_name] = restart(feed_name)
+        candidates.update(steps)
+        before.update(hooks)
 
     times = C.interleave(candidates, rounds=args.rounds, calls=1, warmup=1, min_time=args.min_time,
                          before_round=before)
@@ -200,18 +241,8 @@ def main(argv=None):
                 f"step keeps {ratio:.0%} of its rate",
             ])
 
-    # The CLI's default `--augment-on auto`: which path it picks here, and whether that is the faster one.
     auto = resolve_augment_on("auto")
-    default_rows = []
-    for model_name, keys in consumer_keys.items():
-        device_rate, cpu_rate = rate[keys["device"]], rate[keys["cpu"]]
-        faster = "cpu" if cpu_rate >= device_rate else "device"
-        ratios = C.paired_ratios(per_round[keys["cpu"]], per_round[keys["device"]])
-        default_rows.append([
-            model_name, auto, C.fmt(device_rate), C.fmt(cpu_rate), C.fmt_ratio(cpu_rate / device_rate),
-            C.fmt_range(min(ratios), max(ratios)), faster, "yes" if faster == auto else "NO",
-        ])
-
+    default_rows = auto_rows(auto, consumer_keys, rate, per_round)
     lines = C.header("Input pipeline vs training step (images/s, interleaved, median)")
     lines += [
         f"Spec `{args.spec}`, {size}x{size}x3, batch {batch}, {args.rounds} rounds "

@@ -8,7 +8,7 @@ TensorFlow/Keras versions, date, load average) and the command.
 Usage::
 
     python apps/benchmarks/run_all.py                      # CPU plan -> apps/benchmarks/results/cpu.md
-    python apps/benchmarks/run_all.py --plan gpu           # full sizes -> apps/benchmarks/results/gpu.md
+    python apps/benchmarks/run_all.py --plan gpu           # full sizes -> apps/benchmarks/results/gpu_full.md
     python apps/benchmarks/run_all.py --quick --output /tmp/smoke.md
     python apps/benchmarks/run_all.py --only twins,serving
 
@@ -60,13 +60,18 @@ PLANS = {
 }
 
 
+# The results file of each plan (gpu.md is apps/benchmarks/gpu_check.py's).
+OUTPUTS = {"cpu": "cpu.md", "gpu": "gpu_full.md"}
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plan", choices=sorted(PLANS), default="cpu", help="which set of runs (default cpu)")
     parser.add_argument("--only", default=None, help="comma-separated section keys to run (default all)")
     parser.add_argument("--quick", action="store_true", help="pass --quick to every benchmark (smoke test)")
     parser.add_argument("--output", default=None,
-                        help="report file (default apps/benchmarks/results/<plan>.md; with --quick: print only)")
+                        help="report file (default apps/benchmarks/results/cpu.md or gpu_full.md; with --quick: "
+                             "print only)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per benchmark (default 1800)")
     return parser.parse_args(argv)
 
@@ -81,7 +86,7 @@ def main(argv=None):
             print(f"run_all.py: unknown --only {unknown}; sections: {[k for k, _, _ in plan]}", file=sys.stderr)
             return 2
         plan = [p for p in plan if p[0] in keys]
-    output = args.output or (None if args.quick else str(HERE / "results" / f"{args.plan}.md"))
+    output = args.output or (None if args.quick else str(C.RESULTS_DIR / OUTPUTS[args.plan]))
     info = C.machine_info()
     started = time.perf_counter()
     sections, failures = [], []

@@ -177,65 +177,96 @@ def graph_check(name, ours, theirs, size, batch):
     return rows
 
 
-def measure_config(args, precision, jit, table_rows, notes, graph_rows):
+Timing = collections.namedtuple("Timing", "rounds steps warmup", defaults=(5, 1, 1))
+
+
+def measure_pair(name, *, size, batch, precision="float32", jit=False, modes=("train",), timing=Timing(),
+                 classes=1000, control=True, seed=0, graph_rows=None):
+    """Time ours against keras.applications (and an A/A keras copy) for one network and setting.
+
+    Builds the models under ``precision`` (a Keras dtype policy), compiles them alike with
+    ``jit_compile=jit``, times each mode (``train``: ``train_on_batch``; ``infer``:
+    ``predict_on_batch``) interleaved (``timing``: rounds, steps per round, warm-up steps) and frees
+    the models again.
+
+    Returns:
+        ``{"jit_used": bool, mode: {"ours", "keras", "control": images/s (median),
+        "ratio", "low", "high" (per-round ours/keras band), "cpu_ratio", "aa": A/A ratio}}``
+        (``control``/``aa`` NaN without the A/A model).
+    """
     import keras
     import numpy as np
     import tensorflow as tf
 
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
+    models = {}
     try:
-        for name in args.models:
-            size = max(args.image_size or REAL_SIZE[name], MIN_SIZE.get(name, 32))
-            try:
-                ours, theirs = build_pair(name, size, args.classes, args.seed)
-                models = {"ours": ours, "keras": theirs}
-                if args.control:  # A/A control: a second keras.applications instance, timed like the others
-                    models["control"] = build_keras(name, size, args.classes, args.seed)
-                used = [compile_model(m, jit) for m in models.values()]
-                if args.graph_check and precision == "float32" and not jit:
-                    graph_rows.extend(graph_check(name, ours, theirs, size, args.batch))
-                rng = np.random.default_rng(args.seed)
-                x = tf.constant(rng.uniform(-1, 1, (args.batch, size, size, 3)).astype("float32"))
-                y = tf.constant(rng.integers(0, args.classes, (args.batch,)).astype("int32"))
-                for mode in args.modes:
-                    if mode == "train":
-                        fns = {k: (lambda m=m: m.train_on_batch(x, y)) for k, m in models.items()}
-                    else:
-                        fns = {k: (lambda m=m: m.predict_on_batch(x)) for k, m in models.items()}
-                    times = C.interleave(fns, rounds=args.rounds, calls=args.steps, warmup=args.warmup)
-                    ours_ips = [args.batch / t for t in times["ours"]["wall"]]
-                    keras_ips = [args.batch / t for t in times["keras"]["wall"]]
-                    ratios = C.paired_ratios(ours_ips, keras_ips)
-                    ratio = C.median(ours_ips) / C.median(keras_ips)
-                    cpu_ratio = C.median(times["keras"]["cpu"]) / C.median(times["ours"]["cpu"])
-                    control = (C.median([args.batch / t for t in times["control"]["wall"]]) / C.median(keras_ips)
-                               if "control" in times else float("nan"))
-                    table_rows.append([
-                        name, mode, precision, "on" if jit else "off",
-                        f"{size}", f"{args.batch}",
-                        C.fmt(C.median(ours_ips)), C.fmt(C.median(keras_ips)),
-                        C.fmt_ratio(ratio), C.fmt_range(min(ratios), max(ratios)), C.fmt_ratio(cpu_ratio),
-                        *([C.fmt_ratio(control)] if args.control else []),
-                        C.verdict(ratio, min(ratios), max(ratios), control=control),
-                    ])
-                    print(" | ".join(table_rows[-1]), flush=True)
-                if jit and not all(used):
-                    notes.append(f"{name}: Keras turned jit_compile off (a layer without XLA support); rows show plain TF.")
-            except Exception as err:  # noqa: BLE001 - report unsupported configurations, go on
-                msg = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
-                for mode in args.modes:
-                    table_rows.append([name, mode, precision, "on" if jit else "off", f"{size}", f"{args.batch}",
-                                       "n/a", "n/a", "n/a", "n/a", "n/a", *(["n/a"] if args.control else []),
-                                       "failed"])
-                notes.append(f"{name} ({precision}, XLA {'on' if jit else 'off'}) failed: {msg}")
-                print(f"{name} {precision} jit={jit}: {msg}", flush=True)
-            finally:
-                ours = theirs = models = None
-                keras.backend.clear_session(free_memory=True)
-                gc.collect()
+        ours, theirs = build_pair(name, size, classes, seed)
+        models = {"ours": ours, "keras": theirs}
+        if control:  # A/A control: a second keras.applications instance, timed like the others
+            models["control"] = build_keras(name, size, classes, seed)
+        used = [compile_model(m, jit) for m in models.values()]
+        if graph_rows is not None and precision == "float32" and not jit:
+            graph_rows.extend(graph_check(name, ours, theirs, size, batch))
+        rng = np.random.default_rng(seed)
+        x = tf.constant(rng.uniform(-1, 1, (batch, size, size, 3)).astype("float32"))
+        y = tf.constant(rng.integers(0, classes, (batch,)).astype("int32"))
+        out = {"jit_used": all(used)}
+        for mode in modes:
+            if mode == "train":
+                fns = {k: (lambda m=m: m.train_on_batch(x, y)) for k, m in models.items()}
+            else:
+                fns = {k: (lambda m=m: m.predict_on_batch(x)) for k, m in models.items()}
+            times = C.interleave(fns, rounds=timing.rounds, calls=timing.steps, warmup=timing.warmup)
+            ips = {k: [batch / t for t in v["wall"]] for k, v in times.items()}
+            ratios = C.paired_ratios(ips["ours"], ips["keras"])
+            nan = float("nan")
+            out[mode] = {
+                "ours": C.median(ips["ours"]), "keras": C.median(ips["keras"]),
+                "control": C.median(ips["control"]) if "control" in ips else nan,
+                "ratio": C.median(ips["ours"]) / C.median(ips["keras"]),
+                "low": min(ratios), "high": max(ratios),
+                "cpu_ratio": C.median(times["keras"]["cpu"]) / C.median(times["ours"]["cpu"]),
+                "aa": C.median(ips["control"]) / C.median(ips["keras"]) if "control" in ips else nan,
+            }
+        return out
     finally:
         keras.config.set_dtype_policy(previous)
+        models.clear()
+        keras.backend.clear_session(free_memory=True)
+        gc.collect()
+
+
+def measure_config(args, precision, jit, table_rows, notes, graph_rows):
+    for name in args.models:
+        size = max(args.image_size or REAL_SIZE[name], MIN_SIZE.get(name, 32))
+        try:
+            result = measure_pair(name, size=size, batch=args.batch, precision=precision, jit=jit,
+                                  modes=args.modes, timing=Timing(args.rounds, args.steps, args.warmup),
+                                  classes=args.classes, control=args.control, seed=args.seed,
+                                  graph_rows=graph_rows if args.graph_check else None)
+        except Exception as err:  # noqa: BLE001 - report unsupported configurations, go on
+            msg = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
+            for mode in args.modes:
+                table_rows.append([name, mode, precision, "on" if jit else "off", f"{size}", f"{args.batch}",
+                                   "n/a", "n/a", "n/a", "n/a", "n/a", *(["n/a"] if args.control else []),
+                                   "failed"])
+            notes.append(f"{name} ({precision}, XLA {'on' if jit else 'off'}) failed: {msg}")
+            print(f"{name} {precision} jit={jit}: {msg}", flush=True)
+            continue
+        for mode in args.modes:
+            r = result[mode]
+            table_rows.append([
+                name, mode, precision, "on" if jit else "off", f"{size}", f"{args.batch}",
+                C.fmt(r["ours"]), C.fmt(r["keras"]),
+                C.fmt_ratio(r["ratio"]), C.fmt_range(r["low"], r["high"]), C.fmt_ratio(r["cpu_ratio"]),
+                *([C.fmt_ratio(r["aa"])] if args.control else []),
+                C.verdict(r["ratio"], r["low"], r["high"], control=r["aa"]),
+            ])
+            print(" | ".join(table_rows[-1]), flush=True)
+        if jit and not result["jit_used"]:
+            notes.append(f"{name}: Keras turned jit_compile off (a layer without XLA support); rows show plain TF.")
 
 
 def main(argv=None):

@@ -490,9 +490,9 @@ def resolve_augment_on(augment_on="auto"):
 
     On a GPU the augmenter belongs inside the compiled step (it runs next to the model and the
     host stays free); on a CPU-only machine the step and the augmentation share the same cores, and
-    a ``tf.data`` ``map`` with AUTOTUNE overlaps them better: on the 2-core CI machine a LeNet-5
-    step kept 73 % of its rate with the ``map`` against 60 % on-device
-    (``apps/benchmarks/pipeline.py``, README "Benchmarks").
+    a ``tf.data`` ``map`` with AUTOTUNE overlaps them better: on a 2-core CPU a LeNet-5 step kept
+    75 % of its rate with the ``map`` against 61 % on-device (``apps/benchmarks/pipeline.py``,
+    ``apps/benchmarks/results/cpu.md``; one run, without an A/A control).
 
     Args:
         augment_on: "auto", "device" or "cpu"; "device" and "cpu" are returned unchanged.
