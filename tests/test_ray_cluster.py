@@ -240,3 +240,48 @@ def test_a_two_worker_search_finishes_exports_and_a_rerun_resumes(cluster, tmp_p
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert len(list(project.glob("trial_*/trial.json"))) == 4
     assert all(t.stat().st_mtime_ns == stamp for t, stamp in stamps.items())
+
+
+def test_a_lost_tuner_worker_is_restarted_and_its_trial_runs_again(cluster, tmp_path, monkeypatch):
+    from keras_cnn.commands.tune import parse_space
+    from keras_cnn.training.ray_engine import RayOptions
+    from keras_cnn.tuning.ray_search import tune_on_ray
+
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
+        monkeypatch.setenv(name, cluster["env"][name])
+    record = tmp_path / "trials.jsonl"
+    killed = {}
+
+    def kill_worker_0_in_its_first_trial():
+        while not killed:
+            for line in record.read_text().splitlines() if record.is_file() else []:
+                event = json.loads(line)
+                if event["tuner_id"] == "worker-0" and event["status"] == "RUNNING":
+                    time.sleep(1.0)
+                    os.kill(event["pid"], signal.SIGKILL)
+                    killed.update(event)
+                    return
+            time.sleep(0.2)
+
+    threading.Thread(target=kill_worker_0_in_its_first_trial, daemon=True).start()
+    result = tune_on_ray(
+        "vgg", "digits", tuner="random", max_trials=3, epochs=1, image_size=8, channels=1, max_examples=200,
+        directory=str(tmp_path / "tune"), export=False, verbose=0, progress=_trial_recorder(str(record)),
+        search_space=parse_space([s for s in SPACE if s != "--space"]),
+        ray=RayOptions(workers=2, address=cluster["address"], max_failures=1, cluster_timeout=240))
+    assert killed, "the tuner worker was never killed"
+    events = [json.loads(line) for line in record.read_text().splitlines()]
+    again = [e for e in events if e["trial_id"] == killed["trial_id"] and e["status"] == "RUNNING"]
+    assert [e["tuner_id"] for e in again] == ["worker-0", "worker-0"] and again[1]["pid"] != killed["pid"], events
+    completed = [e["trial_id"] for e in events if e["status"] == "COMPLETED"]
+    assert sorted(completed) == sorted(set(completed)) and len(completed) == 3, events  # each trial once
+    assert len([r for r in result.trials if r.status == "COMPLETED"]) == 3
+
+
+def _trial_recorder(path):
+    def record(trial):  # pickled by value (a local function) to the tuner actors
+        with open(path, "a") as handle:
+            handle.write(json.dumps({"tuner_id": trial.tuner_id, "trial_id": trial.trial_id, "status": trial.status,
+                                     "pid": os.getpid()}) + "\n")
+
+    return record

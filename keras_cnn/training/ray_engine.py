@@ -166,20 +166,23 @@ def ray_cluster(options, *, namespace="keras_cnn"):
 @contextlib.contextmanager
 def _signals_interrupt():
     """SIGTERM raises `KeyboardInterrupt` in the driver too (as Ctrl-C does), so that leaving the
-    run shuts the Ray job and its workers down."""
+    run shuts the Ray job and its workers down; the SIGINT handler Ray Train installs is removed
+    afterwards."""
+    import threading
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.signal(signal.SIGTERM, interrupt)
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def bundle_of(options):
@@ -313,7 +316,7 @@ def _fit(ray, cfg, options):
         ),
     )
     try:
-        trainer.fit()
+        outcome = trainer.fit()
     except Exception as err:  # noqa: BLE001 - Ray's TrainingFailedError and kin: one clear error
         if isinstance(err, KeyboardInterrupt):
             raise
@@ -323,8 +326,11 @@ def _fit(ray, cfg, options):
             f"checkpointed in {cfg.out_dir}: the same command resumes."
         ) from err
     report = ray.get(results.get.remote())
+    if report is None and getattr(outcome, "error", None) is None:
+        # Ray Train's own Ctrl-C handler aborts the run and returns: the workers are gone.
+        raise KeyboardInterrupt("SIGINT")
     if report is None:
-        raise WorkerLostError("The Ray run ended without a result from its chief (worker 0); see the workers' lines above.")
+        raise WorkerLostError(f"The Ray run ended without a result from its chief (worker 0): {outcome.error}")
     if report.get("error"):
         kind = FileNotFoundError if report["error"] == "FileNotFoundError" else ValueError
         raise kind(report["message"])
@@ -374,24 +380,10 @@ def check_shared_storage(run_dir, probe, *, rank, barrier):
 
 
 def _summary(result):
-    import numpy as np
-
-    def plain(value):
-        if isinstance(value, dict):
-            return {str(k): plain(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        if isinstance(value, np.generic):
-            return value.item()
-        if isinstance(value, np.ndarray):
-            return value.tolist()
-        if isinstance(value, Path):
-            return str(value)
-        return value
-
+    """What the driver's `TrainResult` needs (the model stays in the run directory)."""
     return {
-        "run_dir": str(result.run_dir), "status": result.status, "metrics": plain(dict(result.metrics)),
-        "history": plain(dict(result.history or {})),
+        "run_dir": str(result.run_dir), "status": result.status, "metrics": dict(result.metrics),
+        "history": dict(result.history or {}),
         "export_path": str(result.export_path) if result.export_path is not None else None,
     }
 
