@@ -111,6 +111,8 @@ def test_two_workers_match_one_process_and_write_one_run_dir(cluster, tmp_path):
                          str(tmp_path / "one"), "--no-export", "--strategy", "multi_worker", "--verbose", "0"])
     assert one.returncode == 0, one.stderr[-3000:]
     single = json.loads((tmp_path / "one" / "metrics.json").read_text())["accuracy"]
+    print(f"\n2 Ray workers: test accuracy {metrics['accuracy']:.4f}, {metrics['fit_seconds']:.1f} s in the loop; "
+          f"one process: {single:.4f}")
     assert abs(metrics["accuracy"] - single) <= ACCURACY_TOLERANCE, (metrics["accuracy"], single)
     assert metrics["fingerprint_digest"] == json.loads((tmp_path / "one" / "metrics.json").read_text())[
         "fingerprint_digest"]  # the same run: one fingerprint whatever launches it
@@ -119,66 +121,48 @@ def test_two_workers_match_one_process_and_write_one_run_dir(cluster, tmp_path):
     assert again.returncode == 0 and "stored result of the finished run" in again.stdout, again.stdout[-2000:]
 
 
-def test_a_killed_worker_is_restarted_and_every_epoch_runs_once(cluster, tmp_path, monkeypatch):
-    from keras_cnn.training import RunConfig
-    from keras_cnn.training.ray_engine import RayOptions, run_on_ray
-
-    record = tmp_path / "epochs.jsonl"
-    cfg = RunConfig(model="lenet5", data="digits", epochs=4, out_dir=str(tmp_path / "run"), export=False,
-                    verbose=0, callbacks=[_epoch_recorder(str(record))])
+def _driver(cluster, what, directory, record, kill_when):
+    """Run tests/ray_drivers.py WHAT; kill the worker whose recorded event ``kill_when`` accepts, 1 s
+    after it (mid-epoch / mid-trial) -> (the driver's JSON result, the killed event, seconds)."""
     killed = {}
 
-    def kill_worker_1_in_epoch_2():
+    def watch():
         while not killed:
             for line in record.read_text().splitlines() if record.is_file() else []:
                 event = json.loads(line)
-                if event["task"] == "worker:1" and event["event"] == "begin" and event["epoch"] == 1:
-                    time.sleep(1.0)  # mid-epoch
+                if kill_when(event):
+                    time.sleep(1.0)
                     os.kill(event["pid"], signal.SIGKILL)
-                    killed.update(pid=event["pid"], at=time.time())
+                    killed.update(event, killed_at=time.time())
                     return
             time.sleep(0.2)
 
-    watcher = threading.Thread(target=kill_worker_1_in_epoch_2, daemon=True)
-    watcher.start()
-    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
-        monkeypatch.setenv(name, cluster["env"][name])
+    threading.Thread(target=watch, daemon=True).start()
     started = time.time()
-    result = run_on_ray(cfg, RayOptions(workers=2, address=cluster["address"], max_failures=2, cluster_timeout=240))
-    total = time.time() - started
-    assert killed, "the worker was never killed"
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("ray_drivers.py")), what, cluster["address"],
+                           str(directory), str(record)], capture_output=True, text=True, timeout=1200,
+                          env={**cluster["env"], "PYTHONUNBUFFERED": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert killed, "no worker was killed"
+    return json.loads(proc.stdout.strip().splitlines()[-1]), killed, time.time() - started
+
+
+def test_a_killed_worker_is_restarted_and_every_epoch_runs_once(cluster, tmp_path):
+    record = tmp_path / "epochs.jsonl"
+    result, killed, total = _driver(
+        cluster, "train", tmp_path / "run", record,
+        lambda e: e["task"] == "worker:1" and e["event"] == "begin" and e["epoch"] == 1)
     events = [json.loads(line) for line in record.read_text().splitlines()]
     chief_ends = [e["epoch"] for e in events if e["task"] == "worker:0" and e["event"] == "end"]
     begins = [e["epoch"] for e in events if e["task"] == "worker:0" and e["event"] == "begin"]
     assert chief_ends == [0, 1, 2, 3], events  # every epoch finished exactly once
-    assert begins == [0, 1, 1, 2, 3], events  # the killed epoch began again; the finished one did not
-    resumed = next(e["time"] for e in events if e["event"] == "begin" and e["epoch"] == 1 and e["pid"] != killed["pid"]
-                   and e["time"] > killed["at"])
-    first_begin = min(e["time"] for e in events if e["event"] == "begin" and e["epoch"] == 1)
-    print(f"epochs seen (chief begin): {begins}; ends: {chief_ends}; killed after {killed['at'] - first_begin:.1f} s "
-          f"of epoch 2; resumed {resumed - killed['at']:.1f} s after the kill; run {total:.1f} s")
-    assert result.status == "resumed" and result.metrics["epochs"] == 4
+    assert begins == [0, 1, 1, 2, 3], events  # the killed epoch began again; no finished one did
+    resumed = min(e["time"] for e in events if e["event"] == "begin" and e["time"] > killed["killed_at"])
+    print(f"\nepochs begun (chief): {begins}; finished: {chief_ends}; worker:1 killed "
+          f"{killed['killed_at'] - killed['time']:.1f} s into epoch 2; epoch 2 began again "
+          f"{resumed - killed['killed_at']:.1f} s after the kill; whole run {total:.1f} s")
+    assert result["status"] == "resumed" and result["epochs"] == 4
     assert len({e["pid"] for e in events if e["task"] == "worker:1"}) == 2  # a new worker process
-
-
-def _epoch_recorder(path):
-    import keras
-
-    class EpochRecorder(keras.callbacks.Callback):  # pickled by value (a local class) to the Ray workers
-        def _write(self, event, epoch):
-            task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-            line = json.dumps({"task": f"{task.get('type')}:{task.get('index')}", "pid": os.getpid(),
-                               "event": event, "epoch": epoch, "time": time.time()})
-            with open(path, "a") as handle:
-                handle.write(line + "\n")
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._write("begin", epoch)
-
-        def on_epoch_end(self, epoch, logs=None):
-            self._write("end", epoch)
-
-    return EpochRecorder()
 
 
 def test_sigterm_on_the_driver_stops_every_worker_and_the_run_resumes(cluster, tmp_path):
@@ -242,46 +226,14 @@ def test_a_two_worker_search_finishes_exports_and_a_rerun_resumes(cluster, tmp_p
     assert all(t.stat().st_mtime_ns == stamp for t, stamp in stamps.items())
 
 
-def test_a_lost_tuner_worker_is_restarted_and_its_trial_runs_again(cluster, tmp_path, monkeypatch):
-    from keras_cnn.commands.tune import parse_space
-    from keras_cnn.training.ray_engine import RayOptions
-    from keras_cnn.tuning.ray_search import tune_on_ray
-
-    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
-        monkeypatch.setenv(name, cluster["env"][name])
+def test_a_lost_tuner_worker_is_restarted_and_its_trial_runs_again(cluster, tmp_path):
     record = tmp_path / "trials.jsonl"
-    killed = {}
-
-    def kill_worker_0_in_its_first_trial():
-        while not killed:
-            for line in record.read_text().splitlines() if record.is_file() else []:
-                event = json.loads(line)
-                if event["tuner_id"] == "worker-0" and event["status"] == "RUNNING":
-                    time.sleep(1.0)
-                    os.kill(event["pid"], signal.SIGKILL)
-                    killed.update(event)
-                    return
-            time.sleep(0.2)
-
-    threading.Thread(target=kill_worker_0_in_its_first_trial, daemon=True).start()
-    result = tune_on_ray(
-        "vgg", "digits", tuner="random", max_trials=3, epochs=1, image_size=8, channels=1, max_examples=200,
-        directory=str(tmp_path / "tune"), export=False, verbose=0, progress=_trial_recorder(str(record)),
-        search_space=parse_space([s for s in SPACE if s != "--space"]),
-        ray=RayOptions(workers=2, address=cluster["address"], max_failures=1, cluster_timeout=240))
-    assert killed, "the tuner worker was never killed"
+    result, killed, total = _driver(cluster, "tune", tmp_path / "tune", record,
+                                    lambda e: e["tuner_id"] == "worker-0" and e["status"] == "RUNNING")
     events = [json.loads(line) for line in record.read_text().splitlines()]
     again = [e for e in events if e["trial_id"] == killed["trial_id"] and e["status"] == "RUNNING"]
     assert [e["tuner_id"] for e in again] == ["worker-0", "worker-0"] and again[1]["pid"] != killed["pid"], events
     completed = [e["trial_id"] for e in events if e["status"] == "COMPLETED"]
-    assert sorted(completed) == sorted(set(completed)) and len(completed) == 3, events  # each trial once
-    assert len([r for r in result.trials if r.status == "COMPLETED"]) == 3
-
-
-def _trial_recorder(path):
-    def record(trial):  # pickled by value (a local function) to the tuner actors
-        with open(path, "a") as handle:
-            handle.write(json.dumps({"tuner_id": trial.tuner_id, "trial_id": trial.trial_id, "status": trial.status,
-                                     "pid": os.getpid()}) + "\n")
-
-    return record
+    assert len(completed) == 3 and len(set(completed)) == 3, events  # each trial finished once
+    assert result["completed"] == sorted(completed)
+    print(f"\ntrial {killed['trial_id']} lost with worker-0 and run again; search {total:.1f} s")
