@@ -67,5 +67,6 @@ def tune(address, directory, record):
 
 
 if __name__ == "__main__":
-    what, *arguments = sys.argv[1:]
-    print(json.dumps({"train": train, "tune": tune}[what](*arguments)), flush=True)
+    what, address, *arguments = sys.argv[1:]
+    address = None if address == "local" else address  # "local": a local cluster for the run
+    print(json.dumps({"train": train, "tune": tune}[what](address, *arguments)), flush=True)

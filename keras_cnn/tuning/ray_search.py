@@ -129,6 +129,10 @@ class _Search:
             for i in range(self.options.workers):
                 self._start(f"worker-{i}", "worker", address)
             return self._wait(address)
+        except self.ray.exceptions.RayError as err:  # the chief lost, or a tuner failed: one clear error
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise WorkerLostError(f"A tuner process of the search failed ({type(err).__name__}: {detail}). The same command "
+                                  "resumes the search.") from None
         finally:
             for actor in self.actors.values():
                 self.ray.kill(actor)
