@@ -9,6 +9,7 @@ import sys
 
 from keras_cnn.commands._args import IMAGE_SIZE_FORMS, check_image_channels, image_size, positive_int, registered_model
 from keras_cnn.commands._errors import set_flag_names
+from keras_cnn.commands._ray import add_engine_arguments, engine_function
 
 
 def parse_key_values(arg, items):
@@ -126,6 +127,7 @@ def register(subparsers):
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="extra builder argument, e.g. --model-arg width_multiplier=0.5 (repeatable)")
     add_common_arguments(parser)
+    add_engine_arguments(parser, cluster_timeout=False)  # --engine ray (keras_cnn/commands/_ray.py)
     parser.set_defaults(func=run)
     set_flag_names(parser, {"out_dir": "--out", "jit_compile": "--xla", "model_kwargs": "--model-arg",
                             "resume": "--no-resume", "export": "--no-export", "data": "--data",
@@ -158,7 +160,9 @@ def print_result(result):
 def run(args):
     from keras_cnn.models import get_model_entry, list_models
     from keras_cnn.training import RunConfig, train
+    from keras_cnn.training.ray_engine import train_on_ray
 
+    train = engine_function(args, train, train_on_ray)  # --engine ray: the same run on a Ray cluster
     size = args.image_size
     if size is not None and len(size) == 3 and args.model in list_models():
         size = check_image_channels(size, get_model_entry(args.model).channels, args.model)

@@ -6,6 +6,7 @@ import json
 
 from keras_cnn.commands._args import IMAGE_SIZE_FORMS, check_image_channels, image_size
 from keras_cnn.commands._errors import set_flag_names
+from keras_cnn.commands._ray import add_engine_arguments, engine_function
 
 _SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
@@ -129,6 +130,7 @@ def register(subparsers):
     parser.add_argument("--fit-verbose", type=int, choices=(0, 1, 2), default=0,
                         help="model.fit verbosity within trials (default 0)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    add_engine_arguments(parser)  # --engine ray (keras_cnn/commands/_ray.py)
     parser.set_defaults(func=run)
     set_flag_names(parser, {"directory": "--dir", "search_space": "--space", "export": "--no-export",
                             "family": "FAMILY", "source": "--data",
@@ -160,6 +162,9 @@ def _print_progress(record):
 def run(args):
     from keras_cnn.commands.train import library_lines
     from keras_cnn.tuning import TuneConfig, tune
+    from keras_cnn.tuning.ray_search import tune_on_ray
+
+    tune = engine_function(args, tune, tune_on_ray)  # --engine ray: chief and workers as Ray actors
 
     config = TuneConfig(
         family=args.family, data=args.data, tuner=args.tuner, max_trials=args.max_trials, epochs=args.epochs,
