@@ -35,7 +35,7 @@ from keras_cnn._io import atomic_write_json
 from keras_cnn._validation import check_choice, check_non_negative_int, check_positive_int
 from keras_cnn.tuning.hypermodels import FAMILIES, _ALIASES, get_hypermodel
 from keras_cnn.tuning.oracles import TUNERS, make_oracle
-from keras_cnn.tuning.report import format_table, write_report
+from keras_cnn.tuning.report import accuracy_floor, format_table, write_report
 from keras_cnn.tuning.tuner import Budget, CNNTuner, TrialRecord, check_budget_fits
 
 ROLES = ("chief", "worker")
@@ -67,8 +67,11 @@ class TuneResult:
         export_path: the SavedModel version directory, or None.
         floor: the validation accuracy the best trial had to beat to be exported (default:
             the majority-class rate of the validation split), or None on a worker.
-        below_floor: the best trial did not beat ``floor`` (then it is not exported unless
-            ``export_below_floor=True``).
+        below_floor: the best trial did not beat ``floor``, that is did not get at least one
+            more validation example right than ``floor`` times their number (then it is not
+            exported unless ``export_below_floor=True``).
+        summary: how the search ended (`keras_cnn.tuning.report.SearchSummary`: trials
+            completed, failed, rejected and the cause), or None on a worker.
     """
 
     project_dir: Path
@@ -83,6 +86,7 @@ class TuneResult:
     export_path: Path | None = None
     floor: float | None = None
     below_floor: bool = False
+    summary: object = None
 
     @property
     def best_hyperparameters(self):
@@ -230,13 +234,15 @@ def tune(
     progress=None,
     floor=None,
     export_below_floor=False,
+    max_rejected=None,
 ):
     """Search a family's architecture space with keras-tuner; report; export the best model.
 
     Candidates come from the family's hyper-model (`InceptionHyperModel`, `ResNetHyperModel`,
     `VGGHyperModel`); each is profiled first and, if it is over the compute budget
     (``max_macs`` / ``max_params``), rejected without training (status REJECTED in the table;
-    it counts as one of the ``max_trials`` but costs only a model build). The others train for
+    it does not count as one of the ``max_trials``, and costs only a model build; at most
+    ``max_rejected`` rejections end the search early, with a warning). The others train for
     ``epochs`` (Hyperband: up to ``epochs``, in rounds) and are scored by validation accuracy.
     The best trial's checkpoint (retrained for ``epochs`` when it is not on this machine) is
     evaluated on the test split, saved and exported like `keras_cnn.training.train` does.
@@ -286,6 +292,8 @@ def tune(
             frequent class scores). Below it the best model is saved but not exported, with a
             warning.
         export_below_floor: export the best model even when it does not beat ``floor``.
+        max_rejected: the most candidates rejected for the budget on top of ``max_trials``
+            before the search stops. Default 50 per trial.
 
     Returns:
         A `TuneResult`.
@@ -391,6 +399,7 @@ def tune(
             max_epochs=epochs,
             hyperband_factor=hyperband_factor,
             max_consecutive_failed_trials=max_consecutive_failed_trials,
+            max_rejected=max_rejected,
         )
         with quiet:
             search = CNNTuner(
@@ -421,21 +430,23 @@ def tune(
         table = format_table(records)
         best_trials = [t for t in oracle.get_best_trials(1) if t.status == "COMPLETED"]
         result = TuneResult(
-            project_dir=project_dir, role=role, tuner_id=tid, trials=records, table=table, report=report
+            project_dir=project_dir, role=role, tuner_id=tid, trials=records, table=table, report=report,
+            summary=oracle.search_summary(),
         )
         if not best_trials:
             return result
         best_trial = best_trials[0]
         result.best = next(r for r in records if r.trial_id == best_trial.trial_id)
         result.model = _best_model(search, best_trial, bundle, epochs, seed)
-        result.floor = float(floor) if floor is not None else majority_rate(bundle.val)
+        floor_check = accuracy_floor(bundle.val, floor)  # compared in correct examples, not floats
         best_acc = result.best.val_accuracy
-        result.below_floor = best_acc is None or not best_acc > result.floor
+        result.floor, result.below_floor = floor_check.rate, not floor_check.beaten_by(best_acc)
         if result.below_floor:
             logger.warning(
-                "tune: the best trial's validation accuracy %s does not beat the floor %.4f (%s)%s",
-                "n/a" if best_acc is None else f"{best_acc:.4f}", result.floor,
-                "the majority-class rate" if floor is None else "floor",
+                "tune: the best trial's validation accuracy %s (%s of %d right) does not beat the floor %.4f (%s: "
+                "beating it takes %d)%s",
+                "n/a" if best_acc is None else f"{best_acc:.4f}", floor_check.correct(best_acc), floor_check.examples,
+                result.floor, floor_check.source, floor_check.needed,
                 "; exported anyway (export_below_floor=True)" if export and export_below_floor
                 else "; not exported (export_below_floor=True exports it)" if export else "",
             )
@@ -448,21 +459,9 @@ def tune(
             export_dir=export_dir,
             export_name=export_name or f"{family}_tuned",
             export_version=export_version,
+            floor_figures=floor_check.to_dict(best_acc),
         )
         return result
-
-
-def majority_rate(dataset):
-    """The fraction of the most frequent label in a batched ``(images, labels)`` dataset."""
-    import numpy as np
-
-    counts = np.zeros(0, "int64")
-    for _, labels in dataset.as_numpy_iterator():
-        found = np.bincount(np.asarray(labels).reshape(-1).astype("int64"))
-        if len(found) > len(counts):
-            counts = np.pad(counts, (0, len(found) - len(counts)))
-        counts[: len(found)] += found
-    return float(counts.max() / counts.sum()) if counts.sum() else 0.0
 
 
 def keras_tuner_objective(name):
@@ -490,7 +489,8 @@ def _best_model(search, best_trial, bundle, epochs, seed):
     return hypermodel.inference_model(model)
 
 
-def _finish_best(result, *, bundle, class_names, config, export, export_dir, export_name, export_version):
+def _finish_best(result, *, bundle, class_names, config, export, export_dir, export_name, export_version,
+                 floor_figures):
     """Evaluate, save and (maybe) export the best model; write best.json. Returns (metrics, path)."""
     from keras_cnn.training.evaluate import compute_metrics
 
@@ -546,8 +546,8 @@ def _finish_best(result, *, bundle, class_names, config, export, export_dir, exp
             **result.best.to_dict(),
             "test_metrics": {k: v for k, v in metrics.items() if k != "confusion_matrix"},
             "export_path": None if export_path is None else str(export_path),
-            "floor": result.floor,
-            "below_floor": result.below_floor,
+            **floor_figures,
+            "search": result.summary.to_dict(),
         },
     )
     return metrics, export_path
