@@ -130,7 +130,7 @@ def register(subparsers):
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     parser.set_defaults(func=run)
     set_flag_names(parser, {"directory": "--dir", "search_space": "--space", "export": "--no-export",
-                            "family": "FAMILY", "source": "--data"})
+                            "family": "FAMILY", "source": "--data", "name": "--export-name"})
     return parser
 
 

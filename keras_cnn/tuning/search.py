@@ -362,6 +362,11 @@ def tune(
     image_shape = tuple(int(d) for d in bundle.image_shape)
     hypermodel = get_hypermodel(family, image_shape, len(class_names), **(search_space or {}))
     check_budget_fits(budget, hypermodel, family)  # before any trial, before the search directory is written
+    if export and role != "worker":  # an export name serving another model: refused before the search
+        from keras_cnn.export.saved_model import check_export_name
+
+        check_export_name(export_dir, export_name or f"{family}_tuned", image_shape, class_names,
+                          version=export_version)
     config = {
         "family": family,
         "tuner": tuner,
