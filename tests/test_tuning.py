@@ -388,6 +388,11 @@ def test_report_table_csv_and_plot(tmp_path):
     assert rows[4].startswith("3,worker1,REJECTED,,,9000,30000000")
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "out" / "results.txt").read_text().strip() == format_table(records, max_hp_width=0)
+    # Hundreds of rejections (a tight budget) do not bury the trials in the printed table.
+    many = records + [TrialRecord(str(i), "REJECTED", {"depth": 50}, macs=30_000_000) for i in range(4, 30)]
+    short = format_table(many, max_rejected_rows=3).splitlines()
+    assert [line.split()[2] for line in short[2:-1]] == ["COMPLETED"] * 3 + ["REJECTED"] * 3
+    assert short[-1] == "... and 24 more candidates REJECTED over the compute budget (all in results.csv)"
 
 
 # --------------------------------------------------------------------------- distributed env, CLI

@@ -182,18 +182,27 @@ def _hp_names(records):
     return names
 
 
-def format_table(records, *, max_hp_width=60):
+def format_table(records, *, max_hp_width=60, max_rejected_rows=None):
     """The trials as an aligned plain-text table (best first among completed, then the rest).
 
     Args:
         records: `TrialRecord`s.
         max_hp_width: truncate the hyper-parameter column to this many characters (0: never).
+        max_rejected_rows: show at most this many candidates rejected for the budget, then one
+            line counting the others (None: all of them).
 
     Returns:
         The table as a string (no trailing newline).
     """
     rows = []
-    for rec in sort_records(records):
+    shown = sort_records(records)
+    hidden = 0
+    if max_rejected_rows is not None:
+        rejected = [r for r in shown if r.status == "REJECTED"]
+        hidden = max(0, len(rejected) - max_rejected_rows)
+        dropped = {id(r) for r in rejected[max_rejected_rows:]}
+        shown = [r for r in shown if id(r) not in dropped]
+    for rec in shown:
         hps = ", ".join(f"{k}={_format_value(v)}" for k, v in rec.hyperparameters.items() if not k.startswith("tuner/"))
         if max_hp_width and len(hps) > max_hp_width:
             hps = hps[: max_hp_width - 3] + "..."
@@ -219,6 +228,8 @@ def format_table(records, *, max_hp_width=60):
 
     out = [line(header), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
+    if hidden:
+        out.append(f"... and {hidden} more candidates REJECTED over the compute budget (all in {RESULTS_CSV})")
     return "\n".join(out)
 
 

@@ -432,7 +432,7 @@ def tune(
                 rec.seconds = timed.get(rec.trial_id)
         title = f"{family} on {config['data']}: {tuner} search"
         report = write_report(records, project_dir, max_macs=budget.max_macs, title=title)
-        table = format_table(records)
+        table = format_table(records, max_rejected_rows=10)
         best_trials = [t for t in oracle.get_best_trials(1) if t.status == "COMPLETED"]
         result = TuneResult(
             project_dir=project_dir, role=role, tuner_id=tid, trials=records, table=table, report=report,
