@@ -43,6 +43,16 @@ def test_registered_dataset_without_network_fails_at_once_with_placement_help(tm
     assert not list(tmp_path.rglob("dataset_info.json"))  # nothing half-prepared
 
 
+def test_a_fresh_data_dir_gets_no_warning_about_a_folder_that_is_not_there(tmp_path, monkeypatch, caplog):
+    # tfds' `is_prepared` logged "Variant folder .../mnist/3.0.1 has no dataset_info.json" (absl) for a
+    # folder that does not exist, before our own error.
+    _no_network(monkeypatch)
+    with caplog.at_level("WARNING"):
+        with pytest.raises(ValueError, match="cannot download"):
+            load_data("tfds:mnist", data_dir=str(tmp_path), image_size=28)
+    assert [r.getMessage() for r in caplog.records if "Variant folder" in r.getMessage()] == []
+
+
 def test_not_prepared_with_download_false_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"not prepared in data_dir=.*download=False"):
         load_data("tfds:mnist", data_dir=str(tmp_path), download=False)

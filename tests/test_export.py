@@ -428,3 +428,38 @@ def test_metadata_records_the_network_identity(tmp_path):
     assert meta["network"]["build_args"]["width_multiplier"] == 0.5 and meta["network"]["weights"] is None
     foreign = read_metadata(export_for_serving(bn_model(), tmp_path, "foreign", warmup=False))
     assert foreign["network"] is None
+
+
+def test_a_new_version_must_keep_the_serving_contract(tmp_path):
+    # TF Serving serves every version under a name as one model: another input size or other classes
+    # under an existing name would silently replace the model clients expect.
+    import shutil
+
+    from keras_cnn.export.saved_model import check_export_name
+
+    first = export_for_serving(tiny_model(classes=3, size=8, channels=1), tmp_path, "m", class_names=["a", "b", "c"],
+                               warmup=False)
+    for model, names, top_k, changed in (
+        (tiny_model(classes=3, size=8, channels=3), ["a", "b", "c"], 5, "input shape"),
+        (tiny_model(classes=3, size=8, channels=1), ["x", "y", "z"], 5, "class names"),
+        (tiny_model(classes=4, size=8, channels=1), ["a", "b", "c", "d"], 5,
+         "number of classes, class names, top-k size"),
+        (tiny_model(classes=3, size=8, channels=1), ["a", "b", "c"], 2, "top-k size"),
+    ):
+        with pytest.raises(ValueError) as info:
+            export_for_serving(model, tmp_path, "m", class_names=names, warmup=False, top_k=top_k)
+        message = str(info.value)
+        assert f"(differs in: {changed})" in message, message
+        assert "version 1 takes float32 [-1, 8, 8, 1] pixels [0, 255], 3 classes ('a', 'b', 'c'), top_k 3" in message
+        assert "Export under another name (`name`)" in message and message.endswith("Received: name='m'")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1"]  # nothing written
+    # The same check before a long run (train, tune): the run's image shape and classes.
+    check_export_name(tmp_path, "m", (8, 8, 1), ["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"differs in: input shape\).*Received: name='m'"):
+        check_export_name(tmp_path, "m", (16, 16, 3), ["a", "b", "c"])
+    check_export_name(tmp_path, "other", (16, 16, 3), ["a", "b", "c"])  # a new name takes anything
+    # A version whose contract cannot be read is not silently built upon.
+    shutil.copytree(first, tmp_path / "m" / "2")
+    (tmp_path / "m" / "2" / "assets.extra" / "keras_cnn.json").unlink()
+    with pytest.raises(ValueError, match=r"m/2 has no readable keras_cnn metadata .*absent"):
+        check_export_name(tmp_path, "m", (8, 8, 1), ["a", "b", "c"])

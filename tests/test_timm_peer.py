@@ -4,8 +4,8 @@ The files are the seeded random state dicts of `tests.test_timm_weights` (BN sta
 included). timm loads each with its own loader (`tests.timm_peer.run_timm`), so these tests
 prove (a) that the files we write and read have exactly the keys, shapes and dtypes of timm's
 state dicts and (b) that our networks compute timm's logits and pre-logits features from them,
-to 1e-5 of the output scale. torch, torchvision and timm come with the `test` extra; without
-them these tests fail (naming the extra), they do not skip.
+to 1e-5 of the output scale. torch, torchvision and timm come with the `peer` extra
+(``pip install -e ".[test,peer]"``); without them these tests skip, naming the extra.
 """
 
 import os
@@ -15,9 +15,15 @@ import sys
 import tempfile
 import time
 
+import importlib.util
+
 import keras
 import numpy as np
 import pytest
+
+if not all(importlib.util.find_spec(name) for name in ("torch", "torchvision", "timm")):
+    pytest.skip('timm peer tests: torch, torchvision and timm are not installed; they come with the `peer` extra: '
+                'pip install -e ".[test,peer]"', allow_module_level=True)
 from safetensors.numpy import save_file
 
 from keras_cnn.weights import timm as TW

@@ -201,3 +201,21 @@ def test_output_that_is_not_a_terminal_gets_one_line_per_epoch(tmp_path, capsys)
     epoch_lines = [line for line in out.splitlines() if " - loss: " in line or "- accuracy:" in line]
     assert len(epoch_lines) == 2, out
     assert "\r" not in out and "━" not in out  # no progress bars redrawn in a log file
+
+
+def test_an_export_name_serving_another_model_is_refused_before_training(tmp_path, capsys):
+    # After the demo, saved_models/lenet5 serves digits (32x32x1, 10 classes); a colour run of lenet5 must
+    # not become its next version.
+    from keras_cnn.export import export_for_serving
+    from keras_cnn.models import build_model
+
+    digits = build_model("lenet5", input_shape=(32, 32, 1), classes=10)
+    export_for_serving(digits, tmp_path / "exports", "lenet5", warmup=False)
+    assert _train(tmp_path, data=_folder(tmp_path / "colours", TWO)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-cnn train: error: ")
+    assert "(differs in: input shape, number of classes, class names" in err
+    assert "Export under another name (`--export-name`)" in err and err.rstrip().endswith("--export-name='lenet5'")
+    assert not (tmp_path / "run" / "history.csv").exists()  # refused before training
+    assert _train(tmp_path, "--export-name", "colours", data=tmp_path / "colours") == 0
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["colours", "lenet5"]

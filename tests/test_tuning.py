@@ -251,13 +251,56 @@ def test_real_crashes_still_abort_and_rejections_do_not_reset_the_count(tmp_path
     assert hm.fitted == []
 
 
-@pytest.mark.parametrize("max_rejected, expected", [(None, ["big1", "ok1", "big2", "ok2"]), (1, ["big1", "ok1", "big2"])])
+@pytest.mark.parametrize("max_rejected, expected", [(None, ["big1", "ok1", "big2", "ok2"]), (2, ["big1", "ok1", "big2"])])
 def test_rejections_do_not_use_up_max_trials_up_to_max_rejected(tmp_path, max_rejected, expected):
     hm = TinyHyperModel(["big1", "ok1", "big2", "ok2", "ok3"])
     t = _tuner(hm, tmp_path, max_trials=2, budget=Budget(max_params=100), max_rejected=max_rejected)
     _search(t)
     assert [r.hyperparameters["mode"] for r in t.trial_records()] == expected
     assert [m for m, _ in hm.fitted] == [m for m in expected if m.startswith("ok")]
+
+
+def test_rejected_candidates_are_not_trials_and_the_end_says_why(tmp_path, caplog):
+    # max_trials=2 over a space where one candidate in five fits: the rejections do not use up the
+    # two trials; the search stops at the cap on rejections, and says so with the counts.
+    hm = TinyHyperModel(["big1", "big2", "ok1", "big3", "big4", "big5", "big6"])
+    seen = []
+    t = _tuner(hm, tmp_path, max_trials=2, budget=Budget(max_params=100), max_rejected=5, progress=seen.append)
+    with caplog.at_level("WARNING", logger="keras_cnn.tuning"):
+        _search(t)
+    summary = t.oracle.search_summary()
+    assert (summary.completed, summary.failed, summary.rejected, summary.cause) == (1, 0, 5, "max_rejected")
+    assert summary.short
+    text = summary.describe()
+    assert text.startswith("1 trial trained (1 completed, 0 failed), 5 candidates rejected over the compute budget")
+    assert "ended before max_trials=2: the cap of max_rejected=5 rejections was reached" in text
+    assert any(text in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    # A rejected candidate is announced once (REJECTED), never as a trial that starts.
+    assert [(r.hyperparameters["mode"], r.status) for r in seen if r.status == "RUNNING"] == [("ok1", "RUNNING")]
+    assert sum(r.status == "REJECTED" for r in seen) == 5
+
+
+def test_a_search_that_ran_its_trials_says_so(tmp_path, caplog):
+    hm = TinyHyperModel(["big1", "ok1", "big2", "ok2", "ok3"])
+    t = _tuner(hm, tmp_path, max_trials=2, budget=Budget(max_params=100))
+    with caplog.at_level("INFO", logger="keras_cnn.tuning"):
+        _search(t)
+    summary = t.oracle.search_summary()
+    assert (summary.completed, summary.rejected, summary.cause, summary.short) == (2, 2, "max_trials", False)
+    assert summary.max_rejected == 100  # 50 rejections allowed per trial
+    assert summary.describe().endswith("; ended: max_trials=2 trials ran")
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_search_space_protobufs_print_nothing(tmp_path, capsys):
+    # A distributed search turns the space into protobufs on every gRPC call; keras-tuner 1.4 printed
+    # the parent value of every conditional hyper-parameter each time ("2", "sgd", ...).
+    hm = VGGHyperModel((16, 16, 1), 4, blocks=(2, 3), base_widths=(4,), fc_units=(8,))
+    t = _tuner(hm, tmp_path, tuner="random", max_trials=1)
+    capsys.readouterr()
+    proto = t.oracle.get_space().to_proto()
+    assert "parent" in str(proto.space)  # conditional hyper-parameters are in it
+    assert capsys.readouterr().out == ""
 
 
 def test_completed_trials_report_params_macs_and_best(tmp_path):
@@ -345,6 +388,11 @@ def test_report_table_csv_and_plot(tmp_path):
     assert rows[4].startswith("3,worker1,REJECTED,,,9000,30000000")
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "out" / "results.txt").read_text().strip() == format_table(records, max_hp_width=0)
+    # Hundreds of rejections (a tight budget) do not bury the trials in the printed table.
+    many = records + [TrialRecord(str(i), "REJECTED", {"depth": 50}, macs=30_000_000) for i in range(4, 30)]
+    short = format_table(many, max_rejected_rows=3).splitlines()
+    assert [line.split()[2] for line in short[2:-1]] == ["COMPLETED"] * 3 + ["REJECTED"] * 3
+    assert short[-1] == "... and 24 more candidates REJECTED over the compute budget (all in results.csv)"
 
 
 # --------------------------------------------------------------------------- distributed env, CLI

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from keras_cnn.cli import main
 from keras_cnn.tuning.hypermodels import get_hypermodel
-from keras_cnn.tuning.search import majority_rate
+from keras_cnn.tuning.report import accuracy_floor, majority_rate
 from keras_cnn.tuning.tuner import _profile, smallest_candidates
 
 TINY_ARGS = ["--data", "digits", "--image-size", "8", "--channels", "1", "--max-examples", "200",
@@ -24,6 +24,31 @@ def test_majority_rate_of_a_dataset():
     labels = np.array([2, 2, 0, 2, 1, 2, 2, 0], "int32")
     ds = tf.data.Dataset.from_tensor_slices((np.zeros((8, 2, 2, 1), "float32"), labels)).batch(3)
     assert majority_rate(ds) == pytest.approx(5 / 8)
+
+
+def _labels(labels):
+    labels = np.asarray(labels, "int32")
+    return tf.data.Dataset.from_tensor_slices((np.zeros((len(labels), 2, 2, 1), "float32"), labels)).batch(7)
+
+
+def test_floor_is_compared_in_correct_examples_not_floats():
+    # 60 validation examples, 6 per class: chance is 6 right. Keras reports that as float32 0.1, which is
+    # 0.10000000149 > 0.1 as floats: a chance-level model "beat" the floor and was exported.
+    val = _labels(np.repeat(np.arange(10), 6))
+    floor = accuracy_floor(val)
+    assert (floor.rate, floor.examples, floor.needed, floor.source) == (0.1, 60, 7, "the majority-class rate")
+    chance = float(np.float32(6 / 60))  # as the trial record holds it
+    assert chance > 0.1  # the old comparison
+    assert not floor.beaten_by(chance) and not floor.beaten_by(np.float32(6 / 60))
+    assert floor.beaten_by(np.float32(7 / 60))
+    assert not floor.beaten_by(None) and not floor.beaten_by(float("nan"))
+    assert floor.to_dict(np.float32(6 / 60)) == {
+        "floor": 0.1, "floor_source": "the majority-class rate", "val_examples": 60, "val_correct_needed": 7,
+        "val_correct": 6, "below_floor": True}
+    # A given floor: one more correct example than floor x examples.
+    assert accuracy_floor(val, 0.5).needed == 31
+    assert accuracy_floor(_labels([0] * 20), 0.999).needed == 20
+    assert accuracy_floor(val, 0.1).needed == 7  # 0.1 * 60 is 6.000000000000001 or 5.999...: 6 either way
 
 
 def test_smallest_candidate_is_the_cheapest_of_the_whole_space():
@@ -63,6 +88,8 @@ def test_best_trial_below_the_floor_is_not_exported_unless_asked(tmp_path, capsy
     assert "Exported to" not in out and not (tmp_path / "exports").exists()
     best = json.loads((tmp_path / "runs" / "vgg_random" / "best.json").read_text())
     assert best["below_floor"] is True and best["floor"] == 0.999 and best["export_path"] is None
+    assert best["val_examples"] == 20 and best["val_correct_needed"] == 20 and best["val_correct"] < 20
+    assert best["search"]["cause"] == "max_trials" and best["search"]["completed"] == 1
     # Asked for (a search started over: a finished one is only reported): exported, still with the warning.
     assert main([*argv, "--export-below-floor", "--no-resume"]) == 0
     out = capsys.readouterr().out

@@ -131,7 +131,7 @@ def run_timm(name, path=None, images=None, *, timeout=DEFAULT_TIMEOUT, **create_
         if os.path.exists(error_file):
             with open(error_file) as f:
                 error = json.load(f)
-            hint = ("\n(torch, torchvision and timm come with the `test` extra: pip install -e \".[test]\")"
+            hint = ("\n(torch, torchvision and timm come with the `peer` extra: pip install -e \".[test,peer]\")"
                     if error["stage"] == "import" else "")
             raise TimmPeerError(
                 f"timm failed at {error['stage']!r} for {name!r}: {error['type']}: {error['message']}{hint}\n"

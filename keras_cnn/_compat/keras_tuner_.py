@@ -51,6 +51,25 @@ def tuner_callback(tuner, trial):
     return tuner_utils.TunerCallback(tuner, trial)
 
 
+def _discard(*args, **kwargs):
+    return None
+
+
+def silence_condition_print():
+    """Silence the stray ``print`` of keras-tuner 1.4's ``conditions.Parent.to_proto``.
+
+    Why private: ``keras_tuner.src.engine.conditions.Parent.to_proto`` prints the first value of a
+    conditional hyper-parameter's parent condition ("2", "sgd", ...) each time a search space is
+    turned into its protobuf, which a distributed search does on every gRPC call (the chief
+    sending trials and the space, a worker reporting a trial): hundreds of bare values on stdout.
+    keras-tuner offers no switch for it. The module's global ``print`` is replaced by a no-op
+    for that module only (it prints nothing else); the protobufs are unchanged. Idempotent.
+    """
+    from keras_tuner.src.engine import conditions
+
+    conditions.print = _discard
+
+
 def grid_linked_list():
     """An empty ``LinkedList`` of the grid-search oracle (its order of tried grid points).
 

@@ -30,7 +30,8 @@ def register(subparsers):
     parser.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2),
                         help="Keras progress output: 1 bars, 2 one line per epoch (default: 1 on a terminal, else 2)")
     parser.set_defaults(func=run)
-    set_flag_names(parser, {"out_dir": "--out", "resume": "--no-resume", "export": "--no-export"})
+    set_flag_names(parser, {"out_dir": "--out", "resume": "--no-resume", "export": "--no-export",
+                            "name": "--export-name"})
     return parser
 
 

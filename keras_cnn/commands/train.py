@@ -131,7 +131,8 @@ def register(subparsers):
     parser.set_defaults(func=run)
     set_flag_names(parser, {"out_dir": "--out", "jit_compile": "--xla", "model_kwargs": "--model-arg",
                             "resume": "--no-resume", "export": "--no-export", "data": "--data",
-                            "source": "--data", "model": "MODEL", "input_shape": "--image-size"})
+                            "source": "--data", "model": "MODEL", "input_shape": "--image-size",
+                            "name": "--export-name"})
     return parser
 
 

@@ -94,6 +94,9 @@ def register(subparsers):
     parser.add_argument("--project-name", default=None, help="search directory name (default FAMILY_TUNER)")
     parser.add_argument("--max-macs", default=None, help="MAC budget per example, e.g. 5M (default: none)")
     parser.add_argument("--max-params", default=None, help="parameter budget, e.g. 100k (default: none)")
+    parser.add_argument("--max-rejected", type=int, default=None, metavar="N",
+                        help="stop after N candidates rejected over the budget (they do not count as trials; "
+                             "default 50 per trial)")
     parser.add_argument("--image-size", default=None, type=image_size, metavar="SIZE",
                         help=f"input size, {IMAGE_SIZE_FORMS}; C must match --channels "
                              "(default 32 for digits, else the source's)")
@@ -133,7 +136,7 @@ def register(subparsers):
     add_engine_arguments(parser)  # --engine ray (keras_cnn/commands/_ray.py)
     parser.set_defaults(func=run)
     set_flag_names(parser, {"directory": "--dir", "search_space": "--space", "export": "--no-export",
-                            "family": "FAMILY", "source": "--data",
+                            "family": "FAMILY", "source": "--data", "name": "--export-name",
                             "resume": "--no-resume"})
     return parser
 
@@ -177,6 +180,7 @@ def run(args):
         oracle_port=args.oracle_port, tuner_id=args.tuner_id, search_space=parse_space(args.space) or None,
         verbose=args.verbose, fit_verbose=args.fit_verbose, progress=None if args.json else _print_progress,
         floor=args.floor, export_below_floor=args.export_below_floor,
+        max_rejected=args.max_rejected,
     )
     with library_lines():
         result = tune(config)
@@ -198,13 +202,17 @@ def run(args):
             "export_path": None if result.export_path is None else str(result.export_path),
             "floor": result.floor,
             "below_floor": result.below_floor,
+            "search": result.summary.to_dict() if result.summary else None,
             "report": {k: str(v) for k, v in result.report.items()},
         }, indent=2))
         return 0
     print()
     if result.status == "finished":
         print("stored result of the finished search (--no-resume searches again):")
-    print(f"Results ({len(result.trials)} trials) in {result.project_dir}:")
+    if result.summary is not None:
+        print(f"Results in {result.project_dir}: {result.summary.describe()}")
+    else:
+        print(f"Results ({len(result.trials)} trials) in {result.project_dir}:")
     print(result.table)
     print()
     for key, label in (("csv", "CSV"), ("table", "Table"), ("plot", "Accuracy vs MACs")):

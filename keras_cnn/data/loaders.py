@@ -611,6 +611,13 @@ def _cannot_download(source, name, builder, data_dir, why):
     )
 
 
+def _not_prepared(source, name, data_dir, builder):
+    return ValueError(
+        f"`source` {source!r}: tensorflow-datasets dataset {name!r} is not prepared in data_dir={data_dir!r} "
+        f"({builder.data_dir}) and download=False. Received: source={source!r}"
+    )
+
+
 def _prepared_builder(source, name, data_dir, download):
     """The tfds builder of ``name`` with its data prepared in ``data_dir`` (downloaded if need be)."""
     import tensorflow_datasets as tfds
@@ -622,7 +629,9 @@ def _prepared_builder(source, name, data_dir, download):
             f"`source` names no known tensorflow-datasets dataset ({name!r}; data_dir={data_dir!r}). "
             f"Received: source={source!r}"
         ) from error
-    if builder.is_prepared() or not download:
+    # `is_prepared` logs an absl warning about a version folder that is not there (as in any fresh
+    # data_dir): ask it only about a folder that exists.
+    if not download or (builder.data_path.exists() and builder.is_prepared()):
         return builder  # not prepared and download=False: tfds.load(download=False) says so
     why = _network_error()
     if why is not None:
@@ -646,10 +655,7 @@ def _load_tfds(
     try:
         _, info = tfds.load(name, split="train", **common)
     except AssertionError as error:  # tfds: "Dataset ... not found in data_dir" with download=False
-        raise ValueError(
-            f"`source` {source!r}: tensorflow-datasets dataset {name!r} is not prepared in data_dir={data_dir!r} "
-            f"({builder.data_dir}) and download=False. Received: source={source!r}"
-        ) from error
+        raise _not_prepared(source, name, data_dir, builder) from error
     except (KeyError, ValueError) as error:
         raise ValueError(
             f"`source` {source!r}: tensorflow-datasets could not load a 'train' split with as_supervised=True "

@@ -25,6 +25,11 @@ Signatures (tag "serve"; batch dimension dynamic)::
                       top_k_classes      int64   [-1, k]
                       top_k_class_names  string  [-1, k]
 
+A new version under an existing name must keep the serving contract of the latest version there
+(input size and type, number and names of the classes, ``top_k``; `check_serving_contract`):
+TF Serving serves all of them as one model, so another network's export is refused, naming the
+export name, rather than served to clients that expect the old one.
+
 Files are readable by others (directories 0755, files 0644 under the usual umask 022: what a
 plain ``mkdir``/``open`` would create), so a server running as another user can load them.
 Each variable is stored once: the signatures' own captured variables are tracked, not the
@@ -78,6 +83,82 @@ def next_version(model_dir) -> int:
         return 1
     versions = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()]
     return max(versions, default=0) + 1
+
+
+def serving_contract(input_shape, class_names, top_k) -> dict:
+    """What a client of an export relies on: the input, the outputs' sizes and the class names.
+
+    Two versions under one served name must share it (TF Serving serves them as one model).
+    """
+    return {"input_shape": [int(d) for d in input_shape], "input_dtype": "float32", "pixel_range": [0, 255],
+            "num_classes": len(class_names), "class_names": [str(c) for c in class_names], "top_k": int(top_k)}
+
+
+def _describe_contract(contract):
+    names = contract.get("class_names") or []
+    shown = ", ".join(repr(n) for n in names[:4]) + (f", ... ({len(names)} names)" if len(names) > 4 else "")
+    shape = ", ".join(str(d) for d in contract.get("input_shape") or [])
+    return (f"{contract.get('input_dtype')} [-1, {shape}] pixels {contract.get('pixel_range')}, "
+            f"{contract.get('num_classes')} classes ({shown}), top_k {contract.get('top_k')}")
+
+
+def check_serving_contract(model_dir, version, contract, *, arg="name"):
+    """Refuse a new version under ``model_dir`` whose serving contract differs from its latest version's.
+
+    TF Serving serves every version under a name as the same model (the latest by default), so
+    a version with another input size or other classes would silently replace the model clients
+    expect. Compared with the highest other version holding ``saved_model.pb``.
+
+    Raises:
+        ValueError: naming ``arg``, that version, the differences and both contracts; also when
+            that version has no keras_cnn metadata (its contract is unknown).
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return
+    versions = [int(p.name) for p in model_dir.iterdir()
+                if p.name.isdigit() and int(p.name) != int(version) and (p / "saved_model.pb").is_file()]
+    if not versions:
+        return
+    latest = model_dir / str(max(versions))
+    way_out = (f"Export under another name (`{arg}`), into another export directory, or remove {model_dir} "
+               "if the old model is not served any more.")
+    try:
+        info = read_metadata(latest)
+    except (OSError, ValueError) as err:
+        info, why = None, f"unreadable ({type(err).__name__})"
+    else:
+        why = "absent"
+    if not isinstance(info, dict):
+        raise ValueError(
+            f"{latest} has no readable keras_cnn metadata ({_warmup.ASSETS_EXTRA}/{METADATA_FILE}: {why}), so a new "
+            f"version cannot be checked to serve the same contract. {way_out} Received: {arg}={model_dir.name!r}"
+        )
+    old = {key: info.get(key) for key in contract}
+    if old.get("input_dtype") is None:
+        old.update(input_dtype="float32", pixel_range=[0, 255])  # the only input every keras_cnn export has had
+    words = {"input_shape": "input shape", "input_dtype": "input type", "pixel_range": "pixel range",
+             "num_classes": "number of classes", "class_names": "class names", "top_k": "top-k size"}
+    changed = [words.get(key, key) for key in contract if old.get(key) != contract[key]]
+    if changed:
+        raise ValueError(
+            f"{model_dir} already serves another model: version {latest.name} takes {_describe_contract(old)}; "
+            f"this one takes {_describe_contract(contract)} (differs in: {', '.join(changed)}). TF Serving would "
+            f"serve it as version {version} of the same model. {way_out} Received: {arg}={model_dir.name!r}"
+        )
+
+
+def check_export_name(base_dir, name, image_shape, class_names, *, version=None, top_k=5):
+    """Before a long run: refuse early what `export_for_serving` would refuse at its end.
+
+    Checks that an export of a model taking ``image_shape`` images and answering ``class_names``
+    (with the default ``top_k``) may become a version of ``base_dir/name`` (`check_serving_contract`).
+    """
+    name = check_model_name("name", name)
+    model_dir = Path(base_dir) / name
+    version = next_version(model_dir) if version is None else version
+    contract = serving_contract(image_shape, class_names, min(top_k, len(class_names)))
+    check_serving_contract(model_dir, version, contract)
 
 
 def load_class_names(source, *, arg="class_names") -> list[str]:
@@ -387,7 +468,8 @@ def export_for_serving(
     Raises:
         FileExistsError: the version exists and ``overwrite`` is False.
         ValueError: unsupported model (not one image input, several outputs), class names that
-            do not match the number of classes, a bad name/version/top_k.
+            do not match the number of classes, a bad name/version/top_k, or a serving contract
+            (input, classes, top_k) other than the latest version's under ``name``.
 
     Example:
         >>> path = export_for_serving(model, "saved_models", "lenet5", class_names=names)
@@ -433,6 +515,7 @@ def export_for_serving(
             f"{target} already exists; versions are never overwritten unless overwrite=True "
             f"(next free version: {next_version(model_dir)})."
         )
+    check_serving_contract(model_dir, version, serving_contract((height, width, channels), class_names, k))
 
     with tempfile.TemporaryDirectory(prefix="keras_cnn_export_") as scratch, atomic_dir(
         target, overwrite=overwrite

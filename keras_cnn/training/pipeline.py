@@ -128,6 +128,11 @@ def load(cfg, args, fp, strategy_config):
     bundle = _load_bundle(cfg, args)
     class_names = check_bundle(bundle, cfg.data if isinstance(cfg.data, (str, os.PathLike)) else bundle.source)
     image_shape = tuple(int(d) for d in bundle.image_shape)
+    if cfg.export:  # an export name that serves another model: refused before training, not after
+        from keras_cnn.export.saved_model import check_export_name
+
+        check_export_name(cfg.export_dir, cfg.export_name or cfg.model, image_shape, class_names,
+                          version=cfg.export_version)
     card = int(bundle.train.cardinality())
     steps = card if card > 0 else max(1, math.ceil(bundle.num_train / args.recipe.batch_size))
     data = os.fspath(cfg.data) if isinstance(cfg.data, (str, os.PathLike)) else getattr(bundle, "source", None)

@@ -10,8 +10,9 @@ mixin that adds:
   over the compute budget (`OVER_BUDGET_METRIC` reported for it) is a FAILED trial, but it
   neither counts towards nor resets keras-tuner's ``max_consecutive_failed_trials`` (which
   would otherwise abort a search after three rejections in a row), and it does not use up
-  ``max_trials`` (at most ``max_rejected``, default ``10 * max_trials``, rejections are
-  allowed on top, so a search of a mostly over-budget space still ends);
+  ``max_trials``: at most ``max_rejected`` (default ``REJECTED_PER_TRIAL * max_trials``)
+  rejections are allowed on top, so a search of a mostly over-budget space still ends, and
+  `search_summary` says which limit ended it;
 * **grid search resumes**: keras-tuner 1.4's `GridSearchOracle` keeps its position in the grid
   in memory only, so a reloaded grid search stops at once; the mixin rebuilds it from the
   trials on disk;
@@ -32,12 +33,16 @@ from keras_tuner.engine import trial as trial_module
 
 from keras_cnn._compat import keras_tuner_ as kt_compat
 from keras_cnn._io import atomic_write_text
-from keras_cnn._validation import check_choice
+from keras_cnn._validation import check_choice, check_non_negative_int
+from keras_cnn.tuning.report import SearchSummary
 
 TUNERS = ("random", "hyperband", "bayesian", "grid")
 
 # Metric a worker reports (value 1.0) for a candidate rejected as over the compute budget.
 OVER_BUDGET_METRIC = "over_budget"
+# Default budget rejections allowed per trial: a rejection costs one model build and profile
+# (well under a second for the tiny spaces, a few seconds for 224px Inception), a trial a training.
+REJECTED_PER_TRIAL = 50
 
 
 def is_over_budget(trial):
@@ -64,7 +69,7 @@ class _BookkeepingMixin(kt_compat.OracleHooks):
         # At most this many budget rejections on top of `max_trials` (so a search whose
         # space is mostly over budget still ends).
         if max_rejected is None:
-            max_rejected = 10 * self.max_trials if self.max_trials else 0
+            max_rejected = REJECTED_PER_TRIAL * self.max_trials if self.max_trials else 0
         self.max_rejected = max_rejected
 
     def rejected_count(self):
@@ -75,11 +80,12 @@ class _BookkeepingMixin(kt_compat.OracleHooks):
     def create_trial(self, tuner_id):
         # Oracle.create_trial stops at `max_trials` trials (Hyperband included, see
         # HyperbandOracle below). Budget rejections do not use up `max_trials`: the cap is
-        # raised by their number while the base class decides, up to `max_rejected` of them.
+        # raised by their number while the base class decides; after `max_rejected` of them
+        # the search stops (`search_summary` says so).
         cap = self.max_trials
         if cap and tuner_id not in self.ongoing_trials:
             rejected = self.rejected_count()
-            self.max_trials = cap + min(rejected, self.max_rejected)
+            self.max_trials = len(self.trials) if rejected >= self.max_rejected else cap + rejected
         try:
             trial = super().create_trial(tuner_id)
         finally:
@@ -89,6 +95,22 @@ class _BookkeepingMixin(kt_compat.OracleHooks):
             self.write_trial(trial)
             self.save()
         return trial
+
+    def search_summary(self):
+        """A `SearchSummary` of the trials so far and the limit that ends (or ended) the search."""
+        rejected = self.rejected_count()
+        completed = sum(1 for t in self.trials.values() if t.status == trial_module.TrialStatus.COMPLETED)
+        failed = sum(1 for t in self.trials.values()
+                     if t.status in (trial_module.TrialStatus.FAILED, trial_module.TrialStatus.INVALID)
+                     and not is_over_budget(t))
+        counted = len(self.trials) - rejected
+        if self.max_trials and counted >= self.max_trials:
+            cause = "max_trials"
+        elif self.max_trials and rejected >= self.max_rejected:
+            cause = "max_rejected"
+        else:
+            cause = "exhausted"
+        return SearchSummary(completed, failed, rejected, self.max_trials, self.max_rejected, cause)
 
     def remaining_trials(self):
         if not self.max_trials:
@@ -240,12 +262,14 @@ def make_oracle(
         max_consecutive_failed_trials: stop the search after this many crashed trials in a
             row (budget rejections excluded). Default 3.
         max_rejected: budget rejections allowed on top of ``max_trials``. Default
-            ``10 * max_trials``.
+            ``REJECTED_PER_TRIAL * max_trials`` (50 per trial).
 
     Returns:
         An `Oracle`.
     """
     check_choice("tuner", tuner, TUNERS)
+    if max_rejected is not None:
+        check_non_negative_int("max_rejected", max_rejected)
     common = dict(
         objective=objective,
         seed=seed,

@@ -11,6 +11,7 @@ accuracy against MACs, log scale, with the Pareto front and the MAC budget), all
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -23,6 +24,130 @@ RESULTS_TXT = "results.txt"
 RESULTS_PNG = "accuracy_vs_macs.png"
 
 _FIXED_COLUMNS = ("trial", "tuner", "status", "val_accuracy", "val_loss", "params", "macs", "seconds", "message")
+
+
+@dataclasses.dataclass(frozen=True)
+class AccuracyFloor:
+    """The validation accuracy a search's best trial must beat to be exported, in examples.
+
+    Accuracies are compared as counts of correct validation examples: a float32 accuracy of
+    6/60 equals a majority rate of 6/60 (no float rounding decides), and beating the floor
+    means at least one more correct example than ``rate * examples``.
+
+    Attributes:
+        rate: the floor as an accuracy (default: the majority-class rate of the split).
+        examples: validation examples the accuracies are measured on.
+        needed: correct examples needed to beat the floor (``floor(rate * examples) + 1``).
+        source: "the majority-class rate" or "floor" (given by the caller).
+    """
+
+    rate: float
+    examples: int
+    needed: int
+    source: str
+
+    def correct(self, accuracy):
+        """Correct validation examples of an accuracy measured on this split (None if unknown)."""
+        if accuracy is None or not math.isfinite(float(accuracy)):
+            return None
+        return int(round(float(accuracy) * self.examples))
+
+    def beaten_by(self, accuracy):
+        """Whether ``accuracy`` has at least `needed` correct examples."""
+        correct = self.correct(accuracy)
+        return correct is not None and correct >= self.needed
+
+    def to_dict(self, accuracy):
+        """The figures for best.json: the floor, what beating it takes, what ``accuracy`` has."""
+        return {"floor": self.rate, "floor_source": self.source, "val_examples": self.examples,
+                "val_correct_needed": self.needed, "val_correct": self.correct(accuracy),
+                "below_floor": not self.beaten_by(accuracy)}
+
+
+def label_counts(dataset):
+    """Examples per label of a batched ``(images, labels)`` dataset, as an int64 array."""
+    import numpy as np
+
+    counts = np.zeros(0, "int64")
+    for _, labels in dataset.as_numpy_iterator():
+        found = np.bincount(np.asarray(labels).reshape(-1).astype("int64"))
+        if len(found) > len(counts):
+            counts = np.pad(counts, (0, len(found) - len(counts)))
+        counts[: len(found)] += found
+    return counts
+
+
+def majority_rate(dataset):
+    """The fraction of the most frequent label in a batched ``(images, labels)`` dataset."""
+    counts = label_counts(dataset)
+    return float(counts.max() / counts.sum()) if counts.sum() else 0.0
+
+
+def accuracy_floor(dataset, floor=None):
+    """The `AccuracyFloor` of a validation ``dataset``.
+
+    Args:
+        dataset: the batched ``(images, labels)`` split the best trial's accuracy was measured on.
+        floor: an accuracy in [0, 1) to beat, or None: the majority-class rate (what always
+            answering the most frequent class scores), so that beating it takes one more
+            correct example than the majority class has.
+    """
+    counts = label_counts(dataset)
+    examples = int(counts.sum())
+    if floor is None:
+        majority = int(counts.max()) if examples else 0
+        return AccuracyFloor(majority / examples if examples else 0.0, examples, majority + 1,
+                             "the majority-class rate")
+    # The largest count not above the floor, with a tolerance for a rate given as a decimal.
+    at_floor = math.floor(float(floor) * examples + 1e-6)
+    return AccuracyFloor(float(floor), examples, at_floor + 1, "floor")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSummary:
+    """How a search ended: its trials and why it stopped.
+
+    Attributes:
+        completed: trials trained to the end.
+        failed: trials that crashed (FAILED / INVALID, budget rejections excluded).
+        rejected: candidates rejected before training for the compute budget.
+        max_trials: the trial count asked for (None: no limit).
+        max_rejected: the most budget rejections allowed on top of ``max_trials``.
+        cause: "max_trials" (the trials asked for ran), "max_rejected" (the cap on rejections
+            was reached first) or "exhausted" (the tuner had no new candidate).
+    """
+
+    completed: int
+    failed: int
+    rejected: int
+    max_trials: int | None
+    max_rejected: int | None
+    cause: str
+
+    @property
+    def short(self):
+        """Whether fewer trials ran than ``max_trials`` asked for."""
+        return self.cause != "max_trials"
+
+    def describe(self):
+        """One sentence: the counts and the cause."""
+        trained = self.completed + self.failed
+        counts = (f"{trained} trial{'s' if trained != 1 else ''} trained ({self.completed} completed, "
+                  f"{self.failed} failed), {self.rejected} candidate{'s' if self.rejected != 1 else ''} "
+                  "rejected over the compute budget")
+        if self.cause == "max_trials":
+            return f"{counts}; ended: max_trials={self.max_trials} trials ran"
+        if self.cause == "max_rejected":
+            return (f"{counts}; ended before max_trials={self.max_trials}: the cap of max_rejected="
+                    f"{self.max_rejected} rejections was reached (few candidates of this search space fit the "
+                    "budget: raise `max_macs` / `max_params`, narrow `search_space` to cheaper choices, or raise "
+                    "`max_rejected`)")
+        limit = "" if self.max_trials is None else f" before max_trials={self.max_trials}"
+        return f"{counts}; ended{limit}: the tuner had no new candidate (search space exhausted)"
+
+    def to_dict(self):
+        """A JSON-friendly dict, with the sentence."""
+        return {**dataclasses.asdict(self), "summary": self.describe()}
 
 
 def trial_order(trial_id):
@@ -57,18 +182,27 @@ def _hp_names(records):
     return names
 
 
-def format_table(records, *, max_hp_width=60):
+def format_table(records, *, max_hp_width=60, max_rejected_rows=None):
     """The trials as an aligned plain-text table (best first among completed, then the rest).
 
     Args:
         records: `TrialRecord`s.
         max_hp_width: truncate the hyper-parameter column to this many characters (0: never).
+        max_rejected_rows: show at most this many candidates rejected for the budget, then one
+            line counting the others (None: all of them).
 
     Returns:
         The table as a string (no trailing newline).
     """
     rows = []
-    for rec in sort_records(records):
+    shown = sort_records(records)
+    hidden = 0
+    if max_rejected_rows is not None:
+        rejected = [r for r in shown if r.status == "REJECTED"]
+        hidden = max(0, len(rejected) - max_rejected_rows)
+        dropped = {id(r) for r in rejected[max_rejected_rows:]}
+        shown = [r for r in shown if id(r) not in dropped]
+    for rec in shown:
         hps = ", ".join(f"{k}={_format_value(v)}" for k, v in rec.hyperparameters.items() if not k.startswith("tuner/"))
         if max_hp_width and len(hps) > max_hp_width:
             hps = hps[: max_hp_width - 3] + "..."
@@ -94,6 +228,8 @@ def format_table(records, *, max_hp_width=60):
 
     out = [line(header), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
+    if hidden:
+        out.append(f"... and {hidden} more candidates REJECTED over the compute budget (all in {RESULTS_CSV})")
     return "\n".join(out)
 
 

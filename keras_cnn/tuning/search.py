@@ -43,7 +43,7 @@ from keras_cnn.training.config import build_config
 from keras_cnn.training.lifecycle import Lifecycle, complete
 from keras_cnn.tuning.hypermodels import FAMILIES, _ALIASES, get_hypermodel
 from keras_cnn.tuning.oracles import TUNERS, make_oracle
-from keras_cnn.tuning.report import format_table, write_report
+from keras_cnn.tuning.report import accuracy_floor, format_table, write_report
 from keras_cnn.tuning.tuner import Budget, CNNTuner, TrialRecord, check_budget_fits
 
 ROLES = ("chief", "worker")
@@ -74,8 +74,12 @@ class TuneResult:
         export_path: the SavedModel version directory, or None.
         floor: the validation accuracy the best trial had to beat to be exported (default:
             the majority-class rate of the validation split), or None on a worker.
-        below_floor: the best trial did not beat ``floor`` (then it is not exported unless
-            ``export_below_floor=True``).
+        below_floor: the best trial did not beat ``floor``, that is did not get at least one
+            more validation example right than ``floor`` times their number (then it is not
+            exported unless ``export_below_floor=True``).
+        summary: how the search ended (`keras_cnn.tuning.report.SearchSummary`: trials
+            completed, failed, rejected and the cause), or None on a worker and for the stored
+            result of a finished search (then best.json's "search" holds it).
         status: "searched" (trials ran in this call, or none were left) or "finished" (the stored
             result of a finished search: nothing trained, nothing exported).
     """
@@ -93,6 +97,7 @@ class TuneResult:
     floor: float | None = None
     below_floor: bool = False
     status: str = "searched"
+    summary: object = None
 
     @property
     def best_hyperparameters(self):
@@ -241,6 +246,8 @@ class TuneConfig:
             frequent class scores). Below it the best model is saved but not exported, with a
             warning.
         export_below_floor: export the best model even when it does not beat ``floor``.
+        max_rejected: the most candidates rejected for the budget on top of ``max_trials``
+            before the search stops. Default 50 per trial.
     """
 
     family: str
@@ -276,6 +283,7 @@ class TuneConfig:
     progress: object = None
     floor: float | None = None
     export_below_floor: bool = False
+    max_rejected: int | None = None
 
 
 def tune(family_or_config=dataclasses.MISSING, data=dataclasses.MISSING, **fields):
@@ -284,7 +292,8 @@ def tune(family_or_config=dataclasses.MISSING, data=dataclasses.MISSING, **field
     Candidates come from the family's hyper-model (`InceptionHyperModel`, `ResNetHyperModel`,
     `VGGHyperModel`); each is profiled first and, if it is over the compute budget
     (``max_macs`` / ``max_params``), rejected without training (status REJECTED in the table;
-    it counts as one of the ``max_trials`` but costs only a model build). The others train for
+    it does not count as one of the ``max_trials``, and costs only a model build; at most
+    ``max_rejected`` rejections end the search early, with a warning). The others train for
     ``epochs`` (Hyperband: up to ``epochs``, in rounds) and are scored by validation accuracy.
     The best trial's checkpoint (retrained for ``epochs`` when it is not on this machine) is
     evaluated on the test split, saved and exported like `keras_cnn.training.train` does.
@@ -426,6 +435,11 @@ class TuneRun(Lifecycle):
         image_shape = tuple(int(d) for d in bundle.image_shape)
         hypermodel = get_hypermodel(cfg.family, image_shape, len(class_names), **(cfg.search_space or {}))
         check_budget_fits(self.budget, hypermodel, cfg.family)  # before any trial, before the directory is written
+        if cfg.export and self.role != "worker":  # an export name serving another model: refused before the search
+            from keras_cnn.export.saved_model import check_export_name
+
+            check_export_name(cfg.export_dir, cfg.export_name or f"{cfg.family}_tuned", image_shape, class_names,
+                              version=cfg.export_version)
         return bundle, class_names, hypermodel
 
     def begin(self, prepared, state):
@@ -455,7 +469,7 @@ class TuneRun(Lifecycle):
         oracle = make_oracle(
             cfg.tuner, objective=keras_tuner_objective(cfg.objective), max_trials=cfg.max_trials, seed=cfg.seed + 1,
             max_epochs=cfg.epochs, hyperband_factor=cfg.hyperband_factor,
-            max_consecutive_failed_trials=cfg.max_consecutive_failed_trials,
+            max_consecutive_failed_trials=cfg.max_consecutive_failed_trials, max_rejected=cfg.max_rejected,
         )
         # keras-tuner's per-trial display follows `verbose`; its "Reloading Tuner from ..." line
         # does not, so it is silenced here when verbose=0.
@@ -480,10 +494,12 @@ class TuneRun(Lifecycle):
         title = f"{cfg.family} on {_data_name(cfg.data)}: {cfg.tuner} search"
         result = TuneResult(
             project_dir=self.run_dir, role=self.role, tuner_id=search.tuner_id, trials=records,
-            table=format_table(records),
+            table=format_table(records, max_rejected_rows=10),
             report=write_report(records, self.run_dir, max_macs=self.budget.max_macs, title=title),
+            summary=oracle.search_summary(),
         )
-        stored = {"trials": [r.to_dict() for r in records], "tuner_id": search.tuner_id}
+        stored = {"trials": [r.to_dict() for r in records], "tuner_id": search.tuner_id,
+                  "search": result.summary.to_dict()}
         best_trials = [t for t in oracle.get_best_trials(1) if t.status == "COMPLETED"]
         if best_trials:
             stored.update(self._finish_best(result, search, best_trials[0], bundle, class_names))
@@ -496,14 +512,15 @@ class TuneRun(Lifecycle):
         cfg = self.cfg
         result.best = next(r for r in result.trials if r.trial_id == best_trial.trial_id)
         result.model = _best_model(search, best_trial, bundle, cfg.epochs, cfg.seed)
-        result.floor = float(cfg.floor) if cfg.floor is not None else majority_rate(bundle.val)
+        floor_check = accuracy_floor(bundle.val, cfg.floor)  # compared in correct examples, not floats
         best_acc = result.best.val_accuracy
-        result.below_floor = best_acc is None or not best_acc > result.floor
+        result.floor, result.below_floor = floor_check.rate, not floor_check.beaten_by(best_acc)
         if result.below_floor:
             logger.warning(
-                "tune: the best trial's validation accuracy %s does not beat the floor %.4f (%s)%s",
-                "n/a" if best_acc is None else f"{best_acc:.4f}", result.floor,
-                "the majority-class rate" if cfg.floor is None else "floor",
+                "tune: the best trial's validation accuracy %s (%s of %d right) does not beat the floor %.4f (%s: "
+                "beating it takes %d)%s",
+                "n/a" if best_acc is None else f"{best_acc:.4f}", floor_check.correct(best_acc), floor_check.examples,
+                result.floor, floor_check.source, floor_check.needed,
                 "; exported anyway (export_below_floor=True)" if cfg.export and cfg.export_below_floor
                 else "; not exported (export_below_floor=True exports it)" if cfg.export else "",
             )
@@ -515,24 +532,12 @@ class TuneRun(Lifecycle):
             export_dir=cfg.export_dir, export_name=cfg.export_name or f"{cfg.family}_tuned",
             export_version=cfg.export_version,
         )
-        return stored
+        return {**stored, **floor_check.to_dict(best_acc)}
 
 
 def _data_name(data):
     return os.fspath(data) if isinstance(data, (str, os.PathLike)) else str(data)
 
-
-def majority_rate(dataset):
-    """The fraction of the most frequent label in a batched ``(images, labels)`` dataset."""
-    import numpy as np
-
-    counts = np.zeros(0, "int64")
-    for _, labels in dataset.as_numpy_iterator():
-        found = np.bincount(np.asarray(labels).reshape(-1).astype("int64"))
-        if len(found) > len(counts):
-            counts = np.pad(counts, (0, len(found) - len(counts)))
-        counts[: len(found)] += found
-    return float(counts.max() / counts.sum()) if counts.sum() else 0.0
 
 
 def keras_tuner_objective(name):
@@ -614,7 +619,5 @@ def _finish_best(result, *, bundle, class_names, config, export, export_dir, exp
         **result.best.to_dict(),
         "test_metrics": {k: v for k, v in metrics.items() if k != "confusion_matrix"},
         "export_path": None if export_path is None else str(export_path),
-        "floor": result.floor,
-        "below_floor": result.below_floor,
     }
     return metrics, export_path, stored

@@ -156,7 +156,8 @@ class CNNTuner(kt_compat.TunerHooks, keras_tuner.Tuner):
         oracle: an oracle from `keras_cnn.tuning.oracles.make_oracle`.
         budget: a `Budget` (or None: no limit).
         progress: optional callable ``progress(record: TrialRecord)`` called when a trial
-            starts (status "RUNNING") and when it ends; the CLI prints a line per call.
+            starts training (status "RUNNING", after its budget check) and when it ends (a
+            candidate rejected for the budget: once, "REJECTED"); the CLI prints a line per call.
         fit_verbose: ``model.fit`` verbosity inside trials. Default 0.
         seed: if set, every trial starts from ``keras.utils.set_random_seed(seed)`` (the same
             initialisation for the same architecture, whatever the trial order). Default None.
@@ -177,6 +178,7 @@ class CNNTuner(kt_compat.TunerHooks, keras_tuner.Tuner):
         self._verbose = 1
         self._results = {}
         self._started = {}
+        kt_compat.silence_condition_print()  # else a distributed search prints bare values on stdout
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
 
     # ---------------------------------------------------------------- search space
@@ -207,6 +209,7 @@ class CNNTuner(kt_compat.TunerHooks, keras_tuner.Tuner):
             self.save()
             serve_oracle(self.oracle)
             self.save()
+            self._log_end()
             return
         if kt_compat.is_worker(self):
             logger.info(
@@ -229,6 +232,13 @@ class CNNTuner(kt_compat.TunerHooks, keras_tuner.Tuner):
             self._run_trial_reporting(trial, *fit_args, **fit_kwargs)
             self.on_trial_end(trial)
         self.on_search_end()
+        if not kt_compat.is_worker(self):
+            self._log_end()
+
+    def _log_end(self):
+        """Say how the search ended; loudly when it ran fewer trials than asked for."""
+        summary = self.oracle.search_summary()
+        (logger.warning if summary.short else logger.info)("tune: %s", summary.describe())
 
     def _run_trial_reporting(self, trial, *fit_args, **fit_kwargs):
         # keras-tuner's `_try_run_and_update_trial`, except that a budget rejection gets a one-line message and no
@@ -281,6 +291,7 @@ class CNNTuner(kt_compat.TunerHooks, keras_tuner.Tuner):
             self._rejections[trial.trial_id] = message
             self._results[trial.trial_id] = {"params": params, "macs": macs}
             raise keras_tuner.errors.FailedTrialError(message)
+        self._announce(trial)  # a rejected candidate gets one line (its rejection), a trained one two
 
         initial_epoch = 0
         values = hp.values
@@ -340,6 +351,9 @@ class CNNTuner(kt_compat.TunerHooks, keras_tuner.Tuner):
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
         self._started[trial.trial_id] = time.perf_counter()
+
+    def _announce(self, trial):
+        """Report a trial as RUNNING to ``progress`` (once it is within the budget and trains)."""
         if self.progress is not None:
             self.progress(
                 TrialRecord(
