@@ -68,7 +68,7 @@ def test_summary_prints_layers_and_totals(capsys, tiny_registered):
 
 
 def test_summary_json_options(capsys, tiny_registered):
-    rc, out, _ = _run(capsys, "summary", TINY, "--json", "--classes", "7", "--input-shape", "8,8,3")
+    rc, out, _ = _run(capsys, "summary", TINY, "--json", "--classes", "7", "--image-size", "8,8,3")
     assert rc == 0
     d = json.loads(out)
     assert d["total_macs"] == _tiny_macs(hw=8, classes=7)
@@ -104,8 +104,6 @@ def test_summary_stages_and_compact(capsys, tiny_registered):
     "argv, needle",
     [
         (["summary", "no_such_net"], "MODEL"),
-        (["summary", TINY, "--input-shape", "8,8"], "--input-shape"),
-        (["summary", TINY, "--input-shape", "a,b,c"], "--input-shape"),
         (["summary", TINY, "--classes", "0"], "--classes"),
         (["summary", TINY + "_noaux", "--aux-logits"], "--aux-logits"),
     ],
@@ -143,14 +141,14 @@ def test_cost_default_reproduces_spec5(capsys, tmp_path):
 
 
 def test_cost_second_example_json(capsys):
-    rc, out, _ = _run(capsys, "cost", "--input-shape", "14,14,480", "--filters", "48", "--json")
+    rc, out, _ = _run(capsys, "cost", "--image-size", "14,14,480", "--filters", "48", "--json")
     assert rc == 0
     rows = {r["key"]: r for r in json.loads(out)["rows"]}
     assert rows["plain"]["macs"] == 112_896_000 and rows["bottleneck"]["macs"] == 5_268_480
 
 
 def test_cost_without_bottleneck_and_3x3(capsys):
-    rc, out, _ = _run(capsys, "cost", "--input-shape", "17,17,64", "--filters", "64", "--kernel-size", "3",
+    rc, out, _ = _run(capsys, "cost", "--image-size", "17,17,64", "--filters", "64", "--kernel-size", "3",
                       "--bottleneck", "0", "--json")
     assert rc == 0
     rows = {r["key"]: r for r in json.loads(out)["rows"]}
@@ -162,7 +160,7 @@ def test_cost_without_bottleneck_and_3x3(capsys):
 @pytest.mark.parametrize(
     "argv, needle",
     [
-        (["cost", "--input-shape", "28,28"], "--input-shape"),
+        (["cost", "--image-size", "28,28"], "--image-size"),
         (["cost", "--kernel-size", "1"], "--kernel-size"),
         (["cost", "--filters", "0"], "--filters"),
         (["cost", "--bottleneck", "-1"], "--bottleneck"),
@@ -230,3 +228,31 @@ def test_list_unknown_family_exits_2(capsys, tiny_registered):
     rc, _, err = _run(capsys, "list", "--family", "nope")
     assert rc == 2 and "--family" in err and "tinyfam" in err
 
+
+
+@pytest.mark.parametrize("command", ["summary", "cost"])
+@pytest.mark.parametrize("value", ["a,b,c", "0,28,3", "1,2,3,4"])
+def test_bad_image_size_is_refused_by_the_parser(capsys, command, value):
+    argv = [command, *([TINY] if command == "summary" else []), "--image-size", value]
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    assert stop.value.code == 2
+    assert "argument --image-size: must be N (square), H,W or H,W,C" in capsys.readouterr().err
+
+
+def test_summary_and_cost_take_image_size_like_every_command(capsys, tiny_registered):
+    # --image-size as in train/tune/transfer; --input-shape still works, hidden, with a notice.
+    rc, out, err = _run(capsys, "summary", TINY, "--json", "--image-size", "8")
+    assert rc == 0, err
+    square = json.loads(out)
+    rc, out, err = _run(capsys, "summary", TINY, "--json", "--input-shape", "8,8")
+    assert rc == 0 and json.loads(out) == square
+    assert err == "keras-cnn summary: --input-shape is deprecated; use --image-size\n"
+    rc, out, err = _run(capsys, "cost", "--input-shape", "14,14,480", "--filters", "48", "--json")
+    assert rc == 0 and "--input-shape is deprecated" in err
+    assert {r["key"]: r for r in json.loads(out)["rows"]}["plain"]["macs"] == 112_896_000
+    for command in ("summary", "cost"):
+        with pytest.raises(SystemExit):
+            cli.build_parser().parse_args([command, "--help"])
+        text = capsys.readouterr().out
+        assert "--image-size" in text and "--input-shape" not in text

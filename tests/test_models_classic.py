@@ -260,3 +260,17 @@ def test_registry_entries_and_feature_taps(name, family, preprocessing, twin, ch
     assert all(min(o.shape[1:3]) >= 1 for o in outs)
     with pytest.raises(ValueError, match="input_shape"):
         build_model(name, include_top=False, input_shape=(size - 1, size - 1, channels))
+
+
+def test_alexnet_description_says_what_the_default_build_has():
+    # `keras-cnn list` shows the spec's description: it must not promise LRN the default build lacks.
+    import inspect
+
+    description = get_model_entry("alexnet").description
+    assert inspect.signature(AlexNet).parameters["lrn"].default is False
+    assert "local response normalisation off (lrn=True adds it)" in description
+    model = AlexNet(input_shape=(67, 67, 3), classes=3, width_multiplier=0.0625)
+    assert not [layer for layer in model.layers if isinstance(layer, LocalResponseNormalization)]
+    assert [layer.name for layer in AlexNet(input_shape=(67, 67, 3), classes=3, width_multiplier=0.0625,
+                                            lrn=True).layers if isinstance(layer, LocalResponseNormalization)] == [
+        "conv1_lrn", "conv2_lrn"]

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
+
+from keras_cnn.commands._args import image_size
+from keras_cnn.commands._errors import set_flag_names
 
 
 def register(subparsers):
@@ -16,8 +21,10 @@ def register(subparsers):
         ),
     )
     parser.add_argument("model", metavar="MODEL", help="registered model name, e.g. lenet5, resnet50")
-    parser.add_argument("--input-shape", metavar="H,W,C", default=None,
-                        help="input shape, e.g. 224,224,3 (default: the model's default size)")
+    parser.add_argument("--image-size", default=None, type=image_size, metavar="SIZE",
+                        help="input size: N (square), H,W or H,W,C, e.g. 224 or 224,224,3 (default: the model's "
+                             "default size; C: the model's channels)")
+    parser.add_argument("--input-shape", default=None, type=image_size, help=argparse.SUPPRESS)  # deprecated alias
     top = parser.add_mutually_exclusive_group()
     top.add_argument("--include-top", dest="include_top", action="store_true", default=True,
                      help="with the classifier (default)")
@@ -30,11 +37,12 @@ def register(subparsers):
                         help="leave out layers without parameters or MACs (activations, pooling, ...)")
     parser.add_argument("--json", action="store_true", help="print the profile as JSON")
     parser.set_defaults(func=run)
+    set_flag_names(parser, {"model": "MODEL", "input_shape": "--image-size"})
     return parser
 
 
 def run(args):
-    from keras_cnn._validation import check_positive_int, parse_shape
+    from keras_cnn._validation import check_positive_int
     from keras_cnn.analysis import profile
     from keras_cnn.models import build_model, get_model_spec, list_models
 
@@ -43,8 +51,12 @@ def run(args):
         raise ValueError(f"Unknown model: `MODEL` must be one of {known}. Received: MODEL={args.model!r}")
     entry = get_model_spec(args.model)
     kwargs = {"include_top": args.include_top}
+    size = args.image_size
     if args.input_shape is not None:
-        kwargs["input_shape"] = parse_shape("--input-shape", args.input_shape)
+        print("keras-cnn summary: --input-shape is deprecated; use --image-size", file=sys.stderr)
+        size = size or args.input_shape
+    if size is not None:
+        kwargs["input_shape"] = (*size[:2], size[2] if len(size) == 3 else entry.channels)
     elif not args.include_top:
         # Without a top the builders leave H and W open; profile at the default size.
         kwargs["input_shape"] = (entry.default_size, entry.default_size, entry.channels)

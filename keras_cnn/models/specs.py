@@ -266,7 +266,7 @@ _ZOO = (
                 "conv3": "conv3", "conv4": "conv4", "conv5": "conv5", "pool5": "pool5"},
         num_params=62_378_344, trainable_params=62_378_344,
         paper="Krizhevsky et al., ImageNet Classification with Deep Convolutional Neural Networks, NIPS 2012, section 3.5",
-        description="AlexNet, single stream, 227x227, ReLU, local response normalisation, dropout.",
+        description="AlexNet, single stream, 227x227, ReLU, dropout; local response normalisation off (lrn=True adds it).",
     ),
     ModelSpec(
         name="vgg16", family="vgg", builder_path="keras_cnn.models.vgg:VGG16Custom",
