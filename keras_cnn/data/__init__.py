@@ -15,10 +15,11 @@ from keras_cnn.data.augment import (
     describe_placement,
     parse_augment_spec,
 )
-from keras_cnn.data.loaders import DataBundle, load_data
+from keras_cnn.data.loaders import DataBundle, DataOptions, load_data
 
 __all__ = [
     "DataBundle",
+    "DataOptions",
     "augment",
     "build_augmenter",
     "compute_pca_stats",

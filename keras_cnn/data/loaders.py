@@ -27,7 +27,7 @@ import numpy as np
 
 from keras_cnn._validation import check_choice, check_fraction, check_positive_int
 
-__all__ = ["DataBundle", "load_data"]
+__all__ = ["DataBundle", "DataOptions", "load_data"]
 
 #: Digit class names of the embedded default source.
 DIGIT_CLASSES = [str(i) for i in range(10)]
@@ -253,22 +253,62 @@ def _check_fractions(validation_split, test_split):
 
 
 # --------------------------------------------------------------------------------------- public
-def load_data(
-    source="digits",
-    *,
-    image_size=None,
-    channels=None,
-    batch_size=32,
-    validation_split=0.1,
-    test_split=0.2,
-    seed=0,
-    shuffle=True,
-    cache=True,
-    data_dir=None,
-    on_corrupt="skip",
-    max_examples=None,
-    download=True,
-):
+@dataclass(frozen=True)
+class DataOptions:
+    """How `load_data` reads a source; every field is also a keyword of `load_data`.
+
+    Attributes:
+        image_size: output ``(height, width)`` (an int for a square, or "HxW"); None keeps the
+            source's size (digits 8x8; a folder or tfds set whose images differ in size needs it).
+            LeNet-5 wants 32.
+        channels: 1 or 3 (grayscale is repeated to RGB; RGB is converted to luma; alpha dropped);
+            None keeps the source's (digits 1; folders 3 if any image has colour).
+        batch_size: examples per batch. Default 32.
+        validation_split: fraction carved for validation when the source has none. Default 0.1;
+            0 for no validation split.
+        test_split: fraction carved for the (fixed) test split when the source has none.
+            Default 0.2; 0 for none.
+        seed: seed of the shuffling and of the carved validation split. Default 0.
+        shuffle: shuffle the training split every epoch. Default True.
+        cache: True (in memory where it fits), False, or a file-path prefix for an on-disk cache.
+        data_dir: tensorflow-datasets data directory. Default None (tfds' default).
+        on_corrupt: "skip" (count and drop unreadable images) or "error". Default "skip".
+        max_examples: read at most this many examples from each split of the source (a fixed
+            stratified subsample for digits and folders, the first ones for tfds), before
+            validation/test are carved; for quick runs. Default None (all).
+        download: for "tfds:NAME", download and prepare a dataset that ``data_dir`` lacks
+            (default True); False reads only what is prepared (an error otherwise).
+    """
+
+    image_size: object = None
+    channels: int | None = None
+    batch_size: int = 32
+    validation_split: float = 0.1
+    test_split: float = 0.2
+    seed: int = 0
+    shuffle: bool = True
+    cache: object = True
+    data_dir: object = None
+    on_corrupt: str = "skip"
+    max_examples: int | None = None
+    download: bool = True
+
+
+def _data_options(options, fields):
+    """``options`` (a `DataOptions` or None) with the keyword ``fields`` applied."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(DataOptions)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise TypeError(f"load_data() got an unexpected keyword argument {unknown[0]!r}; "
+                        f"its options are: {', '.join(sorted(known))}")
+    if options is not None and not isinstance(options, DataOptions):
+        raise ValueError(f"`options` must be a DataOptions or None. Received: options={options!r}")
+    return dataclasses.replace(options or DataOptions(), **fields)
+
+
+def load_data(source="digits", options=None, **fields):
     """Load a dataset as batched ``tf.data`` pipelines of raw pixels.
 
     The data side of the lectures' classic networks; LeNet-5's digits (LeCun et al., 1998) are the
@@ -296,26 +336,9 @@ def load_data(
 
     Args:
         source: see above. Default "digits".
-        image_size: output ``(height, width)`` (an int for a square, or "HxW"); None keeps the
-            source's size (digits 8x8; a folder or tfds set whose images differ in size needs it).
-            LeNet-5 wants 32.
-        channels: 1 or 3 (grayscale is repeated to RGB; RGB is converted to luma; alpha dropped);
-            None keeps the source's (digits 1; folders 3 if any image has colour).
-        batch_size: examples per batch. Default 32.
-        validation_split: fraction carved for validation when the source has none. Default 0.1;
-            0 for no validation split.
-        test_split: fraction carved for the (fixed) test split when the source has none.
-            Default 0.2; 0 for none.
-        seed: seed of the shuffling and of the carved validation split. Default 0.
-        shuffle: shuffle the training split every epoch. Default True.
-        cache: True (in memory where it fits), False, or a file-path prefix for an on-disk cache.
-        data_dir: tensorflow-datasets data directory. Default None (tfds' default).
-        on_corrupt: "skip" (count and drop unreadable images) or "error". Default "skip".
-        max_examples: read at most this many examples from each split of the source (a fixed
-            stratified subsample for digits and folders, the first ones for tfds), before
-            validation/test are carved; for quick runs. Default None (all).
-        download: for "tfds:NAME", download and prepare a dataset that ``data_dir`` lacks
-            (default True); False reads only what is prepared (an error otherwise).
+        options: a `DataOptions` (None: the defaults).
+        **fields: any `DataOptions` field by keyword (``image_size=32, batch_size=64, ...``),
+            applied over ``options``; each is documented there.
 
     Returns:
         `DataBundle`.
@@ -338,21 +361,24 @@ def load_data(
         raise ValueError(
             f"`source` must be 'digits', 'tfds:NAME' or a directory path. Received: source={source!r}"
         )
-    image_size = _check_image_size(image_size)
-    channels = check_choice("channels", channels, (None, 1, 3))
+    opts = _data_options(options, fields)
+    image_size = _check_image_size(opts.image_size)
+    channels = check_choice("channels", opts.channels, (None, 1, 3))
+    batch_size, seed, shuffle, cache, max_examples = (opts.batch_size, opts.seed, opts.shuffle, opts.cache,
+                                                       opts.max_examples)
     check_positive_int("batch_size", batch_size)
-    validation_split, test_split = _check_fractions(validation_split, test_split)
+    validation_split, test_split = _check_fractions(opts.validation_split, opts.test_split)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"`seed` must be an int. Received: seed={seed!r}")
     if not isinstance(shuffle, bool):
         raise ValueError(f"`shuffle` must be a bool. Received: shuffle={shuffle!r}")
     if not (isinstance(cache, bool) or isinstance(cache, (str, os.PathLike))):
         raise ValueError(f"`cache` must be a bool or a file-path prefix. Received: cache={cache!r}")
-    check_choice("on_corrupt", on_corrupt, ("skip", "error"))
+    check_choice("on_corrupt", opts.on_corrupt, ("skip", "error"))
     if max_examples is not None:
         check_positive_int("max_examples", max_examples)
-    if not isinstance(download, bool):
-        raise ValueError(f"`download` must be a bool. Received: download={download!r}")
+    if not isinstance(opts.download, bool):
+        raise ValueError(f"`download` must be a bool. Received: download={opts.download!r}")
     options = dict(
         image_size=image_size,
         channels=channels,
@@ -370,9 +396,9 @@ def load_data(
         name = source[len("tfds:"):].strip()
         if not name:
             raise ValueError(f"`source` 'tfds:NAME' needs a dataset name, e.g. 'tfds:mnist'. Received: source={source!r}")
-        return _load_tfds(source, name, data_dir=data_dir, download=download, **options)
+        return _load_tfds(source, name, data_dir=opts.data_dir, download=opts.download, **options)
     if os.path.isdir(source):
-        return _load_directory(source, on_corrupt=on_corrupt, **options)
+        return _load_directory(source, on_corrupt=opts.on_corrupt, **options)
     if os.path.exists(source):
         raise FileNotFoundError(f"`source` must be a directory of images, not a file. Received: source={source!r}")
     looks_like_path = os.sep in source or "/" in source or source.startswith((".", "~"))
@@ -643,25 +669,8 @@ def _prepared_builder(source, name, data_dir, download):
     return builder
 
 
-def _load_tfds(
-    source, name, *, data_dir, download, image_size, channels, batch_size, validation_split, test_split, seed,
-    shuffle, cache, max_examples,
-):
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
-
-    builder = _prepared_builder(source, name, data_dir, download)
-    common = dict(data_dir=data_dir, as_supervised=True, with_info=True, download=False)
-    try:
-        _, info = tfds.load(name, split="train", **common)
-    except AssertionError as error:  # tfds: "Dataset ... not found in data_dir" with download=False
-        raise _not_prepared(source, name, data_dir, builder) from error
-    except (KeyError, ValueError) as error:
-        raise ValueError(
-            f"`source` {source!r}: tensorflow-datasets could not load a 'train' split with as_supervised=True "
-            f"({type(error).__name__}: {error}). Received: source={source!r}"
-        ) from error
-
+def _tfds_features(source, info, image_size, channels):
+    """The class names and ``(H, W, C)`` of a tfds image-classification dataset (refused otherwise)."""
     supervised = info.supervised_keys or ("image", "label")
     image_key, label_key = supervised[0], supervised[1]
     label_feature = info.features[label_key] if label_key in info.features else None
@@ -681,8 +690,11 @@ def _load_tfds(
         image_size = (int(native[0]), int(native[1]))
     if channels is None:
         channels = int(native[2]) if native[2] in (1, 3) else 3
-    image_shape = (*image_size, channels)
+    return list(names), (*image_size, channels)
 
+
+def _tfds_plan(source, info, validation_split, test_split, max_examples):
+    """``{split: (tfds read instruction, examples)}``: the source's splits, the missing ones carved."""
     # Plan the splits as tfds read instructions (absolute example ranges are deterministic).
     available = set(info.splits.keys()) or {"train", "test"}  # no split metadata (e.g. mock data)
     n_train = _tfds_counts(info, "train")
@@ -720,6 +732,30 @@ def _load_tfds(
                 f"Received: validation_split={validation_split!r}, test_split={test_split!r}"
             )
         plan["train"] = ("train" if (start, end) == (0, n_train) else f"train[{start}:{end}]", end - start)
+    return plan
+
+
+def _load_tfds(source, name, *, data_dir, download, **options):
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    seed, shuffle, batch_size, cache = (options[k] for k in ("seed", "shuffle", "batch_size", "cache"))
+
+    builder = _prepared_builder(source, name, data_dir, download)
+    common = dict(data_dir=data_dir, as_supervised=True, with_info=True, download=False)
+    try:
+        _, info = tfds.load(name, split="train", **common)
+    except AssertionError as error:  # tfds: "Dataset ... not found in data_dir" with download=False
+        raise _not_prepared(source, name, data_dir, builder) from error
+    except (KeyError, ValueError) as error:
+        raise ValueError(
+            f"`source` {source!r}: tensorflow-datasets could not load a 'train' split with as_supervised=True "
+            f"({type(error).__name__}: {error}). Received: source={source!r}"
+        ) from error
+
+    names, image_shape = _tfds_features(source, info, options["image_size"], options["channels"])
+    image_size, channels = image_shape[:2], image_shape[2]
+    plan = _tfds_plan(source, info, options["validation_split"], options["test_split"], options["max_examples"])
 
     def convert(image, label):
         image = _to_channels(tf.cast(image, tf.float32), channels)
@@ -761,7 +797,7 @@ def _load_tfds(
         train=datasets["train"],
         val=datasets["val"],
         test=datasets["test"],
-        class_names=list(names),
+        class_names=names,
         image_shape=image_shape,
         num_train=counts["train"],
         num_val=counts["val"],
