@@ -416,7 +416,7 @@ def test_cli_export(tmp_path, capsys):
     assert "graph: plain (--no-optimize)" in capsys.readouterr().out
     assert read_metadata(base / "clinet" / "2")["optimized"] is None
     assert cli.main(["export", str(tmp_path / "nope.keras")]) == 2
-    assert "keras-cnn export: error: `model` must be an existing file" in capsys.readouterr().err
+    assert "keras-cnn export: error: `MODEL_FILE` must be an existing file" in capsys.readouterr().err
 
 
 def test_metadata_records_the_network_identity(tmp_path):
