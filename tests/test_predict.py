@@ -166,8 +166,8 @@ def test_cli_local(setup, capsys):
         (["IMG", "--server", "http://x:1"], "`--model` must name the served model"),
         (["IMG", "--server", "http://x:1", "--grpc", "x:1", "--model", "m"], "one of `--server`"),
         (["IMG", "--saved-model", "SM", "--top-k", "0"], "`--top-k`"),
-        (["IMG", "--saved-model", "NOWHERE"], "`saved_model` must be an existing directory"),
-        (["IMG", "--model", "NOWHERE.keras"], "`model` must be an existing file"),
+        (["IMG", "--saved-model", "NOWHERE"], "`--saved-model` must be an existing directory"),
+        (["IMG", "--model", "NOWHERE.keras"], "`--model` must be an existing file"),
     ],
 )
 def test_cli_bad_usage_exits_2(setup, capsys, argv, message):
