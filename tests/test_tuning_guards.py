@@ -26,6 +26,7 @@ def test_majority_rate_of_a_dataset():
     assert majority_rate(ds) == pytest.approx(5 / 8)
 
 
+@pytest.mark.slow
 def test_smallest_candidate_is_the_cheapest_of_the_whole_space():
     space = dict(blocks=(2, 1), convs_per_block=(2, 1), base_widths=(8, 4), fc_units=(16, 8), batch_norm=(True, False))
     hypermodel = get_hypermodel("vgg", (8, 8, 1), 10, **space)
