@@ -139,6 +139,7 @@ def test_records_are_consistent():
 # Equality with keras-hub's timm converter.
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("network, size", [("resnet18", 64), ("resnet34", 64), ("resnet50", 64), ("vgg16", 32),
                                            ("vgg19", 32)])
 def test_backbone_features_equal_keras_hub(tmp_path, network, size):
@@ -149,6 +150,7 @@ def test_backbone_features_equal_keras_hub(tmp_path, network, size):
     _assert_close(model(x, training=False), peer(x, training=False))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("network", ["resnet18", "resnet34", "resnet50"])
 def test_resnet_logits_equal_keras_hub(tmp_path, network):
     folder = _timm_folder(tmp_path, network)
@@ -260,6 +262,7 @@ def _leaf(model, name):
     return next(layer for _, layer in W.weighted_leaves(model) if layer.name == name)
 
 
+@pytest.mark.slow
 def test_inception_v3_file_loads_into_the_torchvision_layout(tmp_path):
     from keras_cnn.weights import expected_preprocessing
 
@@ -294,6 +297,7 @@ def test_inception_v3_file_loads_into_the_torchvision_layout(tmp_path):
                           hwio("Mixed_7c.branch_pool.conv.weight"))
 
 
+@pytest.mark.slow
 def test_inception_v3_weights_need_the_torchvision_layout(tmp_path, monkeypatch):
     monkeypatch.setattr(TW, "get_timm_file", _no_download)
     with pytest.raises(ValueError, match=r"'timm:inception_v3.tv_in1k' do not fit.*gamma.*keras_layout=False"):
@@ -308,6 +312,7 @@ def test_inception_v3_weights_need_the_torchvision_layout(tmp_path, monkeypatch)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # nothing written
 
 
+@pytest.mark.slow
 def test_inception_v3_auxiliary_head_needs_a_file_with_one(tmp_path, monkeypatch):
     monkeypatch.setattr(TW, "get_timm_file", _no_download)
     with pytest.raises(ValueError, match=r"'timm:inception_v3.tf_in1k' have no auxiliary head.*aux_logits=False"
@@ -356,6 +361,7 @@ def test_offline_without_the_file_is_a_clear_error(tmp_path, monkeypatch):
         _ours("resnet50", include_top=False, weights="timm:resnet50.a1_in1k", input_shape=(64, 64, 3))
 
 
+@pytest.mark.slow
 def test_offline_from_the_hf_cache(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
@@ -392,6 +398,7 @@ def test_offline_from_the_hf_cache(tmp_path, monkeypatch):
         assert np.array_equal(bn.gamma.numpy(), tensors["layer4.2.bn2.weight"])
 
 
+@pytest.mark.slow
 def test_imagenet_default_and_preprocessing_per_layout(tmp_path):
     from keras_cnn.models._common import resolve_weights_name
     from keras_cnn.weights import expected_preprocessing

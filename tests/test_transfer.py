@@ -122,6 +122,7 @@ def test_frozen_bn_runs_in_inference_mode_during_fit():
     np.testing.assert_allclose(np.asarray(bn(z, training=True)), np.asarray(bn(z, training=False)))
 
 
+@pytest.mark.slow
 def test_two_phase_schedule_learning_rates():
     log = LRLog()
     result = T.fine_tune(tiny_base(), data(), "large", head_lr=2e-3, callbacks=[log], **FIT)
@@ -227,6 +228,7 @@ def test_feature_model_strips_the_classifier():
         T.feature_model(flat, layer="nope")
 
 
+@pytest.mark.slow
 def test_cli_transfer_from_a_keras_file(tmp_path, capsys):
     from keras_cnn import cli
     from keras_cnn.training import build_network

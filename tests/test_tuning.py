@@ -251,6 +251,7 @@ def test_real_crashes_still_abort_and_rejections_do_not_reset_the_count(tmp_path
     assert hm.fitted == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("max_rejected, expected", [(None, ["big1", "ok1", "big2", "ok2"]), (2, ["big1", "ok1", "big2"])])
 def test_rejections_do_not_use_up_max_trials_up_to_max_rejected(tmp_path, max_rejected, expected):
     hm = TinyHyperModel(["big1", "ok1", "big2", "ok2", "ok3"])
@@ -303,6 +304,7 @@ def test_search_space_protobufs_print_nothing(tmp_path, capsys):
     assert capsys.readouterr().out == ""
 
 
+@pytest.mark.slow
 def test_completed_trials_report_params_macs_and_best(tmp_path):
     hm = TinyHyperModel(["ok1", "ok2", "big"], scores={"ok1": 0.4, "ok2": 0.9})
     t = _tuner(hm, tmp_path, max_trials=3, budget=Budget(max_params=100))

@@ -51,6 +51,7 @@ def test_floor_is_compared_in_correct_examples_not_floats():
     assert accuracy_floor(val, 0.1).needed == 7  # 0.1 * 60 is 6.000000000000001 or 5.999...: 6 either way
 
 
+@pytest.mark.slow
 def test_smallest_candidate_is_the_cheapest_of_the_whole_space():
     space = dict(blocks=(2, 1), convs_per_block=(2, 1), base_widths=(8, 4), fc_units=(16, 8), batch_norm=(True, False))
     hypermodel = get_hypermodel("vgg", (8, 8, 1), 10, **space)

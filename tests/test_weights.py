@@ -157,6 +157,7 @@ def _check_twin(name, tmp_path):
     assert_same_function(ref_notop, ours_notop(x))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vgg16", "vgg19", "resnet50", "inception_v3"])
 def test_twin_computes_keras_function(name, tmp_path):
     _check_twin(name, tmp_path)

@@ -39,22 +39,14 @@ def register(subparsers):
     parser.add_argument("--top-k", type=int, default=5, help="classes per image (default 5)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server (default 30)")
     parser.add_argument("--json", action="store_true", help="print the predictions as JSON")
-    parser.set_defaults(func=run, precheck=_check_server)
+    parser.set_defaults(func=run, precheck=_check_before_tensorflow)
     set_flag_names(parser)
     return parser
 
 
-def _check_server(args):
-    """Before TensorFlow loads: a dead ``--server`` is said at once."""
-    if args.server:
-        from keras_cnn.commands._args import reachable_server
-
-        reachable_server(args.server, timeout=min(args.timeout, 5.0))
-
-
-def _predict(args):
+def _check_before_tensorflow(args):
+    """The argument checks that need no model, then whether ``--server`` answers: said at once."""
     from keras_cnn._validation import check_positive_int
-    from keras_cnn.export import client
 
     check_positive_int("--top-k", args.top_k)
     remote = [flag for flag, value in (("--server", args.server), ("--grpc", args.grpc)) if value]
@@ -68,6 +60,18 @@ def _predict(args):
             raise ValueError(f"`--model` must name the served model with {remote[0]}. Received: --model=None")
         if not args.timeout > 0:
             raise ValueError(f"`--timeout` must be a positive number. Received: --timeout={args.timeout!r}")
+    if args.server:
+        from keras_cnn.commands._args import reachable_server
+
+        reachable_server(args.server, timeout=min(args.timeout, 5.0))
+
+
+def _predict(args):
+    """After `_check_before_tensorflow` (cli.main runs it as the command's ``precheck``)."""
+    from keras_cnn.export import client
+
+    remote = [flag for flag, value in (("--server", args.server), ("--grpc", args.grpc)) if value]
+    if remote:
         kwargs = dict(version=args.version, top_k=args.top_k, timeout=args.timeout)
         if args.signature:
             kwargs["signature"] = args.signature
