@@ -266,7 +266,7 @@ def test_alexnet_description_says_what_the_default_build_has():
     # `keras-cnn list` shows the spec's description: it must not promise LRN the default build lacks.
     import inspect
 
-    description = get_model_entry("alexnet").description
+    description = get_model_spec("alexnet").description
     assert inspect.signature(AlexNet).parameters["lrn"].default is False
     assert "local response normalisation off (lrn=True adds it)" in description
     model = AlexNet(input_shape=(67, 67, 3), classes=3, width_multiplier=0.0625)

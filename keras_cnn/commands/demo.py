@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from keras_cnn.commands._errors import set_flag_names
-from keras_cnn.commands.train import library_lines, print_result, verbosity
+from keras_cnn.commands.train import print_result, verbosity
 
 
 def register(subparsers):
@@ -39,12 +39,11 @@ def run(args):
     from keras_cnn.training.demo import DEMO_TARGET_ACCURACY, run_demo
 
     start = time.perf_counter()
-    with library_lines():
-        result = run_demo(
-            args.out, epochs=args.epochs, export=not args.no_export, export_dir=args.export_dir,
-            export_name=args.export_name, seed=args.seed, resume=not args.no_resume, verbose=verbosity(args),
-            keep_checkpoints=args.keep_checkpoints,
-        )
+    result = run_demo(
+        args.out, epochs=args.epochs, export=not args.no_export, export_dir=args.export_dir,
+        export_name=args.export_name, seed=args.seed, resume=not args.no_resume, verbose=verbosity(args),
+        keep_checkpoints=args.keep_checkpoints,
+    )
     print_result(result)
     accuracy = result.metrics["accuracy"]
     verdict = "reached" if accuracy >= DEMO_TARGET_ACCURACY else "did NOT reach"

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import sys
 
 from keras_cnn.commands._args import IMAGE_SIZE_FORMS, check_image_channels, image_size, positive_int, registered_model
 from keras_cnn.commands._errors import set_flag_names
@@ -25,39 +22,6 @@ def parse_key_values(arg, items):
         except ValueError:
             out[key] = value
     return out
-
-
-class _StdoutHandler(logging.StreamHandler):
-    """A handler writing to whatever ``sys.stdout`` is when a line is logged (a redirect, a capture)."""
-
-    @property
-    def stream(self):
-        return sys.stdout
-
-    @stream.setter
-    def stream(self, value):
-        pass
-
-
-@contextlib.contextmanager
-def library_lines():
-    """Show the ``keras_cnn`` logger's INFO lines (resuming, finished, skipped files, ...) on stdout
-    for the length of a command, unless a handler is attached to that logger already."""
-    logger = logging.getLogger("keras_cnn")
-    if any(not isinstance(h, logging.NullHandler) for h in logger.handlers):
-        yield
-        return
-    handler = _StdoutHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    level = logger.level
-    logger.addHandler(handler)
-    if level == logging.NOTSET or level > logging.INFO:
-        logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def add_common_arguments(parser):
@@ -177,7 +141,6 @@ def run(args):
         model_kwargs=parse_key_values("--model-arg", args.model_arg) or None, strategy=args.strategy,
         keep_checkpoints=args.keep_checkpoints, cluster_timeout=args.cluster_timeout,
     )
-    with library_lines():
-        result = train(config)
+    result = train(config)
     print_result(result)
     return 0

@@ -106,7 +106,6 @@ def _model_args(args):
 
 
 def run(args):
-    from keras_cnn.commands.train import library_lines
     from keras_cnn.training.transfer import TransferConfig, run_transfer
 
     config = TransferConfig(
@@ -117,8 +116,7 @@ def run(args):
         max_examples=args.max_examples, seed=args.seed, out_dir=args.out,
         resume=not (args.no_resume or args.overwrite), keep_checkpoints=args.keep_checkpoints,
     )
-    with library_lines():
-        result = run_transfer(config)
+    result = run_transfer(config)
     metrics = result.metrics
     if result.status == "finished":
         print("stored result of the finished run (--no-resume trains again):")

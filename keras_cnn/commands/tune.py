@@ -163,7 +163,6 @@ def _print_progress(record):
 
 
 def run(args):
-    from keras_cnn.commands.train import library_lines
     from keras_cnn.tuning import TuneConfig, tune
     from keras_cnn.tuning.ray_search import tune_on_ray
 
@@ -182,8 +181,7 @@ def run(args):
         floor=args.floor, export_below_floor=args.export_below_floor,
         max_rejected=args.max_rejected,
     )
-    with library_lines():
-        result = tune(config)
+    result = tune(config)
     if result.role == "worker":
         done = [r for r in result.trials if r.status != "RUNNING"]
         if args.json:

@@ -42,7 +42,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import math
 import os
 import platform
 import re
