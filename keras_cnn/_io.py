@@ -121,8 +121,9 @@ def load_keras_model(path, *, arg, compile=False, **kwargs):
 
     if os.path.isfile(path) and str(path).endswith(".keras") and not zipfile.is_zipfile(path):
         raise ValueError(
-            f"`{arg}` is not a complete .keras archive (truncated or corrupt: not a zip file of "
-            f"{os.path.getsize(path)} bytes); save or copy the model again. Received: {arg}={str(path)!r}"
+            f"`{arg}` could not be loaded as a Keras model (not a complete .keras archive: truncated or "
+            f"corrupt, not a zip file of {os.path.getsize(path)} bytes); save or copy the model again. "
+            f"Received: {arg}={str(path)!r}"
         )
     try:
         return keras.saving.load_model(path, compile=compile, **kwargs)

@@ -29,7 +29,7 @@ def files(tmp_path_factory):
 
 
 def test_a_truncated_keras_file_is_called_so_not_missing(files):
-    with pytest.raises(ValueError, match=r"`filepath` is not a complete \.keras archive \(truncated") as info:
+    with pytest.raises(ValueError, match=r"`filepath` could not be loaded as a Keras model \(not a complete \.keras archive: truncated") as info:
         keras_cnn.load_model(files["truncated"])
     assert "File not found" not in str(info.value)
 
@@ -41,7 +41,8 @@ def test_a_truncated_keras_file_is_called_so_not_missing(files):
 def test_a_truncated_keras_file_on_the_cli_names_the_flag(files, capsys, argv, flag):
     assert cli.main([a.format(**files) for a in argv]) == 2
     err = capsys.readouterr().err
-    assert f"`{flag}` is not a complete .keras archive" in err and f"Received: {flag}=" in err
+    assert f"`{flag}` could not be loaded as a Keras model (not a complete .keras archive" in err
+    assert f"Received: {flag}=" in err
     assert "File not found" not in err and "`model`" not in err and "model=" not in err.replace(f"{flag}=", "")
 
 
