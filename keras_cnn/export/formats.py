@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_cnn._io import atomic_dir, atomic_write_json, atomic_write_text
+from keras_cnn._io import atomic_dir, atomic_write_json, atomic_write_text, usual_permissions
 from keras_cnn._validation import check_choice, check_existing_path, check_positive_int
 from keras_cnn.export import litert, onnx
 from keras_cnn.export._deps import require, version
@@ -43,7 +43,6 @@ from keras_cnn.export.saved_model import (
     METADATA_FILE,
     _input_size,
     _json_safe,
-    _make_readable,
     _network_identity,
     _package_versions,
     _preprocessing_mode,
@@ -244,7 +243,7 @@ def export_model(model, path, format="saved_model", quantize="none", *, options=
         (tmp / module.MODEL_FILE).write_bytes(content)
         atomic_write_text(tmp / LABELS_FILE, "\n".join(names) + "\n")
         atomic_write_json(tmp / METADATA_FILE, info)
-        _make_readable(tmp)
+        usual_permissions(tmp)
     return ExportResult(target, target / module.MODEL_FILE, format, quantize, info)
 
 
