@@ -110,8 +110,12 @@ def cluster_info(tf_config=None):
                     f'TF_CONFIG["cluster"]["{kind}"][{index}] is {whose} and must be "host:port" with a port '
                     f"1..65535. Received: {address!r} in TF_CONFIG={tf_config!r}"
                 )
-    chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and not cluster.get("chief"))
-    return WorkerInfo(task_type, int(task_id), num_workers, chief)
+    return WorkerInfo(task_type, int(task_id), num_workers, is_chief_task(cluster, task_type, task_id))
+
+
+def is_chief_task(cluster, task_type, task_id):
+    """The chief of a ``{task type: [addresses]}`` cluster: its "chief" task, else worker 0."""
+    return task_type == "chief" or (task_type == "worker" and task_id == 0 and not cluster.get("chief"))
 
 
 def split_address(address):

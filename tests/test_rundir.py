@@ -143,3 +143,25 @@ def test_legacy_config_without_a_fingerprint_is_refused(tmp_path):
     (tmp_path / "run" / "config.json").write_text('{"model": "lenet5"}')
     with pytest.raises(ValueError, match="without a run fingerprint"):
         rundir.inspect_run_dir(tmp_path / "run", {"model": "lenet5"}, resume=True)
+
+
+def test_a_truncated_checkpoint_is_named_with_the_way_out(tmp_path):
+    # BackupAndRestore restores checkpoints/latest.weights.h5; h5py's own error on a truncated file
+    # ("Unable to synchronously open file") names neither the file nor what to do.
+    import h5py
+    import numpy as np
+
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    (ckpt / "training_metadata.json").write_text(json.dumps({"epoch": 2}))
+    with h5py.File(ckpt / "latest.weights.h5", "w") as f:
+        f["w"] = np.zeros(4096, "float32")
+    assert rundir.backup_epoch(tmp_path) == 2
+    data = (ckpt / "latest.weights.h5").read_bytes()
+    (ckpt / "latest.weights.h5").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError, match=r"latest\.weights\.h5.*truncated or corrupt.*resume=False") as info:
+        rundir.backup_epoch(tmp_path)
+    assert str(tmp_path) in str(info.value)
+    (ckpt / "latest.weights.h5").unlink()
+    with pytest.raises(ValueError, match="is missing"):
+        rundir.backup_epoch(tmp_path)

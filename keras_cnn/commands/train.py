@@ -123,14 +123,14 @@ def print_result(result):
 
 
 def run(args):
-    from keras_cnn.models import get_model_entry, list_models
+    from keras_cnn.models import get_model_spec, list_models
     from keras_cnn.training import RunConfig, train
     from keras_cnn.training.ray_engine import train_on_ray
 
     train = engine_function(args, train, train_on_ray)  # --engine ray: the same run on a Ray cluster
     size = args.image_size
     if size is not None and len(size) == 3 and args.model in list_models():
-        size = check_image_channels(size, get_model_entry(args.model).channels, args.model)
+        size = check_image_channels(size, get_model_spec(args.model).channels, args.model)
     config = RunConfig(
         model=args.model, data=args.data, epochs=args.epochs, batch_size=args.batch_size, augment=args.augment,
         augment_on=args.augment_on, image_size=size, out_dir=args.out,

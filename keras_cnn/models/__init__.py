@@ -9,7 +9,6 @@ import importlib
 from keras_cnn.models.registry import (
     ModelSpec,
     build_model,
-    get_model_entry,  # noqa: F401  (the training modules' name for get_model_spec)
     get_model_spec,
     get_weights_spec,
     list_models,

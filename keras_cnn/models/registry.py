@@ -48,11 +48,6 @@ def register_model(name, builder, **fields):
     return add_model_spec(ModelSpec(name=name, builder_path=path, **fields))
 
 
-def get_model_entry(name) -> ModelSpec:
-    """Former name of `get_model_spec`."""
-    return get_model_spec(name)
-
-
 def build_model(name, **kwargs):
     """Build the registered network ``name`` with keras.applications-style keyword arguments.
 

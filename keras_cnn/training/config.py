@@ -226,7 +226,7 @@ def check(cfg):
     Raises:
         ValueError: naming the argument, the value and what is accepted.
     """
-    from keras_cnn.models.registry import get_model_entry, list_models
+    from keras_cnn.models.registry import get_model_spec, list_models
 
     if not isinstance(cfg, RunConfig):
         raise TypeError(f"`config` must be a RunConfig. Received: {type(cfg).__name__}")
@@ -234,7 +234,7 @@ def check(cfg):
         raise ValueError(
             f"`model` must be a registered model name (see keras_cnn.list_models()). Received: model={cfg.model!r}"
         )
-    entry = get_model_entry(cfg.model)
+    entry = get_model_spec(cfg.model)
     recipe = _resolve_recipe(cfg.model, cfg.recipe, cfg.epochs, cfg.batch_size)
     _check_scalars(cfg)
     from keras_cnn.data.augment import resolve_augment_on

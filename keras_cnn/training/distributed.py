@@ -61,6 +61,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cnn._io import atomic_file
+from keras_cnn._tf_config import is_chief_task
 from keras_cnn._validation import check_choice
 from keras_cnn.training import pipeline
 from keras_cnn.training.config import RunConfig, TrainResult, build_config, check
@@ -106,9 +107,8 @@ __all__ = [
 
 def is_multi_worker_strategy(strategy):
     """True for a ``tf.distribute.MultiWorkerMirroredStrategy`` (which ``fit`` cannot use)."""
-    return isinstance(strategy, tf.distribute.experimental.MultiWorkerMirroredStrategy) or isinstance(
-        strategy, tf.distribute.MultiWorkerMirroredStrategy
-    )
+    return isinstance(strategy, (tf.distribute.MultiWorkerMirroredStrategy,
+                                 tf.distribute.experimental.MultiWorkerMirroredStrategy))
 
 
 def multi_worker_strategy(communication="auto", *, cluster_timeout=DEFAULT_CLUSTER_TIMEOUT):
@@ -181,8 +181,7 @@ def worker_info(strategy):
     if not spec or task_type is None:
         return WorkerInfo(None, 0, 1, True)
     num_workers = len(spec.get("worker", [])) + len(spec.get("chief", []))
-    chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in spec)
-    return WorkerInfo(task_type, int(task_id), num_workers, chief)
+    return WorkerInfo(task_type, int(task_id), num_workers, is_chief_task(spec, task_type, task_id))
 
 
 # --------------------------------------------------------------------------------------------
@@ -499,8 +498,7 @@ def _check_loop_options(cfg):
             "`strategy` must be 'multi_worker' or a tf.distribute.MultiWorkerMirroredStrategy. "
             f"Received: strategy={cfg.strategy!r}"
         )
-    check_choice("communication", cfg.communication, COMMUNICATIONS)
-    _check_timeout(cfg.cluster_timeout)
+    check_choice("communication", cfg.communication, COMMUNICATIONS)  # cluster_timeout: config.check
 
 
 def run_multi_worker(cfg):

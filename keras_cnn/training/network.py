@@ -12,7 +12,7 @@ import inspect
 import keras
 
 from keras_cnn.layers.preprocess import Preprocess
-from keras_cnn.models.registry import build_model, get_model_entry
+from keras_cnn.models.registry import build_model, get_model_spec
 
 MAIN_OUTPUT = "predictions"
 
@@ -81,7 +81,7 @@ def check_model_kwargs(name, model_kwargs):
             raise ValueError(
                 f"`model_kwargs` may not set {reserved!r}; train() sets it. Received: model_kwargs={model_kwargs!r}"
             )
-    builder = get_model_entry(name).builder
+    builder = get_model_spec(name).builder
     try:
         params = inspect.signature(builder).parameters
     except (TypeError, ValueError):  # pragma: no cover - builtins
@@ -116,7 +116,7 @@ def build_network(name, *, image_shape, classes, aux_logits=False, dropout=None,
     Returns:
         A `keras.Model` from raw pixels to class probabilities (or the dict with aux heads).
     """
-    entry = get_model_entry(name)
+    entry = get_model_spec(name)
     kwargs = check_model_kwargs(name, model_kwargs)
     if dropout is not None and "dropout" not in kwargs and _accepts(entry.builder, "dropout"):
         kwargs["dropout"] = dropout

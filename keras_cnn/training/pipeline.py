@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from keras_cnn._io import usual_permissions
 from keras_cnn.training import rundir
 from keras_cnn.training.config import TrainResult, check
 from keras_cnn.training.lifecycle import Lifecycle, complete
@@ -228,9 +229,7 @@ def save_keras_model(model, path):
     os.close(fd)
     try:
         model.save(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a saved model is meant to be shared
+        usual_permissions(tmp)  # mkstemp creates 0600; a saved model is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

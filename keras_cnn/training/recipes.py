@@ -355,10 +355,10 @@ def _resolve(name):
         raise ValueError(f"`name_or_family` must be a string. Received: name_or_family={name!r}")
     if name in RECIPES or name in FAMILY_ALIASES:
         return name
-    from keras_cnn.models.registry import get_model_entry, list_models
+    from keras_cnn.models.registry import get_model_spec, list_models
 
     if name in list_models():
-        family = get_model_entry(name).family
+        family = get_model_spec(name).family
         return family if (family in RECIPES or family in FAMILY_ALIASES) else "default"
     raise ValueError(
         f"`name_or_family` must be a family {list_recipes()} or a registered model. "

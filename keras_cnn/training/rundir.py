@@ -55,6 +55,7 @@ DIGEST_KEY = "fingerprint_digest"
 #: export records it, so a rerun after a kill between the export and metrics.json reuses that export.
 RUN_ID_KEY = "run_id"
 LOCK_FILE = ".lock"
+_BACKUP_WEIGHTS = "latest.weights.h5"  # keras.callbacks.BackupAndRestore's file
 _BACKUP_METADATA = "training_metadata.json"
 
 
@@ -178,10 +179,28 @@ def backup_epoch(run_dir, *, checkpoint_dir=None):
         return 0
     meta = read_json_file(path, what="the checkpoint's epoch counter", run_dir=run_dir)
     try:
-        return int(meta["epoch"])
+        epoch = int(meta["epoch"])
     except (KeyError, TypeError, ValueError):
         raise ValueError(
             f"The run file {str(path)!r} (the checkpoint's epoch counter) is corrupt: no integer 'epoch'; "
+            f"{_start_over()}. Received: out_dir={str(run_dir)!r}"
+        ) from None
+    _check_backup_weights(path.parent / _BACKUP_WEIGHTS, run_dir)
+    return epoch
+
+
+def _check_backup_weights(path, run_dir):
+    """The weights BackupAndRestore restores from must be a complete HDF5 file (h5py's own
+    "Unable to synchronously open file" names neither the file nor a way out)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except (OSError, ValueError) as err:
+        reason = "is missing" if not path.exists() else f"cannot be read (truncated or corrupt: {err})"
+        raise ValueError(
+            f"The run file {str(path)!r} (the last epoch's checkpoint weights) {reason}; "
             f"{_start_over()}. Received: out_dir={str(run_dir)!r}"
         ) from None
 

@@ -68,10 +68,9 @@ def train(model_or_config=dataclasses.MISSING, data=dataclasses.MISSING, **field
 def _is_multi_worker(strategy):
     if isinstance(strategy, str):
         return strategy == "multi_worker"
-    import tensorflow as tf
+    from keras_cnn.training.distributed import is_multi_worker_strategy
 
-    return isinstance(strategy, (tf.distribute.MultiWorkerMirroredStrategy,
-                                 tf.distribute.experimental.MultiWorkerMirroredStrategy))
+    return is_multi_worker_strategy(strategy)
 
 
 def run(cfg):

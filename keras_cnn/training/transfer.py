@@ -149,7 +149,7 @@ def load_base(base, *, weights=None, input_shape=None, strip_top=True, model_kwa
             registry name; ``model_kwargs`` that set what `load_base` sets itself, that the builder
             does not take, or that contradict what ``weights`` need.
     """
-    from keras_cnn.models.registry import get_model_entry, list_models
+    from keras_cnn.models.registry import get_model_spec, list_models
 
     text = os.fspath(base) if isinstance(base, (str, os.PathLike)) else None
     if model_kwargs is not None and text not in list_models():
@@ -161,7 +161,7 @@ def load_base(base, *, weights=None, input_shape=None, strip_top=True, model_kwa
         return base, _identity_arch(base)
     if text is not None:
         if text in list_models():
-            entry = get_model_entry(text)
+            entry = get_model_spec(text)
             if input_shape is None:
                 input_shape = (entry.default_size, entry.default_size, entry.channels)
             from keras_cnn.models._common import with_weights_build_args
@@ -266,13 +266,13 @@ def freeze_points(base, arch=None):
     Returns:
         dict ``{accepted name: top-level layer name}``.
     """
-    from keras_cnn.models.registry import get_model_entry
+    from keras_cnn.models.registry import get_model_spec
 
     points = {}
     arch = arch or _identity_arch(base)
     top_names = {layer.name for layer in base.layers}
     if arch is not None:
-        for stage, layer in get_model_entry(arch).stages.items():
+        for stage, layer in get_model_spec(arch).stages.items():
             if layer in top_names:
                 points[stage] = layer
     for layer in _units(base):
@@ -931,12 +931,12 @@ def _check_channels(given, channels, what, value):
 def resolve_base(cfg):
     """The base of a transfer run -> ``(base, input_shape or None, (H, W), channels)``: a registry
     name as it is, a ``.keras`` file loaded (its classifier removed) and checked against ``image_size``."""
-    from keras_cnn.models.registry import get_model_entry, list_models
+    from keras_cnn.models.registry import get_model_spec, list_models
 
     size, given = _image_size(cfg.image_size)
     text = os.fspath(cfg.base) if isinstance(cfg.base, (str, os.PathLike)) else None
     if text is not None and text in list_models():
-        entry = get_model_entry(text)
+        entry = get_model_spec(text)
         _check_channels(given, entry.channels, text, cfg.image_size)
         size = size or (entry.default_size, entry.default_size)
         return text, (*size, entry.channels), size, entry.channels
