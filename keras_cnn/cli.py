@@ -48,10 +48,18 @@ COMMANDS = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, with its errors as one line (``keras-cnn train: error: argument --epochs:
+    ...``) and a pointer to ``--help`` instead of the whole usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
     from keras_cnn import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="keras-cnn",
         description="Build, train, fine-tune, tune and export the classic CNNs (keras_cnn).",
     )
@@ -167,7 +175,10 @@ def import_tensorflow(verbose=1):
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or an argument error (one line, exit 2)
+        return done.code
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -52,8 +52,8 @@ def test_cli_train_then_evaluate(cli_run, capsys):
 @pytest.mark.parametrize(
     "argv, needle",
     [
-        (["train", "no_such_net"], "`MODEL`"),
-        (["train", "lenet5", "--epochs", "0"], "`--epochs`"),
+        (["train", "no_such_net"], "argument MODEL: must be a registered model name"),
+        (["train", "lenet5", "--epochs", "0"], "argument --epochs: must be a whole number > 0"),
         (["train", "lenet5", "--augment", "spin=3"], "--augment"),
         (["train", "lenet5", "--strategy", "tpu_pod"], "`--strategy`"),
         (["train", "lenet5", "--recipe", "learning_rate"], "--recipe"),
