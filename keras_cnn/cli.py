@@ -177,14 +177,14 @@ def main(argv=None):
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if getattr(args, "quiet", False) and getattr(args, "verbose", None):
+            parser.error(f"--quiet and --verbose {args.verbose} contradict each other; give one")
     except SystemExit as done:  # --help, --version, or an argument error (one line, exit 2)
         return done.code
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     if getattr(args, "quiet", False) and hasattr(args, "verbose"):
-        if args.verbose:
-            parser.error(f"--quiet and --verbose {args.verbose} contradict each other; give one")
         args.verbose = 0
     with command_logging(args):
         try:

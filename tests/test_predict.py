@@ -180,7 +180,5 @@ def test_cli_bad_usage_exits_2(setup, capsys, argv, message):
 
 
 def test_cli_no_images_is_a_usage_error(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["predict", "--saved-model", "x"])
-    assert exit_info.value.code == 2
+    assert cli.main(["predict", "--saved-model", "x"]) == 2
     assert "keras-cnn predict: error: the following arguments are required: IMAGE" in capsys.readouterr().err
