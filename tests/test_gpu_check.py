@@ -86,20 +86,24 @@ def test_smoke_run_writes_every_row_and_its_json(tmp_path):
 def test_a_section_over_budget_is_recorded_and_the_table_keeps_every_row(tmp_path):
     module = _module()
     out = tmp_path / "gpu.md"
-    # 60 s for two sections (30 s each): the throughput section cannot finish in 30 s on a CPU (three
-    # VGG-16 units, three models each); it is killed and recorded, the input section then finds the
-    # run's budget spent (or runs out of it); the table still lists all their rows.
+    # 60 s for two sections (30 s each), where the smoke plan's throughput section takes minutes on a
+    # 2-core CPU: it skips the units that no longer fit, or is killed; the input section runs, is
+    # stopped or never starts. Either way the run ends in time, exits 1 naming what was not measured,
+    # and lists every row.
     proc = _run("--smoke", "--sections", "throughput,input", "--budget", "60", "--out", str(out), timeout=280)
-    assert proc.returncode == 1 and "not done: throughput, input" in proc.stderr, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 1 and "gpu_check: not every row measured in: " in proc.stderr, \
+        proc.stdout[-3000:] + proc.stderr[-3000:]
     text = out.read_text(encoding="utf-8")
     _check_every_row(module, text, module.make_plan(True))
-    data = {s["name"]: s for s in json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))["sections"]}
-    assert data["throughput"]["status"].startswith("timed out after"), data["throughput"]["status"]
-    assert (data["input"]["status"] == "not run: the run's budget is spent"
-            or data["input"]["status"].startswith("timed out after")), data["input"]["status"]
-    assert data["environment"]["status"] == "not run: not in --sections"
-    assert any(r["value"].startswith("not measured: timed out") for r in data["throughput"]["rows"])
     assert "state: complete" in text  # the run itself ended normally, within its budget
+    data = {s["name"]: s for s in json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))["sections"]}
+    assert data["environment"]["status"] == "not run: not in --sections"
+    statuses = [data[name]["status"] for name in ("throughput", "input")]
+    allowed = ("timed out after", "stopped after", "not run: the run's budget is spent")
+    assert all(st == "done" or st.startswith(allowed) for st in statuses), statuses
+    values = [r["value"] for name in ("throughput", "input") for r in data[name]["rows"]]
+    assert any(v.startswith(("not measured: ", "skipped: ")) for v in values), values
+    assert (data["throughput"]["seconds"] or 0) <= 30 + 15  # its budget and the 10 s grace before the kill
 
 
 def test_report_lists_every_planned_row_before_anything_ran(tmp_path):

@@ -720,11 +720,12 @@ class Watcher:
                 self.handle(json.loads(line), running)
             exited = self.proc.poll() is not None
             now = time.time()
-            late = [s for s, t0 in running.items() if now - t0 > self.budgets[s] + 10 or now > self.deadline]
+            late = [s for s, t0 in running.items() if now - t0 > self.budgets[s] + 10]
             if exited or late or now > self.deadline:
                 self.stop_worker()
                 for section, t0 in running.items():
                     why = (f"timed out after {now - t0:.0f} s (killed)" if late else
+                           f"stopped after {now - t0:.0f} s: the run's budget is spent" if now > self.deadline else
                            f"failed: the worker exited with code {self.proc.returncode} (see the log)")
                     self.todo.remove(section)
                     self.report.set_status(section, why, now - t0)
@@ -785,10 +786,11 @@ def main(argv=None):
     if watcher.fatal:
         print(f"gpu_check: {watcher.fatal}", file=sys.stderr)
         return 2
-    incomplete = [n for n, info in report.sections.items()
-                  if info["status"] != "done" and n in args.sections.split(",")]
+    incomplete = [n for n in args.sections.split(",") if report.sections[n]["status"] != "done"
+                  or any(r["value"].startswith(("skipped", "failed", "not measured")) for r in report.rows(n))]
     if incomplete:
-        print(f"gpu_check: not done: {', '.join(incomplete)} (see the table and {log_path})", file=sys.stderr)
+        print(f"gpu_check: not every row measured in: {', '.join(incomplete)} (see the table and {log_path})",
+              file=sys.stderr)
         return 1
     return 0
 
