@@ -105,7 +105,7 @@ def test_bad_arguments(export, tmp_path, capsys):
     with pytest.raises(ValueError, match="at least one image"):
         verify_export(path, samples=np.zeros((0, 10, 10, 1)))
     assert cli.main(["verify-export", str(tmp_path / "nothing")]) == 2
-    assert "keras-cnn verify-export: error: `path` must be an existing" in capsys.readouterr().err
+    assert "keras-cnn verify-export: error: `PATH` must be an existing" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="`model`"):
         verify_export(path, model=tmp_path / "missing.keras")
     with pytest.raises(FileNotFoundError, match="looks like a model directory"):
