@@ -76,3 +76,11 @@ def test_legacy_config_without_a_fingerprint_is_refused(tmp_path):
     (tmp_path / "run" / "config.json").write_text('{"model": "lenet5"}')
     with pytest.raises(ValueError, match="without a run fingerprint"):
         rundir.inspect_run_dir(tmp_path / "run", {"model": "lenet5"}, resume=True)
+
+
+def test_readme_txt_says_how_to_load_the_model(tmp_path):
+    # keras.models.load_model alone fails on our layers ("Could not locate class 'ConvBN'").
+    (tmp_path / "model.keras").write_bytes(b"")
+    rundir.write_readme(tmp_path, title="t")
+    line = next(ln for ln in (tmp_path / "README.txt").read_text().splitlines() if "model.keras" in ln)
+    assert "keras_cnn.load_model(RUN_DIR)" in line and "keras.models.load_model after `import keras_cnn`" in line
