@@ -28,7 +28,8 @@ READMES = [ROOT / "README.md", *sorted((ROOT / "apps").glob("*/README.md"))]
 _COMMAND = re.compile(r"^(?:[A-Z_][A-Z0-9_]*=\S+\s+)*(?:\S*/)?keras-cnn(?:\s|$)")
 # Quoted output ("keras-cnn predict: error: ...") is not a command.
 _OUTPUT = re.compile(r"^keras-cnn(?: [a-z_-]+)?: ")
-PLACEHOLDERS = {"MODEL": "lenet5", "IMAGE.png": "digit.png", "CHIEF_IP": "127.0.0.1"}
+SAMPLE = "runs/demo/samples/digit1_test000.png"  # one of the held-out digits `keras-cnn demo` writes
+PLACEHOLDERS = {"MODEL": "lenet5", "CHIEF_IP": "127.0.0.1"}
 
 
 def _commands(path):
@@ -141,7 +142,8 @@ def test_readme_commands_run(tmp_path, monkeypatch, capsys):
 
     monkeypatch.chdir(tmp_path)
     digits = load_digits()
-    Image.fromarray((digits.images[0] * 255 / 16).astype(np.uint8)).resize((32, 32)).save("digit.png")
+    Path(SAMPLE).parent.mkdir(parents=True)
+    Image.fromarray((digits.images[0] * 255 / 16).astype(np.uint8)).resize((32, 32)).save(SAMPLE)
     ran = []
     for where, line, command in ALL:
         if where != "README.md":
@@ -159,4 +161,4 @@ def test_readme_commands_run(tmp_path, monkeypatch, capsys):
     assert Path("cost.png").stat().st_size > 0
     assert Path("runs/lenet5/model.keras").is_file() and Path("runs/resnet18/model.keras").is_file()
     predicted = [out for name, out in ran if name == "predict"]
-    assert predicted and all("digit.png" in out for out in predicted)
+    assert predicted and all("digit1_test000.png" in out for out in predicted)

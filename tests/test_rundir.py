@@ -165,3 +165,11 @@ def test_a_truncated_checkpoint_is_named_with_the_way_out(tmp_path):
     (ckpt / "latest.weights.h5").unlink()
     with pytest.raises(ValueError, match="is missing"):
         rundir.backup_epoch(tmp_path)
+
+
+def test_readme_txt_says_how_to_load_the_model(tmp_path):
+    # keras.models.load_model alone fails on our layers ("Could not locate class 'ConvBN'").
+    (tmp_path / "model.keras").write_bytes(b"")
+    rundir.write_readme(tmp_path, title="t")
+    line = next(ln for ln in (tmp_path / "README.txt").read_text().splitlines() if "model.keras" in ln)
+    assert "keras_cnn.load_model(RUN_DIR)" in line and "keras.models.load_model after `import keras_cnn`" in line

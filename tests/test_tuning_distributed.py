@@ -115,4 +115,10 @@ def test_chief_and_two_workers_share_one_search(tmp_path):
         assert saved["tuner_id"] == r["tuner"] and saved["status"] == "COMPLETED"
     ran = [int(w.out[-1].split("ran ")[1].split(" ")[0]) for w in workers]
     assert sum(ran) == 4 and min(ran) >= 1
-    assert "Results (4 trials)" in "".join(chief.out)
+    assert "4 trials trained (4 completed, 0 failed), 0 candidates rejected" in "".join(chief.out)
+    assert "ended: max_trials=4 trials ran" in "".join(chief.out)
+    # stdout holds our lines only: keras-tuner's stray print of conditional values ("2", "sgd") is gone.
+    for proc in (chief, *workers):
+        stray = [ln for ln in "".join(proc.out).splitlines()
+                 if ln.strip() and " " not in ln.strip() and not ln.startswith(("-", "trial"))]
+        assert stray == [], stray

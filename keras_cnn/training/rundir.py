@@ -363,7 +363,8 @@ def drop_checkpoints(run_dir):
 
 
 _DESCRIPTIONS = {
-    "model.keras": "the trained inference model (raw 0..255 pixels in; keras.models.load_model)",
+    "model.keras": ("the trained inference model (raw 0..255 pixels in): keras_cnn.load_model(RUN_DIR), or "
+                    "keras.models.load_model after `import keras_cnn` (which registers its layers)"),
     "class_names.json": "class index -> name",
     CONFIG_FILE: "the run's arguments, recipe and fingerprint (a rerun with the same ones resumes or reports)",
     METRICS_FILE: "held-out accuracy, loss, per-class accuracy, confusion matrix, timings, export path",
