@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -81,6 +82,7 @@ def cluster(tmp_path_factory):
         for pid in left:  # by PID, only this cluster's processes (their arguments name its directory)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
         assert not left, f"Ray processes left behind: {list(left.values())}"
 
 
