@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("ray.train.tensorflow")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 RAY = str(Path(sys.executable).parent / "ray")
 EPOCHS = 3

@@ -125,7 +125,9 @@ def _needs_the_demo(argv):
 
 def _runnable(argv):
     if argv[0] == "train":
-        return "--data" in argv and argv[argv.index("--data") + 1] == "digits" and "--strategy" not in argv
+        # a cluster run (--strategy, --engine ray): tests/test_distributed*.py, tests/test_ray_cluster.py
+        return ("--data" in argv and argv[argv.index("--data") + 1] == "digits" and "--strategy" not in argv
+                and "--engine" not in argv)
     if argv[0] == "predict":
         return "--server" not in argv and "--grpc" not in argv and not _needs_the_demo(argv)
     if argv[0] == "export":  # re-exporting over a version: covered by tests/test_export.py
