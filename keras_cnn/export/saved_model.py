@@ -416,6 +416,66 @@ def remove_stale_temporaries(model_dir) -> list[Path]:
 # --------------------------------------------------------------------------- export
 
 
+def _serving_module(network, vocab, *, k, logits, shape):
+    """The exported ``tf.Module``: the class-name table read from the ``vocab`` asset and the two
+    signatures over ``network`` (raw pixels -> class scores) -> ``(module, concrete functions)``."""
+    import tensorflow as tf
+
+    height, width, channels = shape
+    # Index -> name table initialised from the asset file: tf.saved_model.save copies the file
+    # to assets/ and the server re-reads it from there when it loads the model.
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.TextFileInitializer(
+            str(vocab), tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+            tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+        ),
+        default_value="",
+    )
+
+    def classify(images):
+        scores = network(images)
+        scores = tf.cast(scores, tf.float32)
+        if logits:
+            scores = tf.nn.softmax(scores, axis=-1)
+        top_scores, top_idx = tf.math.top_k(scores, k=k)
+        top_idx = tf.cast(top_idx, tf.int64)
+        top_names = table.lookup(top_idx)
+        return {
+            "probabilities": scores,
+            "classes": top_idx[:, 0],
+            "class_names": top_names[:, 0],
+            "top_k_scores": top_scores,
+            "top_k_classes": top_idx,
+            "top_k_class_names": top_names,
+        }
+
+    def decode_one(data):
+        image = tf_decode_image(data, channels)
+        image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
+        return tf.ensure_shape(image, (height, width, channels))
+
+    def serve_images(images):
+        return classify(images)
+
+    def serve_bytes(image_bytes):
+        images = tf.map_fn(
+            decode_one, image_bytes, fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32)
+        )
+        return classify(images)
+
+    root = tf.Module()
+    root.table = table
+    default_fn = tf.function(serve_images, input_signature=[
+        tf.TensorSpec((None, height, width, channels), tf.float32, name=IMAGES_INPUT)])
+    bytes_fn = tf.function(serve_bytes, input_signature=[tf.TensorSpec((None,), tf.string, name=BYTES_INPUT)])
+    root.serving_default, root.serving_bytes = default_fn, bytes_fn
+    concrete = {DEFAULT_SIGNATURE: default_fn.get_concrete_function(),
+                BYTES_SIGNATURE: bytes_fn.get_concrete_function()}
+    # Track exactly the variables the signatures read (none when optimized), each once.
+    root.model_variables = list({id(v): v for c in concrete.values() for v in c.variables}.values())
+    return root, concrete
+
+
 def export_for_serving(
     model,
     base_dir="saved_models",
@@ -537,57 +597,8 @@ def export_for_serving(
                                   ).get_concrete_function()
         vocab = Path(scratch) / CLASS_NAMES_ASSET
         vocab.write_text("\n".join(class_names) + "\n", encoding="utf-8")
-        # Index -> name table initialised from the asset file: tf.saved_model.save copies the file
-        # to assets/ and the server re-reads it from there when it loads the model.
-        table = tf.lookup.StaticHashTable(
-            tf.lookup.TextFileInitializer(
-                str(vocab), tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
-                tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
-            ),
-            default_value="",
-        )
-
-        def classify(images):
-            scores = network(images)
-            scores = tf.cast(scores, tf.float32)
-            if logits:
-                scores = tf.nn.softmax(scores, axis=-1)
-            top_scores, top_idx = tf.math.top_k(scores, k=k)
-            top_idx = tf.cast(top_idx, tf.int64)
-            top_names = table.lookup(top_idx)
-            return {
-                "probabilities": scores,
-                "classes": top_idx[:, 0],
-                "class_names": top_names[:, 0],
-                "top_k_scores": top_scores,
-                "top_k_classes": top_idx,
-                "top_k_class_names": top_names,
-            }
-
-        def decode_one(data):
-            image = tf_decode_image(data, channels)
-            image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
-            return tf.ensure_shape(image, (height, width, channels))
-
-        def serve_images(images):
-            return classify(images)
-
-        def serve_bytes(image_bytes):
-            images = tf.map_fn(
-                decode_one, image_bytes, fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32)
-            )
-            return classify(images)
-
-        root = tf.Module()
-        root.table = table
-        default_fn = tf.function(serve_images, input_signature=[
-            tf.TensorSpec((None, height, width, channels), tf.float32, name=IMAGES_INPUT)])
-        bytes_fn = tf.function(serve_bytes, input_signature=[tf.TensorSpec((None,), tf.string, name=BYTES_INPUT)])
-        root.serving_default, root.serving_bytes = default_fn, bytes_fn
-        concrete = {DEFAULT_SIGNATURE: default_fn.get_concrete_function(),
-                    BYTES_SIGNATURE: bytes_fn.get_concrete_function()}
-        # Track exactly the variables the signatures read (none when optimized), each once.
-        root.model_variables = list({id(v): v for c in concrete.values() for v in c.variables}.values())
+        root, concrete = _serving_module(network, vocab, k=k, logits=logits, shape=(height, width, channels))
+        default_fn, bytes_fn = root.serving_default, root.serving_bytes
         tf.saved_model.save(root, str(tmp), signatures=concrete)
 
         signatures = {

@@ -207,74 +207,18 @@ def verify_export(path, *, model=None, samples=None, atol=1e-4, saved_model_cli=
     add = lambda name, ok, detail="": checks.append(Check(name, bool(ok), detail))  # noqa: E731
     report = VerifyReport(path, signatures, checks, metadata)
 
-    # ---- static structure
-    missing = [s for s in (DEFAULT_SIGNATURE, BYTES_SIGNATURE) if s not in signatures]
-    add("signatures present", not missing,
-        f"missing {missing}" if missing else f"{DEFAULT_SIGNATURE}, {BYTES_SIGNATURE}")
-    if missing and DEFAULT_SIGNATURE in missing:
+    if not _check_signatures(add, signatures):
         return report
-    for sig_name in (DEFAULT_SIGNATURE, BYTES_SIGNATURE):
-        sig = signatures.get(sig_name)
-        if sig is None:
-            continue
-        problems = []
-        if sig["method"] != PREDICT_METHOD:
-            problems.append(f"method {sig['method']!r}")
-        absent = [o for o in OUTPUT_NAMES if o not in sig["outputs"]]
-        if absent:
-            problems.append(f"outputs missing {absent}")
-        for alias, info in {**sig["inputs"], **sig["outputs"]}.items():
-            if info["shape"] is None or not info["shape"] or info["shape"][0] != -1:
-                problems.append(f"{alias} batch dimension not dynamic ({info['shape']})")
-        if len(sig["inputs"]) != 1:
-            problems.append(f"{len(sig['inputs'])} inputs (expected 1)")
-        add(f"{sig_name} signature", not problems, "; ".join(problems) or
-            f"predict, {len(sig['outputs'])} named outputs, dynamic batch")
-
-    (image_alias, image_info), = signatures[DEFAULT_SIGNATURE]["inputs"].items()
-    shape = image_info["shape"] or [-1, None, None, None]
-    hwc = tuple(None if d == -1 else d for d in shape[1:]) if len(shape) == 4 else (None, None, None)
-    if metadata and None in hwc:
-        hwc = tuple(metadata.get("input_shape", hwc))
-    if None in hwc:
-        add("input shape", False, f"{image_alias} has shape {shape}; need fixed [-1, H, W, C]")
+    found = _check_assets(add, path, signatures, metadata)
+    if found is None:
         return report
-
-    class_names = read_class_names(path)
-    num_classes = (signatures[DEFAULT_SIGNATURE]["outputs"].get("probabilities", {}).get("shape") or [None, None])[-1]
-    if class_names is None:
-        add("class names asset", False, "assets/class_names.txt missing")
-    else:
-        ok = num_classes in (-1, None, len(class_names))
-        add("class names asset", ok, f"{len(class_names)} names" + ("" if ok else f" but {num_classes} classes"))
-    if metadata is None:
-        add("metadata", False, "assets.extra/keras_cnn.json missing")
-    else:
-        problems = []
-        if list(metadata.get("input_shape", [])) != list(hwc):
-            problems.append(f"input_shape {metadata.get('input_shape')} != {list(hwc)}")
-        if class_names is not None and metadata.get("class_names") != class_names:
-            problems.append("class_names differ from assets/class_names.txt")
-        add("metadata", not problems, "; ".join(problems) or
-            f"model {metadata.get('model_name')!r}, preprocessing {metadata.get('preprocessing')!r}")
-        optimized = metadata.get("optimized")
-        if optimized:
-            detail = (f"optimized: weights frozen, {optimized.get('batchnorms_folded', 0)} "
-                      "BatchNormalization(s) folded into convolutions")
-            if optimized.get("activation_scalings_left"):
-                detail += f", {optimized['activation_scalings_left']} not after a convolution (kept)"
-        elif metadata.get("optimize_error"):
-            detail = f"plain: the optimized graph could not be built ({metadata['optimize_error']})"
-        else:
-            detail = "plain (exported with optimize=False): reads the model's variables"
-        add("serving graph", True, detail)
+    image_alias, hwc, class_names = found
 
     # ---- samples
     if samples is None:
         rng = np.random.default_rng(0)
         samples = rng.integers(0, 256, (3, *hwc)).astype("float32")
     samples = check_image_batch("samples", samples, hwc)
-    lossless = bool(np.all(samples == np.rint(samples)) and samples.min() >= 0 and samples.max() <= 255)
 
     with tempfile.TemporaryDirectory(prefix="keras_cnn_verify_") as scratch:
         scratch = Path(scratch)
@@ -311,74 +255,157 @@ def verify_export(path, *, model=None, samples=None, atol=1e-4, saved_model_cli=
                 out, err = proc.communicate()
                 results[key] = (None, out, err)
 
-        # ---- separate-process load, as the server does
-        code, out, err = results["worker"]
-        status_file = scratch / "result.json"
-        if code != 0 or not status_file.is_file():
-            why = "timed out" if code is None else f"exit {code}"
-            add("load in a separate process", False, f"{why}: {_tail(err)}")
-            outputs, status = {}, None
-        else:
-            status = json.loads(status_file.read_text(encoding="utf-8"))
-            with np.load(scratch / "result.npz") as data:
-                outputs = {k: data[k] for k in data.files}
-            load_errors = [e for e in status["errors"] if e.startswith("tf.saved_model.load")]
-            add("load in a separate process", not load_errors,
-                "; ".join(load_errors) or f"tf.saved_model.load(tags=['serve']) found {status['signatures']}")
-            add("serving needs no keras_cnn code", not status["keras_cnn_imported"],
-                "loaded without importing keras_cnn" if not status["keras_cnn_imported"] else "keras_cnn was imported")
-            for run_key, label in ((f"{DEFAULT_SIGNATURE}/batch", f"{DEFAULT_SIGNATURE} on {len(samples)} images"),
-                                   (f"{DEFAULT_SIGNATURE}/single", f"{DEFAULT_SIGNATURE} on 1 image"),
-                                   (f"{BYTES_SIGNATURE}/batch", f"{BYTES_SIGNATURE} on {len(samples)} PNGs")):
-                ok = status["runs"].get(run_key, False)
-                sig_name, tag = run_key.split("/")
-                detail = next((e for e in status["errors"] if e.startswith(f"{sig_name} ({tag})")), "")
-                add(f"run {label}", ok, "" if ok else detail or "not run")
-            if (path / "assets.extra" / "tf_serving_warmup_requests").is_file():
-                errors = status["warmup_errors"]
-                read_errors = [e for e in status["errors"] if e.startswith("reading warm-up")]
-                add("warm-up records replay", not errors and not read_errors and status["warmup_replayed"] > 0,
-                    "; ".join(read_errors + errors[:2]) or f"{status['warmup_replayed']} records ran")
-
-        default = {k.split("/", 2)[2]: v for k, v in outputs.items() if k.startswith(f"{DEFAULT_SIGNATURE}/batch/")}
-        if default.get("probabilities") is not None:
-            _check_consistency(add, default, class_names)
-            single = outputs.get(f"{DEFAULT_SIGNATURE}/single/probabilities")
-            if single is not None:
-                diff = float(np.max(np.abs(single[0] - default["probabilities"][0])))
-                add("batch of 1 matches batch of N", diff <= atol, f"max |diff| {diff:.2e}")
-            via_bytes = outputs.get(f"{BYTES_SIGNATURE}/batch/probabilities")
-            if via_bytes is not None:
-                diff = float(np.max(np.abs(via_bytes - default["probabilities"])))
-                ok = diff <= atol or not lossless
-                add(f"{BYTES_SIGNATURE} matches {DEFAULT_SIGNATURE}", ok,
-                    f"max |diff| {diff:.2e}" + ("" if lossless else " (samples not integer pixels: not compared)"))
-            if keras_model is not None:
-                reference = _keras_probabilities(keras_model, samples)
-                diff = float(np.max(np.abs(reference - default["probabilities"])))
-                add("matches the Keras model", diff <= atol, f"max |diff| {diff:.2e} (atol {atol:g})")
-
-        # ---- saved_model_cli
+        default = _check_served_outputs(add, path, results["worker"], scratch, samples,
+                                        class_names=class_names, keras_model=keras_model, atol=atol)
         if saved_model_cli:
-            code, out, err = results["show"]
-            if code != 0:
-                add("saved_model_cli show", False, f"exit {code}: {_tail(err)}")
-            else:
-                absent = [f"{s}:{a}" for s, spec_ in signatures.items() for a in
-                          [f"signature_def['{s}']"] + [f"['{k}']" for k in {**spec_['inputs'], **spec_['outputs']}]
-                          if a not in out]
-                add("saved_model_cli show", not absent, f"missing {absent[:3]}" if absent else
-                    f"{len(signatures)} signatures listed with the same inputs/outputs")
-            code, out, err = results["run"]
-            cli_probs = scratch / "cli_out" / "probabilities.npy"
-            if code != 0 or not cli_probs.is_file():
-                add("saved_model_cli run", False, f"exit {code}: {_tail(err)}")
-            elif default.get("probabilities") is None:
-                add("saved_model_cli run", True, "ran (nothing to compare with)")
-            else:
-                diff = float(np.max(np.abs(np.load(cli_probs) - default["probabilities"])))
-                add("saved_model_cli run", diff <= atol, f"{DEFAULT_SIGNATURE} probabilities max |diff| {diff:.2e}")
+            _check_saved_model_cli(add, results, signatures, default, scratch, atol)
     return report
+
+
+def _check_signatures(add, signatures):
+    """Both signatures, predict method, named outputs, dynamic batch -> False if serving_default is missing."""
+    missing = [s for s in (DEFAULT_SIGNATURE, BYTES_SIGNATURE) if s not in signatures]
+    add("signatures present", not missing,
+        f"missing {missing}" if missing else f"{DEFAULT_SIGNATURE}, {BYTES_SIGNATURE}")
+    if missing and DEFAULT_SIGNATURE in missing:
+        return False
+    for sig_name in (DEFAULT_SIGNATURE, BYTES_SIGNATURE):
+        sig = signatures.get(sig_name)
+        if sig is None:
+            continue
+        problems = []
+        if sig["method"] != PREDICT_METHOD:
+            problems.append(f"method {sig['method']!r}")
+        absent = [o for o in OUTPUT_NAMES if o not in sig["outputs"]]
+        if absent:
+            problems.append(f"outputs missing {absent}")
+        for alias, info in {**sig["inputs"], **sig["outputs"]}.items():
+            if info["shape"] is None or not info["shape"] or info["shape"][0] != -1:
+                problems.append(f"{alias} batch dimension not dynamic ({info['shape']})")
+        if len(sig["inputs"]) != 1:
+            problems.append(f"{len(sig['inputs'])} inputs (expected 1)")
+        add(f"{sig_name} signature", not problems, "; ".join(problems) or
+            f"predict, {len(sig['outputs'])} named outputs, dynamic batch")
+
+    return True
+
+
+def _check_assets(add, path, signatures, metadata):
+    """Input shape, class-name asset and metadata -> ``(image alias, (H, W, C), class names)``, or
+    None when the input shape is not fixed."""
+    (image_alias, image_info), = signatures[DEFAULT_SIGNATURE]["inputs"].items()
+    shape = image_info["shape"] or [-1, None, None, None]
+    hwc = tuple(None if d == -1 else d for d in shape[1:]) if len(shape) == 4 else (None, None, None)
+    if metadata and None in hwc:
+        hwc = tuple(metadata.get("input_shape", hwc))
+    if None in hwc:
+        add("input shape", False, f"{image_alias} has shape {shape}; need fixed [-1, H, W, C]")
+        return None
+
+    class_names = read_class_names(path)
+    num_classes = (signatures[DEFAULT_SIGNATURE]["outputs"].get("probabilities", {}).get("shape") or [None, None])[-1]
+    if class_names is None:
+        add("class names asset", False, "assets/class_names.txt missing")
+    else:
+        ok = num_classes in (-1, None, len(class_names))
+        add("class names asset", ok, f"{len(class_names)} names" + ("" if ok else f" but {num_classes} classes"))
+    if metadata is None:
+        add("metadata", False, "assets.extra/keras_cnn.json missing")
+    else:
+        problems = []
+        if list(metadata.get("input_shape", [])) != list(hwc):
+            problems.append(f"input_shape {metadata.get('input_shape')} != {list(hwc)}")
+        if class_names is not None and metadata.get("class_names") != class_names:
+            problems.append("class_names differ from assets/class_names.txt")
+        add("metadata", not problems, "; ".join(problems) or
+            f"model {metadata.get('model_name')!r}, preprocessing {metadata.get('preprocessing')!r}")
+        optimized = metadata.get("optimized")
+        if optimized:
+            detail = (f"optimized: weights frozen, {optimized.get('batchnorms_folded', 0)} "
+                      "BatchNormalization(s) folded into convolutions")
+            if optimized.get("activation_scalings_left"):
+                detail += f", {optimized['activation_scalings_left']} not after a convolution (kept)"
+        elif metadata.get("optimize_error"):
+            detail = f"plain: the optimized graph could not be built ({metadata['optimize_error']})"
+        else:
+            detail = "plain (exported with optimize=False): reads the model's variables"
+        add("serving graph", True, detail)
+    return image_alias, hwc, class_names
+
+
+def _check_served_outputs(add, path, worker_result, scratch, samples, *, class_names, keras_model, atol):
+    """The separate-process load and runs (as the server does) and their outputs -> the
+    ``serving_default`` outputs on the batch of samples (empty when it did not run)."""
+    lossless = bool(np.all(samples == np.rint(samples)) and samples.min() >= 0 and samples.max() <= 255)
+    code, out, err = worker_result
+    status_file = scratch / "result.json"
+    if code != 0 or not status_file.is_file():
+        why = "timed out" if code is None else f"exit {code}"
+        add("load in a separate process", False, f"{why}: {_tail(err)}")
+        outputs, status = {}, None
+    else:
+        status = json.loads(status_file.read_text(encoding="utf-8"))
+        with np.load(scratch / "result.npz") as data:
+            outputs = {k: data[k] for k in data.files}
+        load_errors = [e for e in status["errors"] if e.startswith("tf.saved_model.load")]
+        add("load in a separate process", not load_errors,
+            "; ".join(load_errors) or f"tf.saved_model.load(tags=['serve']) found {status['signatures']}")
+        add("serving needs no keras_cnn code", not status["keras_cnn_imported"],
+            "loaded without importing keras_cnn" if not status["keras_cnn_imported"] else "keras_cnn was imported")
+        for run_key, label in ((f"{DEFAULT_SIGNATURE}/batch", f"{DEFAULT_SIGNATURE} on {len(samples)} images"),
+                               (f"{DEFAULT_SIGNATURE}/single", f"{DEFAULT_SIGNATURE} on 1 image"),
+                               (f"{BYTES_SIGNATURE}/batch", f"{BYTES_SIGNATURE} on {len(samples)} PNGs")):
+            ok = status["runs"].get(run_key, False)
+            sig_name, tag = run_key.split("/")
+            detail = next((e for e in status["errors"] if e.startswith(f"{sig_name} ({tag})")), "")
+            add(f"run {label}", ok, "" if ok else detail or "not run")
+        if (path / "assets.extra" / "tf_serving_warmup_requests").is_file():
+            errors = status["warmup_errors"]
+            read_errors = [e for e in status["errors"] if e.startswith("reading warm-up")]
+            add("warm-up records replay", not errors and not read_errors and status["warmup_replayed"] > 0,
+                "; ".join(read_errors + errors[:2]) or f"{status['warmup_replayed']} records ran")
+
+    default = {k.split("/", 2)[2]: v for k, v in outputs.items() if k.startswith(f"{DEFAULT_SIGNATURE}/batch/")}
+    if default.get("probabilities") is not None:
+        _check_consistency(add, default, class_names)
+        single = outputs.get(f"{DEFAULT_SIGNATURE}/single/probabilities")
+        if single is not None:
+            diff = float(np.max(np.abs(single[0] - default["probabilities"][0])))
+            add("batch of 1 matches batch of N", diff <= atol, f"max |diff| {diff:.2e}")
+        via_bytes = outputs.get(f"{BYTES_SIGNATURE}/batch/probabilities")
+        if via_bytes is not None:
+            diff = float(np.max(np.abs(via_bytes - default["probabilities"])))
+            ok = diff <= atol or not lossless
+            add(f"{BYTES_SIGNATURE} matches {DEFAULT_SIGNATURE}", ok,
+                f"max |diff| {diff:.2e}" + ("" if lossless else " (samples not integer pixels: not compared)"))
+        if keras_model is not None:
+            reference = _keras_probabilities(keras_model, samples)
+            diff = float(np.max(np.abs(reference - default["probabilities"])))
+            add("matches the Keras model", diff <= atol, f"max |diff| {diff:.2e} (atol {atol:g})")
+
+    return default
+
+
+def _check_saved_model_cli(add, results, signatures, default, scratch, atol):
+    """``saved_model_cli show`` lists the signatures; ``run`` gives serving_default's probabilities."""
+    code, out, err = results["show"]
+    if code != 0:
+        add("saved_model_cli show", False, f"exit {code}: {_tail(err)}")
+    else:
+        absent = [f"{s}:{a}" for s, spec_ in signatures.items() for a in
+                  [f"signature_def['{s}']"] + [f"['{k}']" for k in {**spec_['inputs'], **spec_['outputs']}]
+                  if a not in out]
+        add("saved_model_cli show", not absent, f"missing {absent[:3]}" if absent else
+            f"{len(signatures)} signatures listed with the same inputs/outputs")
+    code, out, err = results["run"]
+    cli_probs = scratch / "cli_out" / "probabilities.npy"
+    if code != 0 or not cli_probs.is_file():
+        add("saved_model_cli run", False, f"exit {code}: {_tail(err)}")
+    elif default.get("probabilities") is None:
+        add("saved_model_cli run", True, "ran (nothing to compare with)")
+    else:
+        diff = float(np.max(np.abs(np.load(cli_probs) - default["probabilities"])))
+        add("saved_model_cli run", diff <= atol, f"{DEFAULT_SIGNATURE} probabilities max |diff| {diff:.2e}")
 
 
 def _check_consistency(add, out, class_names):
