@@ -37,7 +37,8 @@ def _rows(report, first_header):
 @pytest.mark.timeout(900)
 def test_deploy_benchmark_times_every_candidate_against_keras_with_an_aa_control(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text("# bench\n\n<!-- deploy.py speed lenet5:32: begin -->\nold\n<!-- deploy.py speed lenet5:32: end -->\n")
+    marker = "<!-- deploy.py speed lenet5:32: {} -->"
+    readme.write_text(f"# bench\n\n{marker.format('begin')}\nSTALE-BLOCK\n{marker.format('end')}\n")
     report = _run("deploy.py", "--readme", str(readme), tmp_path=tmp_path)
     rows = _rows(report, "model")
     candidates = {row[2] for row in rows}
@@ -49,7 +50,7 @@ def test_deploy_benchmark_times_every_candidate_against_keras_with_an_aa_control
         assert diff < 0.05  # every candidate answers like keras' export (int8 within its quantization)
     assert "- lenet5 32px b1: A/A" in report and "int8 file" in report
     text = readme.read_text()
-    assert "old" not in text and text.count("deploy.py speed lenet5:32: begin") == 1 and "ONNX Runtime" in text
+    assert "STALE-BLOCK" not in text and text.count("deploy.py speed lenet5:32: begin") == 1 and "ONNX Runtime" in text
 
 
 @pytest.mark.slow
