@@ -40,6 +40,14 @@ def test_differences_name_nested_fields():
     ]
 
 
+def _write_weights(path):
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "w") as f:
+        f["w"] = np.zeros(4096, "float32")
+
+
 def test_run_directory_states(tmp_path):
     fp = {"model": "lenet5", "seed": 0}
     run = tmp_path / "run"
@@ -48,6 +56,7 @@ def test_run_directory_states(tmp_path):
     assert rundir.inspect_run_dir(run, fp, resume=True) == rundir.RunState("resume", 0)
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "training_metadata.json").write_text('{"epoch": 3}')
+    _write_weights(run / "checkpoints" / "latest.weights.h5")  # what BackupAndRestore restores
     assert rundir.inspect_run_dir(run, fp, resume=True).done_epochs == 3
     (run / "metrics.json").write_text(json.dumps({"accuracy": 0.5, "fingerprint_digest": rundir.digest(fp)}))
     state = rundir.inspect_run_dir(run, fp, resume=True)
@@ -148,14 +157,10 @@ def test_legacy_config_without_a_fingerprint_is_refused(tmp_path):
 def test_a_truncated_checkpoint_is_named_with_the_way_out(tmp_path):
     # BackupAndRestore restores checkpoints/latest.weights.h5; h5py's own error on a truncated file
     # ("Unable to synchronously open file") names neither the file nor what to do.
-    import h5py
-    import numpy as np
-
     ckpt = tmp_path / "checkpoints"
     ckpt.mkdir()
     (ckpt / "training_metadata.json").write_text(json.dumps({"epoch": 2}))
-    with h5py.File(ckpt / "latest.weights.h5", "w") as f:
-        f["w"] = np.zeros(4096, "float32")
+    _write_weights(ckpt / "latest.weights.h5")
     assert rundir.backup_epoch(tmp_path) == 2
     data = (ckpt / "latest.weights.h5").read_bytes()
     (ckpt / "latest.weights.h5").write_bytes(data[: len(data) // 3])

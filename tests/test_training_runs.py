@@ -45,7 +45,7 @@ def _train(tmp_path, *extra, data=None, out="run", exports="exports", epochs=1):
 
 def test_rerun_of_a_finished_run_trains_and_exports_nothing(tmp_path, capsys):
     assert _train(tmp_path) == 0
-    first = capsys.readouterr().out
+    first = capsys.readouterr().err  # the library's messages: stderr (`keras-cnn: ...`)
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
     assert "checkpoints were removed" in first and not (run / "checkpoints").exists()
@@ -79,8 +79,8 @@ def test_a_run_stopped_between_its_export_and_metrics_is_not_exported_twice(tmp_
     monkeypatch.setattr(io, "atomic_write_json", write)
     capsys.readouterr()
     assert _train(tmp_path) == 0
-    out = capsys.readouterr().out
-    assert "exported by this run before it was stopped; not exported again" in out
+    err = capsys.readouterr().err
+    assert "exported by this run before it was stopped; not exported again" in err
     assert sorted(p.name for p in (tmp_path / "exports" / "lenet5").iterdir()) == ["1"]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["export_path"] == str(tmp_path / "exports" / "lenet5" / "1")
@@ -102,9 +102,13 @@ def test_other_data_in_the_same_run_directory_is_refused(tmp_path, capsys):
     assert "--no-resume" in err and "another --out" in err and "resume=False" not in err
     assert (tmp_path / "run" / "config.json").read_text() == config_before  # nothing changed
     # --no-resume starts over on B: B's class names, one epoch.
-    assert _train(tmp_path, "--no-resume", data=b, exports="e") == 0
+    # B's classes under A's export name: another serving contract, refused before training.
+    assert _train(tmp_path, "--no-resume", data=b, exports="e") == 2
+    assert "--export-name" in capsys.readouterr().err
+    assert _train(tmp_path, "--no-resume", "--export-name", "lenet5_b", data=b, exports="e") == 0
     assert json.loads((tmp_path / "run" / "class_names.json").read_text()) == ["cat", "dog"]
-    assert sorted(p.name for p in (tmp_path / "e" / "lenet5").iterdir()) == ["1", "2"]
+    assert sorted(p.name for p in (tmp_path / "e" / "lenet5").iterdir()) == ["1"]
+    assert sorted(p.name for p in (tmp_path / "e" / "lenet5_b").iterdir()) == ["1"]
 
 
 class _StopAfterFirstEpoch(keras.callbacks.Callback):
@@ -124,8 +128,7 @@ def test_unfinished_run_resumes_and_says_from_which_epoch(tmp_path, capsys):
     assert read_history(run / "history.csv")["epoch"] == [0]
     capsys.readouterr()
     assert _train(tmp_path, "--no-export", epochs=2) == 0
-    out = capsys.readouterr().out
-    assert "resuming from epoch 1 of 2" in out
+    assert "resuming from epoch 1 of 2" in capsys.readouterr().err
     assert read_history(run / "history.csv")["epoch"] == [0, 1]
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 2
 
@@ -180,9 +183,9 @@ def test_skipped_corrupt_files_are_counted_on_the_cli(tmp_path, capsys):
     (data / "red" / "broken.png").write_bytes(b"not a png")
     (data / "green" / "zero.png").write_bytes(b"")
     assert _train(tmp_path, "--no-export", data=data) == 0
-    out = capsys.readouterr().out
-    assert "skipped 2 unreadable image file(s)" in out
-    assert "broken.png" in out and "zero.png" in out
+    err = capsys.readouterr().err
+    assert "skipped 2 unreadable image file(s)" in err
+    assert "broken.png" in err and "zero.png" in err
 
 
 def test_split_emptied_by_max_examples_is_an_error(tmp_path, capsys):
