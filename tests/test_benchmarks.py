@@ -124,3 +124,13 @@ def test_render_says_which_tables_have_an_aa_control(tmp_path):
     readme.write_text("no markers\n", encoding="utf-8")
     with pytest.raises(ValueError, match="markers"):
         C.render_readme(readme, results)
+
+
+def test_an_aa_control_given_as_a_row_is_recognised():
+    # deploy.py's tables carry their control as a row ("keras export (A/A)"), not as a column.
+    C = _common()
+    header = ["model", "candidate", "p50 ms", "ratio", "CPU ratio"]
+    with_row = [header, ["m", "keras export", "10", "1.000", "1.000"], ["m", "keras export (A/A)", "11", "1.090", "0.960"],
+                ["m", "ours", "9", "0.900", "0.910"]]
+    assert C._aa_line(with_row).startswith("A/A control: two identical candidates gave 0.960-1.090")
+    assert C._aa_line([header, *with_row[1:2], with_row[3]]).startswith("No A/A control in this table")

@@ -393,6 +393,15 @@ def _aa_line(table):
                 values.append(float(row[i].replace(",", "")))
             except (ValueError, IndexError):
                 pass
+    # A table whose A/A control is a row ("keras export (A/A)") rather than a column: its ratios.
+    ratios = [i for i, h in enumerate(header) if h.strip() in ("ratio", "CPU ratio")]
+    for row in table[1:]:
+        if any("(A/A)" in cell for cell in row):
+            for i in ratios:
+                try:
+                    values.append(float(row[i].replace(",", "")))
+                except (ValueError, IndexError):
+                    pass
     if not values:
         return ("No A/A control in this table: its figures are measurements of one run, not claims "
                 "(a ratio is a claim only beside the ratio two identical candidates got in the same run).")
