@@ -55,8 +55,9 @@ def test_rerun_of_a_finished_run_trains_and_exports_nothing(tmp_path, capsys):
     assert versions == ["1"]
 
     assert _train(tmp_path) == 0
-    out = capsys.readouterr().out
-    assert "finished before" in out and "nothing was trained or exported" in out
+    out, err = capsys.readouterr()
+    assert "finished before" in err and "nothing was trained or exported" in err
+    assert out.startswith("stored result of the finished run (--no-resume trains again):")
     assert f"test accuracy: {metrics['accuracy']:.4f}" in out  # the stored result
     assert sorted(p.name for p in (tmp_path / "exports" / "lenet5").iterdir()) == ["1"]  # no new version
     assert json.loads((run / "metrics.json").read_text()) == metrics  # untouched
