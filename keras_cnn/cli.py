@@ -102,14 +102,19 @@ def command_logging(args):
     from keras_cnn._log import stderr_handler
 
     logger = logging.getLogger("keras_cnn")
-    handler, old_level = stderr_handler(log_level(args)), logger.level
+    handler, old_level, old_propagate = stderr_handler(log_level(args)), logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(handler.level)
+    # The command's handler is the one place its lines are shown: a handler that another library put
+    # on the root logger (logging.basicConfig runs on the first root-level logging.info) would
+    # repeat each line as "INFO:keras_cnn...:".
+    logger.propagate = False
     try:
         yield
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+        logger.propagate = old_propagate
 
 
 def check_before_tensorflow(args):

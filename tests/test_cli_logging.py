@@ -83,3 +83,25 @@ def test_last_words_are_said_without_any_logging_configuration():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(keras_cnn.__file__))})
     assert proc.returncode == 0 and proc.stderr == "keras-cnn: stopped by SIGTERM\n"
+
+
+def test_a_root_handler_does_not_repeat_the_commands_lines(monkeypatch, capsys):
+    # Another library's logging.info on the root logger installs a root handler (basicConfig); the
+    # command's lines must still be shown once, as `keras-cnn: ...`, not again as "INFO:keras_cnn...".
+    import io
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handler = logging.StreamHandler(stream)
+    root.addHandler(handler)
+    old = root.level
+    root.setLevel(logging.INFO)
+    try:
+        with cli.command_logging(cli.build_parser().parse_args(["list"])):
+            logging.getLogger("keras_cnn.test").info("once")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old)
+    assert capsys.readouterr().err == "keras-cnn: once\n"
+    assert stream.getvalue() == ""
+    assert logging.getLogger("keras_cnn").propagate  # restored after the command
