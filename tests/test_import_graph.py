@@ -16,6 +16,7 @@ import sys
 import pytest
 
 import keras_cnn
+from tests.test_code_limits import lines  # a function's lines without its docstring
 
 ROOT = pathlib.Path(keras_cnn.__file__).parent
 
@@ -255,20 +256,10 @@ def test_imports_by_name_string_are_only_the_lazy_ones():
     assert "keras_cnn.weights" in by_name["keras_cnn._registration"]
 
 
-def _code_lines(node):
-    body = node.body
-    first = body[0]
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
-        if len(body) == 1:
-            return 0
-        first = body[1]
-    return node.end_lineno - first.lineno + 1
-
-
 def test_no_function_in_keras_cnn_training_is_over_80_lines():
     long = []
     for path in sorted((ROOT / "training").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _code_lines(node) > 80:
-                long.append(f"{path.name}:{node.name} ({_code_lines(node)} lines)")
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and lines(node) > 80:
+                long.append(f"{path.name}:{node.name} ({lines(node)} lines)")
     assert long == []
