@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -130,3 +131,39 @@ def load_keras_model(path, *, arg, compile=False, **kwargs):
     except Exception as err:  # corrupt archive, unknown layer, ...: say which file
         raise ValueError(f"`{arg}` could not be loaded as a Keras model ({type(err).__name__}: {err}). "
                          f"Received: {arg}={str(path)!r}") from err
+
+
+@contextlib.contextmanager
+def native_output_to(sink, fds=(1, 2)):
+    """Point the C-level file descriptors ``fds`` (stdout 1, stderr 2) at the open file ``sink``
+    for the block: what TensorFlow's and LiteRT's C++ code writes there, Python's ``sys.stdout``
+    / ``sys.stderr`` too. The descriptors are restored afterwards, whatever happens."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(fd) for fd in fds]
+    try:
+        for fd in fds:
+            os.dup2(sink.fileno(), fd)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in zip(fds, saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+@contextlib.contextmanager
+def quiet_native_output(fds=(1, 2), *, replay=True):
+    """Keep the C++ lines written to ``fds`` off the terminal (`native_output_to` a temporary file);
+    if the block fails and ``replay``, they are written to stderr before the error propagates."""
+    with tempfile.TemporaryFile() as log:
+        try:
+            with native_output_to(log, fds):
+                yield
+        except BaseException:
+            if replay:
+                log.seek(0)
+                sys.stderr.write(log.read().decode(errors="replace"))
+                sys.stderr.flush()
+            raise

@@ -26,9 +26,7 @@ import argparse
 import contextlib
 import importlib
 import logging
-import os
 import sys
-import tempfile
 
 # (module, summary) in the order `keras-cnn --help` lists them.
 COMMANDS = (
@@ -156,25 +154,12 @@ def import_tensorflow(verbose=1):
         import tensorflow as tf
 
         return tf
-    sys.stderr.flush()
-    with tempfile.TemporaryFile() as log:
-        saved = os.dup(2)
-        try:
-            os.dup2(log.fileno(), 2)
-            try:
-                import tensorflow as tf
+    from keras_cnn._io import quiet_native_output
 
-                tf.config.list_physical_devices("GPU")  # the CUDA probe prints here, not at import
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-        except BaseException:
-            log.seek(0)
-            sys.stderr.write(log.read().decode(errors="replace"))
-            sys.stderr.flush()
-            raise
-        finally:
-            os.close(saved)
+    with quiet_native_output(fds=(2,)):  # replayed before the error if the import fails
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # the CUDA probe prints here, not at import
     return tf
 
 

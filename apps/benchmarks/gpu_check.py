@@ -330,26 +330,6 @@ def _build_consumer(name, kwargs, shape, classes=10):
     return network
 
 
-@contextlib.contextmanager
-def captured_output(path):
-    """Point the C-level stdout and stderr (fds 1 and 2) at ``path`` (TensorFlow logs from C++)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(path, "wb") as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-
-
 def first_step_placement(step):
     """Run ``step`` (a first train step) with placement logging and run metadata: augmentation ops by device."""
     import tensorflow as tf
@@ -360,7 +340,9 @@ def first_step_placement(step):
         log = Path(tmp) / "placement.log"
         tf.debugging.set_log_device_placement(True)
         try:
-            with captured_output(log):
+            from keras_cnn._io import native_output_to
+
+            with open(log, "wb") as sink, native_output_to(sink):  # TensorFlow's C++ logs
                 metadata = tf_compat.run_metadata_of(step)
         finally:
             tf.debugging.set_log_device_placement(False)
@@ -379,9 +361,14 @@ def first_step_placement(step):
 def section_placement(em, plan, deadline):
     import keras
     import tensorflow as tf
-
-    from keras_cnn.data.augment import build_augmenter, compute_pca_stats, cpu_augment, resolve_augment_on
     from pipeline import consumer_steps, synthetic_images
+
+    from keras_cnn.data.augment import (
+        build_augmenter,
+        compute_pca_stats,
+        cpu_augment,
+        resolve_augment_on,
+    )
 
     p = plan["placement"]
     shape, batch = (p["size"], p["size"], 3), p["batch"]
@@ -467,9 +454,9 @@ def section_throughput(em, plan, deadline):
 def section_input(em, plan, deadline):
     import keras
     import tensorflow as tf
+    from pipeline import restarter, synthetic_images
 
     from keras_cnn.data import load_data
-    from pipeline import restarter, synthetic_images
 
     p = plan["input"]
     labels = dict(planned_rows("input", plan))

@@ -18,14 +18,11 @@ module never imports ``tf.lite.Interpreter``, which is deprecated.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from keras_cnn._io import quiet_native_output
 from keras_cnn.export import _optimize
 from keras_cnn.export._deps import require
 
@@ -94,35 +91,6 @@ def convert(model, input_shape, *, outputs_logits=False, quantize="none", calibr
             converter.inference_output_type = tf.int8
     with quiet_native_output():
         return bytes(converter.convert())
-
-
-@contextlib.contextmanager
-def quiet_native_output(replay=True):
-    """Keep the converter's and the interpreter's C++ lines ("fully_quantize: 0, ...", "Created
-    TensorFlow Lite XNNPACK delegate for CPU.") off the terminal: fds 1 and 2 point at a temporary
-    file meanwhile, replayed on stderr if the block fails and ``replay``."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    with tempfile.TemporaryFile() as log:
-        saved = [os.dup(1), os.dup(2)]
-        try:
-            os.dup2(log.fileno(), 1)
-            os.dup2(log.fileno(), 2)
-            try:
-                yield
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os.dup2(saved[0], 1)
-                os.dup2(saved[1], 2)
-        except BaseException:
-            if replay:
-                log.seek(0)
-                sys.stderr.write(log.read().decode(errors="replace"))
-            raise
-        finally:
-            for fd in saved:
-                os.close(fd)
 
 
 class LiteRTModel:
