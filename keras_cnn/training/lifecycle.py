@@ -21,7 +21,7 @@ and a tuning search (`keras_cnn.tuning.tune`)::
     engine     fit / the multi-worker loop / fine_tune's two phases / the search; per-epoch checkpoints
       |
     finish     evaluate, model.keras, plots, export; then `complete`: metrics.json (written last: the
-               run is finished), checkpoints dropped, README.txt
+               run is finished), checkpoints dropped, report.html (train, transfer), README.txt
 
 A kind of run subclasses `Lifecycle` and implements its steps; `execute` runs them in order,
 holding the run directory's lock from ``open`` to the end of ``finish``.
