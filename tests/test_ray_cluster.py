@@ -127,8 +127,8 @@ def test_two_workers_match_one_process_and_write_one_run_dir(cluster, tmp_path):
 
 
 def _driver(cluster, what, directory, record, kill_when):
-    """Run tests/ray_drivers.py WHAT; kill the worker whose recorded event ``kill_when`` accepts, 1 s
-    after it (mid-epoch / mid-trial) -> (the driver's JSON result, the killed event, seconds)."""
+    """Run tests/ray_drivers.py WHAT; kill the worker whose recorded event ``kill_when`` accepts, 0.3 s
+    after it (mid-epoch / mid-trial, most of the time) -> (the driver's JSON result, the killed event, seconds)."""
     killed = {}
 
     def watch():
@@ -136,7 +136,7 @@ def _driver(cluster, what, directory, record, kill_when):
             for line in record.read_text().splitlines() if record.is_file() else []:
                 event = json.loads(line)
                 if kill_when(event):
-                    time.sleep(1.0)
+                    time.sleep(0.3)
                     os.kill(event["pid"], signal.SIGKILL)
                     killed.update(event, killed_at=time.time())
                     return
@@ -158,14 +158,20 @@ def test_a_killed_worker_is_restarted_and_every_epoch_runs_once(cluster, tmp_pat
         cluster, "train", tmp_path / "run", record,
         lambda e: e["task"] == "worker:1" and e["event"] == "begin" and e["epoch"] == 1)
     events = [json.loads(line) for line in record.read_text().splitlines()]
-    chief_ends = [e["epoch"] for e in events if e["task"] == "worker:0" and e["event"] == "end"]
-    begins = [e["epoch"] for e in events if e["task"] == "worker:0" and e["event"] == "begin"]
+    chief = [e for e in events if e["task"] == "worker:0"]
+    chief_ends = [e["epoch"] for e in chief if e["event"] == "end"]
     assert chief_ends == [0, 1, 2, 3], events  # every epoch finished exactly once
-    assert begins == [0, 1, 1, 2, 3], events  # the killed epoch began again; no finished one did
+    # The kill lands where it lands (an epoch of LeNet-5 on digits takes about a second): whatever
+    # epoch was running then begins again, and no epoch that had finished before the kill does.
+    finished_before = {e["epoch"] for e in chief if e["event"] == "end" and e["time"] < killed["killed_at"]}
+    begun_after = [e["epoch"] for e in chief if e["event"] == "begin" and e["time"] > killed["killed_at"]]
+    assert begun_after and not finished_before & set(begun_after), events
+    assert begun_after == sorted(begun_after) and set(begun_after) == set(range(begun_after[0], 4)), events
     resumed = min(e["time"] for e in events if e["event"] == "begin" and e["time"] > killed["killed_at"])
-    print(f"\nepochs begun (chief): {begins}; finished: {chief_ends}; worker:1 killed "
-          f"{killed['killed_at'] - killed['time']:.1f} s into epoch 2; epoch 2 began again "
-          f"{resumed - killed['killed_at']:.1f} s after the kill; whole run {total:.1f} s")
+    print(f"\nepochs begun (chief): {[e['epoch'] for e in chief if e['event'] == 'begin']}; finished: {chief_ends}; "
+          f"worker:1 killed {killed['killed_at'] - killed['time']:.1f} s after it began epoch {killed['epoch']}; "
+          f"epoch {begun_after[0]} began again {resumed - killed['killed_at']:.1f} s after the kill; "
+          f"whole run {total:.1f} s")
     assert result["status"] == "resumed" and result["epochs"] == 4
     assert len({e["pid"] for e in events if e["task"] == "worker:1"}) == 2  # a new worker process
 
