@@ -34,6 +34,7 @@ def _rows(report, first_header):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.timeout(900)
 def test_deploy_benchmark_times_every_candidate_against_keras_with_an_aa_control(tmp_path):
     readme = tmp_path / "README.md"
@@ -54,6 +55,7 @@ def test_deploy_benchmark_times_every_candidate_against_keras_with_an_aa_control
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.timeout(900)
 def test_profile_lists_kernel_time_per_op_type_for_both_graphs(tmp_path):
     report = _run("profile_serving.py", "--models", "resnet50", tmp_path=tmp_path)

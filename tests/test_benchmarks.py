@@ -56,6 +56,7 @@ SCRIPTS = {
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_benchmark_quick_run_prints_numeric_ratios(script, tmp_path):
@@ -134,3 +135,24 @@ def test_an_aa_control_given_as_a_row_is_recognised():
                 ["m", "ours", "9", "0.900", "0.910"]]
     assert C._aa_line(with_row).startswith("A/A control: two identical candidates gave 0.960-1.090")
     assert C._aa_line([header, *with_row[1:2], with_row[3]]).startswith("No A/A control in this table")
+
+
+def test_trained_like_gives_seeded_nonzero_biases_and_batch_norm_statistics():
+    import keras
+    import numpy as np
+
+    def build():
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3, use_bias=False)(inputs))
+        return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+
+    C = _common()
+    first, second = C.trained_like(build(), seed=3), C.trained_like(build(), seed=3)
+    values = {w.path.rsplit("/", 1)[-1]: np.asarray(w) for w in first.weights}
+    assert np.all(values["bias"] != 0) and np.all(values["beta"] != 0) and np.all(values["moving_mean"] != 0)
+    assert np.all(values["gamma"] != 1) and np.all(values["moving_variance"] > 0.4)
+    kernels = [np.asarray(w) for w in first.weights if w.path.endswith("kernel")]
+    assert all(np.any(k != 0) for k in kernels)  # kernels keep their initialisation
+    for a, b in zip(first.weights, second.weights):
+        if not a.path.endswith("kernel"):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the same seed, the same statistics

@@ -123,6 +123,7 @@ def _two_workers(tmp_path, epochs=200):
     return procs, logs
 
 
+@pytest.mark.heavy  # two pairs of real workers, about 30 s
 def test_training_worker_whose_peer_hangs_stops_on_sigterm_and_one_whose_peer_died_says_so(tmp_path):
     # Two real workers train. Worker 1 is frozen (SIGSTOP): the chief is left inside a collective
     # that never completes, where Python signal handlers never run. SIGTERM must still end it.

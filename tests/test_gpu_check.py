@@ -60,6 +60,7 @@ def _check_every_row(module, report_md, plan):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.timeout(2400)
 def test_smoke_run_writes_every_row_and_its_json(tmp_path):
     module = _module()
@@ -82,6 +83,7 @@ def test_smoke_run_writes_every_row_and_its_json(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.timeout(300)
 def test_a_section_over_budget_is_recorded_and_the_table_keeps_every_row(tmp_path):
     module = _module()
@@ -135,6 +137,7 @@ def test_bad_arguments_are_refused_in_one_line(args, message):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.timeout(300)
 def test_sigterm_stops_the_run_promptly_and_leaves_a_partial_table(tmp_path):
     import signal

@@ -164,6 +164,7 @@ def test_twin_computes_keras_function(name, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", ["resnet101", "resnet152"])
 def test_deep_resnet_twin_computes_keras_function(name, tmp_path):
     _check_twin(name, tmp_path)
@@ -423,8 +424,9 @@ def test_with_preprocessing_matches_keras_preprocess_input(tmp_path):
 # Twins load their counterpart's native Keras 3 files; clear errors for wrong or broken files.
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("resnet101", "resnet152") else n
-                                  for n in TWINS])
+# ResNet-101/152 take the same path as ResNet-50 with more blocks: heavy (run by .ci/run after the README's command).
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow, pytest.mark.heavy])
+                                  if n in ("resnet101", "resnet152") else n for n in TWINS])
 @pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
 def test_twin_loads_keras_applications_native_file(name, suffix, tmp_path):
     keras_name, builder, size, _ = TWINS[name]

@@ -159,6 +159,7 @@ def _transfer_argv(out, *extra):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # two transfer runs of a ResNet-50, about 35 s
 def test_cli_transfer_resnet50_with_timm_weights(tmp_path, hf_cache, tv50, capsys):
     from keras_cnn import cli
 

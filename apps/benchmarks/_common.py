@@ -218,6 +218,30 @@ def quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def trained_like(model, seed=0):
+    """Give ``model`` the statistics of a trained network: seeded non-zero biases and
+    BatchNormalization parameters (gamma, beta, moving mean and variance); returns ``model``.
+
+    A freshly initialised network has zero biases, beta = 0 and mean = 0, so a BatchNormalization
+    folded into its convolution leaves a bias add of zeros. TensorFlow's grappler deletes an add of
+    a constant zero, and with it the convolution + bias + ReLU (and residual add) fusion that a
+    trained network gets: a benchmark of random weights would time a graph no user serves.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:  # nested layers' too; each named by its role (".../moving_mean")
+        kind = weight.path.rsplit("/", 1)[-1]
+        if kind in ("gamma", "moving_variance"):
+            value = rng.uniform(0.5, 1.5, weight.shape)
+        elif kind in ("beta", "moving_mean", "bias"):
+            value = rng.normal(0.0, 0.1, weight.shape)
+        else:
+            continue
+        weight.assign(value.astype(weight.dtype))
+    return model
+
+
 def cpu_model():
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:

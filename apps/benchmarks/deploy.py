@@ -1,7 +1,7 @@
 """Deploy formats on CPU: keras' model.export (+ an A/A copy), our serving graph, LiteRT, ONNX Runtime.
 
 Speed: for each network (``keras.applications`` ResNet-50 at 224 and Inception-v3 at 299 with
-random weights, the same for every candidate; keras_cnn's LeNet-5 at 32) these candidates run in
+seeded weights that look trained (`_common.trained_like`), the same for every candidate; keras_cnn's LeNet-5 at 32) these candidates run in
 one process, interleaved over rounds (round 1: A, B, ...; round 2: ..., B, A), every call timed
 in wall and process CPU time (all threads) with its result fetched:
 
@@ -94,8 +94,9 @@ def build(name, size, seed):
     if name == "lenet5":
         from keras_cnn.models import build_model
 
-        return build_model("lenet5", input_shape=(size, size, 1))
-    return getattr(keras.applications, NETWORKS[name][0])(weights=None, input_shape=(size, size, 3))
+        return C.trained_like(build_model("lenet5", input_shape=(size, size, 1)), seed)
+    return C.trained_like(getattr(keras.applications, NETWORKS[name][0])(weights=None, input_shape=(size, size, 3)),
+                          seed)
 
 
 def _dir_size(path):

@@ -1,6 +1,6 @@
 """Where the serving graph's time goes: per-op-type kernel time, folded graph vs keras' graph.
 
-Both are SavedModels of the same ``keras.applications`` model (random weights): "keras" is keras'
+Both are SavedModels of the same ``keras.applications`` model (seeded weights that look trained, `_common.trained_like`): "keras" is keras'
 own ``model.export()`` (weights read from variables, BatchNormalization as per-channel
 multiply/add on every activation map), "folded" is ours (`keras_cnn.export.export_for_serving`:
 weights frozen, BatchNormalization folded into the convolutions). Each is loaded into a
@@ -29,6 +29,7 @@ import _common as C  # noqa: E402
 C.quiet_tensorflow()
 
 APPLICATIONS = {"resnet50": ("ResNet50", 224), "inception_v3": ("InceptionV3", 299)}
+QUICK_SIZES = {"resnet50": 32, "inception_v3": 75}  # --quick: the smallest each network accepts
 
 
 def parse_args(argv=None):
@@ -79,9 +80,10 @@ def main(argv=None):
                      C.machine_info())
     for name in args.models:
         builder, size = APPLICATIONS[name]
-        size = 32 if args.quick else size
+        size = QUICK_SIZES[name] if args.quick else size
         keras.utils.set_random_seed(args.seed)
-        model = getattr(keras.applications, builder)(weights=None, input_shape=(size, size, 3))
+        model = C.trained_like(getattr(keras.applications, builder)(weights=None, input_shape=(size, size, 3)),
+                               args.seed)
         shape = (size, size, 3)
         tmp = tempfile.mkdtemp(prefix="keras_cnn_profile_")
         keras_dir = os.path.join(tmp, "keras")

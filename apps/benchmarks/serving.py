@@ -1,10 +1,12 @@
 """Serving latency: our exported ``serving_default`` against keras' own ``model.export()``.
 
-For each network, one ``keras.applications`` model (random weights: the same weights for every
-candidate, and no download) is exported three ways to a temporary directory and loaded back with
+For each network, one ``keras.applications`` model (seeded weights that look trained, `_common.trained_like`:
+the same weights for every candidate, and no download) is exported three ways to a temporary directory and loaded back with
 ``tf.saved_model.load`` (what TF Serving runs), in the same process:
 
 * ``keras model.export()``: keras' own SavedModel export of the model (the reference);
+* ``keras model.export() (A/A)``: a second export of the same model, loaded separately: two
+  identical graphs, so its ratio is this run's noise floor (a ratio inside its spread is parity);
 * ``ours (optimized)``: `keras_cnn.export.export_for_serving` with ``optimize=True`` (the
   default: weights frozen, BatchNormalization folded into the convolutions);
 * ``ours (plain)``: the same with ``optimize=False`` (skip with ``--no-plain``).
@@ -44,6 +46,7 @@ DEFAULT_SIZE = {"resnet50": 224, "inception_v3": 299, "vgg16": 224, "mobilenet_v
 TARGET = 0.90
 WARMUP = 2  # untimed calls per candidate before the rounds
 RATIO = "ours p50 / keras export p50"
+CONTROL = "keras model.export() (A/A)"  # a second export of the same model: the noise floor
 
 
 def parse_args(argv=None):
@@ -94,12 +97,14 @@ def main(argv=None):
         for name, size in args.models:
             keras.utils.set_random_seed(args.seed)
             builder = getattr(keras.applications, APPLICATIONS[name])
-            model = builder(weights=None, input_shape=(size, size, 3))
+            model = C.trained_like(builder(weights=None, input_shape=(size, size, 3)), args.seed)
             keras_dir = os.path.join(tmp, f"{name}_keras")
             model.export(keras_dir, verbose=False)
             ours = export_for_serving(model, tmp, name=f"{name}_ours", version=1, warmup=False)
             folded = read_metadata(ours)["optimized"]["batchnorms_folded"]
-            paths = {"keras model.export()": keras_dir, "ours (optimized)": str(ours)}
+            control_dir = os.path.join(tmp, f"{name}_keras_control")
+            model.export(control_dir, verbose=False)
+            paths = {"keras model.export()": keras_dir, CONTROL: control_dir, "ours (optimized)": str(ours)}
             if not args.no_plain:
                 paths["ours (plain)"] = str(export_for_serving(model, tmp, name=f"{name}_plain", version=1,
                                                                warmup=False, optimize=False))
@@ -151,8 +156,9 @@ def main(argv=None):
                         ratio_text, band_text = C.fmt_ratio(ratio), C.fmt_range(min(band), max(band))
                         verdict = f"max diff {diffs[cand]:.1e}"
                         if cand == "ours (optimized)":
+                            control = flat[CONTROL] and C.percentile(flat[CONTROL], 50) / ref_p50
                             met = "met" if ratio <= TARGET else ("noise" if min(band) <= TARGET else "MISSED")
-                            verdict = f"target <= {TARGET:.2f}: {met}; " + verdict
+                            verdict = f"target <= {TARGET:.2f}: {met} (A/A {control:.3f}); " + verdict
                     rows.append([f"{name} {size}px", str(batch), cand, C.fmt(p50 * 1e3, 2), C.fmt(p90 * 1e3, 2),
                                  str(len(samples)), ratio_text, band_text, cpu_text, cpu_ratio, verdict])
                     print(" | ".join(rows[-1]), flush=True)

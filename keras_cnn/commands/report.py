@@ -30,5 +30,5 @@ def run(args):
     from keras_cnn.explain.report import TOP_K, write_report
 
     path = write_report(args.run_dir, top_k=TOP_K if args.top_k is None else args.top_k)
-    print(f"wrote {path} ({path.stat().st_size / 1000:.0f} KB)")
+    print(f"wrote {path}")  # its size is in the library's log line above it
     return 0

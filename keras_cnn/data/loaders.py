@@ -410,47 +410,26 @@ def load_data(source="digits", options=None, **fields):
     )
 
 
-def _bundle_from_arrays(source, class_names, parts, *, batch_size, seed, shuffle, cache, skipped=0, skipped_files=()):
-    """Bundle in-memory splits ``{split: (x float32, y int32)}`` (already sized and split)."""
-    import tensorflow as tf
+def _bundle(splits, *, image_shape, batching, decode=None, decoded_input=False, **about):
+    """The `DataBundle` of ``splits`` ``{split: (unbatched dataset, count, re-readable unbatched)}``.
 
-    datasets, unbatched, counts = {}, {}, {}
-    image_shape = None
+    Each split is decoded, cached, shuffled (train only), batched and prefetched by `_finish`;
+    ``batching`` holds its ``batch_size``, ``shuffle``, ``seed`` and ``cache``; ``about`` the
+    bundle's other fields (``source``, ``class_names``, ``skipped_files``).
+    """
+    datasets, counts, unbatched = {}, {}, {}
     for split in ("train", "val", "test"):
-        if split not in parts:
+        if split not in splits:
             datasets[split], counts[split] = None, 0
             continue
-        x, y = parts[split]
-        image_shape = tuple(int(s) for s in x.shape[1:])
-        counts[split] = len(y)
-        unbatched[split] = (x, y)
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
-        datasets[split] = _finish(
-            ds,
-            decode=None,
-            count=len(y),
-            image_shape=image_shape,
-            training=split == "train",
-            shuffle=shuffle,
-            batch_size=batch_size,
-            seed=seed,
-            cache=cache,
-            cache_suffix=split,
-        )
-    return DataBundle(
-        train=datasets["train"],
-        val=datasets["val"],
-        test=datasets["test"],
-        class_names=list(class_names),
-        image_shape=image_shape,
-        num_train=counts["train"],
-        num_val=counts["val"],
-        num_test=counts["test"],
-        skipped=int(skipped),
-        source=source,
-        skipped_files=list(skipped_files),
-        _unbatched=unbatched,
-    )
+        ds, counts[split], unbatched[split] = splits[split]
+        datasets[split] = _finish(ds, decode=decode, decoded_input=decoded_input, count=counts[split],
+                                  image_shape=image_shape, training=split == "train", cache_suffix=split, **batching)
+    skipped_files = list(about.pop("skipped_files", ()))
+    return DataBundle(train=datasets["train"], val=datasets["val"], test=datasets["test"],
+                      class_names=list(about.pop("class_names")), image_shape=image_shape,
+                      num_train=counts["train"], num_val=counts["val"], num_test=counts["test"],
+                      skipped=len(skipped_files), skipped_files=skipped_files, _unbatched=unbatched, **about)
 
 
 def _load_digits(*, image_size, channels, batch_size, validation_split, test_split, seed, shuffle, cache, max_examples):
@@ -480,10 +459,11 @@ def _load_digits(*, image_size, channels, batch_size, validation_split, test_spl
     parts["train"] = (x[train_idx], y[train_idx])
     if len(val_idx):
         parts["val"] = (x[val_idx], y[val_idx])
+    image_shape = tuple(int(d) for d in x.shape[1:])
+    splits = {name: (tf.data.Dataset.from_tensor_slices(part), len(part[1]), part) for name, part in parts.items()}
     # The arrays are already in memory: caching them again would only double the memory.
-    return _bundle_from_arrays(
-        "digits", DIGIT_CLASSES, parts, batch_size=batch_size, seed=seed, shuffle=shuffle, cache=False
-    )
+    return _bundle(splits, image_shape=image_shape, source="digits", class_names=DIGIT_CLASSES,
+                   batching=dict(batch_size=batch_size, seed=seed, shuffle=shuffle, cache=False))
 
 
 # ------------------------------------------------------------------------------------- folders
@@ -544,41 +524,15 @@ def _load_directory(
         image = _to_channels(tf.cast(image, tf.float32), channels)
         return _resize(image, image_size), label
 
-    datasets, unbatched, counts = {}, {}, {}
-    for split in ("train", "val", "test"):
-        part = raw.get(split)
-        if part is None or not part.paths:
-            datasets[split], counts[split] = None, 0
-            continue
-        counts[split] = len(part.paths)
-        base = tf.data.Dataset.from_tensor_slices((tf.constant(part.paths), tf.constant(part.labels, tf.int32)))
-        unbatched[split] = lambda base=base: base.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-        datasets[split] = _finish(
-            base,
-            decode=decode,
-            count=counts[split],
-            image_shape=image_shape,
-            training=split == "train",
-            shuffle=shuffle,
-            batch_size=batch_size,
-            seed=seed,
-            cache=cache,
-            cache_suffix=split,
-        )
-    return DataBundle(
-        train=datasets["train"],
-        val=datasets["val"],
-        test=datasets["test"],
-        class_names=list(class_names),
-        image_shape=image_shape,
-        num_train=counts["train"],
-        num_val=counts["val"],
-        num_test=counts["test"],
-        skipped=len(skipped_files),
-        source=root,
-        skipped_files=skipped_files,
-        _unbatched=unbatched,
-    )
+    splits = {}
+    for split, part in raw.items():
+        if part.paths:
+            base = tf.data.Dataset.from_tensor_slices((tf.constant(part.paths), tf.constant(part.labels, tf.int32)))
+            splits[split] = (base, len(part.paths),
+                             lambda base=base: base.map(decode, num_parallel_calls=tf.data.AUTOTUNE))
+    return _bundle(splits, image_shape=image_shape, decode=decode, source=root, class_names=class_names,
+                   skipped_files=skipped_files,
+                   batching=dict(batch_size=batch_size, seed=seed, shuffle=shuffle, cache=cache))
 
 
 def _take(split, indices):
@@ -761,48 +715,14 @@ def _load_tfds(source, name, *, data_dir, download, **options):
         image = _to_channels(tf.cast(image, tf.float32), channels)
         return _resize(image, image_size), tf.cast(label, tf.int32)
 
-    datasets, unbatched, counts = {}, {}, {}
-    for split in ("train", "val", "test"):
-        if split not in plan:
-            datasets[split], counts[split] = None, 0
-            continue
-        instruction, n = plan[split]
+    splits = {}
+    for split, (instruction, n) in plan.items():
         training = split == "train"
         read_config = tfds.ReadConfig(shuffle_seed=seed) if training and shuffle else None
-        ds = tfds.load(
-            name,
-            split=instruction,
-            shuffle_files=training and shuffle,
-            read_config=read_config,
-            **{**common, "with_info": False},
-        )
-        counts[split] = n if n is not None else _count(ds)
-        unbatched[split] = lambda instruction=instruction: tfds.load(
+        ds = tfds.load(name, split=instruction, shuffle_files=training and shuffle, read_config=read_config,
+                       **{**common, "with_info": False})
+        splits[split] = (ds, n if n is not None else _count(ds), lambda instruction=instruction: tfds.load(
             name, split=instruction, shuffle_files=False, **{**common, "with_info": False}
-        ).map(convert, num_parallel_calls=tf.data.AUTOTUNE)
-        datasets[split] = _finish(
-            ds,
-            decode=convert,
-            decoded_input=True,
-            count=counts[split],
-            image_shape=image_shape,
-            training=training,
-            shuffle=shuffle,
-            batch_size=batch_size,
-            seed=seed,
-            cache=cache,
-            cache_suffix=split,
-        )
-    return DataBundle(
-        train=datasets["train"],
-        val=datasets["val"],
-        test=datasets["test"],
-        class_names=names,
-        image_shape=image_shape,
-        num_train=counts["train"],
-        num_val=counts["val"],
-        num_test=counts["test"],
-        skipped=0,
-        source=source,
-        _unbatched=unbatched,
-    )
+        ).map(convert, num_parallel_calls=tf.data.AUTOTUNE))
+    return _bundle(splits, image_shape=image_shape, decode=convert, decoded_input=True, source=source,
+                   class_names=names, batching=dict(batch_size=batch_size, seed=seed, shuffle=shuffle, cache=cache))

@@ -452,7 +452,7 @@ def write_report(run_dir, *, model=None, data=None, top_k=TOP_K):
     text = _page(f"{name} on {data_name}", f"keras_cnn run report: {os.fspath(run_dir)}, written {stamp}", body, notes)
     path = run_dir / REPORT_FILE
     atomic_write_text(path, text)
-    logger.info("%s: report written (%d KB, %d KB of images)", path, len(text) // 1000, images.used // 1000)
+    logger.info("%s: report written (%d KB, %d KB of images)", path, len(text.encode()) // 1000, images.used // 1000)
     return path
 
 
