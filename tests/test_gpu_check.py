@@ -59,8 +59,7 @@ def _check_every_row(module, report_md, plan):
     return tables
 
 
-@pytest.mark.slow
-@pytest.mark.heavy
+@pytest.mark.slow  # about a minute on 2 cores: in the README's test command, so the script cannot rot
 @pytest.mark.timeout(2400)
 def test_smoke_run_writes_every_row_and_its_json(tmp_path):
     module = _module()

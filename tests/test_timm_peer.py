@@ -24,6 +24,8 @@ import pytest
 if not all(importlib.util.find_spec(name) for name in ("torch", "torchvision", "timm")):
     pytest.skip('timm peer tests: torch, torchvision and timm are not installed; they come with the `peer` extra: '
                 'pip install -e ".[test,peer]"', allow_module_level=True)
+# Each network's timm files are written by timm in its own process (5-10 s a network): slow.
+pytestmark = pytest.mark.slow
 from safetensors.numpy import save_file
 
 from keras_cnn.weights import timm as TW

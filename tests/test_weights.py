@@ -427,6 +427,7 @@ def test_with_preprocessing_matches_keras_preprocess_input(tmp_path):
 # ResNet-101/152 take the same path as ResNet-50 with more blocks: heavy (run by .ci/run after the README's command).
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow, pytest.mark.heavy])
                                   if n in ("resnet101", "resnet152") else n for n in TWINS])
+@pytest.mark.slow  # a full-size model saved and loaded twice: 4-10 s each
 @pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
 def test_twin_loads_keras_applications_native_file(name, suffix, tmp_path):
     keras_name, builder, size, _ = TWINS[name]

@@ -226,8 +226,30 @@ def fold_batch_norms(graph_def, output_name):
             del node.input[:]
             node.input.extend(keep)
     del graph
-    pruned = tf.compat.v1.graph_util.extract_sub_graph(new, [output_op])
+    pruned = _reachable(new, output_op)
     return pruned, len(plans), activation_muls - len(plans)
+
+
+def _reachable(graph_def, output_op):
+    """The nodes of graph_def that output_op reads, directly or not, in their order.
+
+    What tf.compat.v1.graph_util.extract_sub_graph does, without its deprecation warning (it
+    would print into every export).
+    """
+    import tensorflow as tf
+
+    by_name = {node.name: node for node in graph_def.node}
+    keep, pending = set(), [output_op]
+    while pending:
+        name = pending.pop()
+        if name not in keep:
+            keep.add(name)
+            pending.extend(i.lstrip("^").split(":")[0] for i in by_name[name].input)
+    pruned = tf.compat.v1.GraphDef()
+    pruned.node.extend(node for node in graph_def.node if node.name in keep)
+    pruned.library.CopyFrom(graph_def.library)
+    pruned.versions.CopyFrom(graph_def.versions)
+    return pruned
 
 
 def _const_node(name, array):
