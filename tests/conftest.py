@@ -1,8 +1,16 @@
 import ipaddress
 import os
+import signal
 import socket
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# A test run started in the background by a non-interactive shell (`cmd &`, nohup) inherits SIGINT
+# ignored, and so would every process a test starts; keras_cnn's signal guard rightly leaves an
+# ignored SIGINT ignored. The tests that send SIGINT (Ctrl-C) need the usual disposition, which a
+# handler here gives to this process and, reset to the default at exec, to its children.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
